@@ -1,0 +1,75 @@
+"""Blocking queries, as Consul runs them (agent/blockingquery).
+
+The three musts of a blocking query:
+
+1. **Run the query at least once**, and return at once when ``min_index`` is 0 (not blocking).
+2. **Return as soon as the index differs from ``min_index``**: greater means something changed;
+   smaller means the index was reset (a snapshot restore), and the client must start over.
+3. **Never return an index below 1**, so a client that echoes it back always blocks.
+
+Between runs the query parks on the watch set it filled while reading, plus the store's
+``abandoned`` channel (fired when a restore swaps the store), until a channel fires or the wait
+(capped at :data:`MAX_WAIT`, plus up to wait/16 of jitter so parked clients do not return in a
+herd) runs out. On timeout the last result is returned with its index.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import asyncio
+
+from lictor.server.state.store import Store
+from lictor.server.state.watch import WatchSet
+
+__all__ = ["DEFAULT_WAIT", "MAX_WAIT", "BlockingOptions", "blocking_query"]
+
+T = TypeVar("T")
+
+DEFAULT_WAIT = 300.0
+MAX_WAIT = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BlockingOptions:
+    min_index: int = 0
+    wait: float = DEFAULT_WAIT
+
+
+@dataclass(frozen=True, slots=True)
+class _Result(Generic[T]):
+    index: int
+    value: T
+
+
+async def blocking_query(
+    get_store: Callable[[], Store],
+    opts: BlockingOptions,
+    query: Callable[[Store, WatchSet | None], tuple[int, T]],
+    *,
+    rng: random.Random | None = None,
+) -> tuple[int, T]:
+    """Run ``query(store, ws)`` until its index differs from ``opts.min_index`` or time runs out."""
+    if opts.min_index <= 0:
+        idx, value = query(get_store(), None)
+        return max(idx, 1), value
+    wait = min(max(opts.wait, 0.0), MAX_WAIT) or DEFAULT_WAIT
+    wait += (rng or random).random() * wait / 16
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        ws = WatchSet()
+        store = get_store()
+        abandoned = getattr(store, "abandoned", None)
+        if abandoned is not None:
+            ws.add(abandoned)
+        idx, value = query(store, ws)
+        idx = max(idx, 1)
+        if idx != opts.min_index:
+            return idx, value
+        remaining = deadline - loop.time()
+        if remaining <= 0 or not await ws.wait(remaining):
+            return idx, value

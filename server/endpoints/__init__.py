@@ -1,0 +1,45 @@
+"""The server's RPC endpoints: ``"KVS.Get"``-style names mapped to async functions.
+
+Each endpoint takes the :class:`~lictor.server.server.Server` and an argument mapping of plain,
+msgpack-able values, and returns a plain mapping. Reads return ``{"index", "known_leader",
+"last_contact", "consistency", "result"}`` so the HTTP layer can set Consul's headers. This is the
+seam that lets a client agent (which has no server) forward the same calls over the network.
+
+Query arguments shared by reads: ``min_index``, ``wait`` (seconds), ``stale``, ``consistent``,
+``filter`` (a Consul filter expression, applied to the API-shaped rows here, on the server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lictor.server.server import Server
+
+__all__ = ["ENDPOINTS", "Endpoint", "call", "endpoint"]
+
+Endpoint = Callable[[Server, dict[str, Any]], Awaitable[dict[str, Any]]]
+ENDPOINTS: dict[str, Endpoint] = {}
+
+
+def endpoint(name: str) -> Callable[[Endpoint], Endpoint]:
+    def register(fn: Endpoint) -> Endpoint:
+        if name in ENDPOINTS:
+            raise ValueError(f"endpoint {name} registered twice")
+        ENDPOINTS[name] = fn
+        return fn
+    return register
+
+
+async def call(server: Server, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    fn = ENDPOINTS.get(name)
+    if fn is None:
+        raise KeyError(f"unknown RPC endpoint {name}")
+    return await fn(server, args)
+
+
+def _load_all() -> None:
+    from lictor.server.endpoints import catalog, kvs, session, status, txn  # noqa: F401
+
+
+_load_all()

@@ -1,0 +1,33 @@
+"""Helpers shared by endpoints: consistency checks + blocking query + filtering in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from lictor.common.filter import compile_filter
+from lictor.server.blocking import DEFAULT_WAIT, BlockingOptions, blocking_query
+from lictor.server.server import Server
+from lictor.server.state.store import Store
+from lictor.server.state.watch import WatchSet
+
+__all__ = ["blocking_read", "filtered"]
+
+T = TypeVar("T")
+
+
+async def blocking_read(server: Server, a: dict[str, Any],
+                        query: Callable[[Store, WatchSet | None], tuple[int, Any]]) -> dict[str, Any]:
+    meta = await server.check_read(stale=bool(a.get("stale")), consistent=bool(a.get("consistent")))
+    opts = BlockingOptions(min_index=int(a.get("min_index") or 0), wait=float(a.get("wait") or DEFAULT_WAIT))
+    idx, result = await blocking_query(lambda: server.store, opts, query)
+    return {"index": idx, "known_leader": meta.known_leader, "last_contact": meta.last_contact,
+            "consistency": meta.consistency, "result": result}
+
+
+def filtered(a: dict[str, Any], rows: list[dict[str, Any]], schema: Any = None) -> list[dict[str, Any]]:
+    expr = a.get("filter")
+    if not expr:
+        return rows
+    f = compile_filter(expr, schema=schema) if schema is not None else compile_filter(expr)
+    return [r for r in rows if f.matches(r)]

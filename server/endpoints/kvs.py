@@ -1,0 +1,57 @@
+"""KVS.* endpoints."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lictor.common.commands import MessageType
+from lictor.common.errors import ValidationError
+from lictor.common.structs import kv_to_api
+from lictor.server.endpoints import endpoint
+from lictor.server.endpoints.common import blocking_read
+from lictor.server.server import Server
+from lictor.server.state import kvs
+from lictor.server.state.store import Store
+from lictor.server.state.watch import WatchSet
+
+OPS = {"set", "cas", "lock", "unlock", "delete", "delete-cas", "delete-tree"}
+
+
+@endpoint("KVS.Apply")
+async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    op = a.get("op")
+    if op not in OPS:
+        raise ValidationError(f"Invalid KV operation {op!r}")
+    if op in ("lock", "unlock") and not a.get("session"):
+        raise ValidationError("Missing session")
+    if op == "lock":
+        # Consul checks the lock-delay on the leader before proposing, against its own clock.
+        if kvs.kvs_lock_delay(server.store, a.get("key", "")) > time.time():
+            return {"result": False}
+    return {"result": await server.apply(MessageType.KVS, a)}
+
+
+@endpoint("KVS.Get")
+async def get(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    key = a["key"]
+
+    def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
+        idx, e = kvs.kvs_get(store, ws, key)
+        return idx, (kv_to_api(e) if e is not None else None)
+    return await blocking_read(server, a, q)
+
+
+@endpoint("KVS.List")
+async def list_(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
+        idx, rows = kvs.kvs_list(store, ws, a.get("key", ""))
+        return idx, [kv_to_api(e) for e in rows]
+    return await blocking_read(server, a, q)
+
+
+@endpoint("KVS.ListKeys")
+async def list_keys(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
+        return kvs.kvs_keys(store, ws, a.get("prefix", ""), a.get("separator", ""))
+    return await blocking_read(server, a, q)

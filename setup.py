@@ -1,0 +1,17 @@
+"""Maps the top-level folders agent/, server/, common/, cli/ to lictor.agent, lictor.server, ...
+
+ARCHITECTURE.md keeps the layers as top-level folders; the import names all live under `lictor`.
+Sub-packages are found by walking each folder, so adding one needs no edit here.
+"""
+from setuptools import find_packages, setup
+
+LAYERS = ("common", "server", "agent", "cli")
+
+package_dir = {"lictor": "lictor"}
+packages = ["lictor"]
+for layer in LAYERS:
+    package_dir[f"lictor.{layer}"] = layer
+    packages.append(f"lictor.{layer}")
+    packages += [f"lictor.{layer}.{sub}" for sub in find_packages(layer)]
+
+setup(packages=packages, package_dir=package_dir, package_data={"lictor": ["py.typed"]})
