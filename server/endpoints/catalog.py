@@ -8,7 +8,9 @@ from lictor.common.commands import MessageType
 from lictor.common.errors import ValidationError
 from lictor.common.structs import check_to_api, node_to_api, service_to_agent_api, service_to_catalog_api
 from lictor.server.endpoints import endpoint
-from lictor.server.endpoints.common import blocking_read, filtered
+from lictor.common.filter_schemas import (AGENT_SERVICE_SCHEMA, CATALOG_NODE_SCHEMA, CATALOG_SERVICE_SCHEMA,
+                                          HEALTH_CHECK_SCHEMA, HEALTH_SERVICE_ENTRY_SCHEMA)
+from lictor.server.endpoints.common import blocking_read, make_filter
 from lictor.server.server import Server
 from lictor.server.state import catalog as cat
 from lictor.server.state.store import Store
@@ -52,9 +54,10 @@ async def datacenters(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 
 @endpoint("Catalog.ListNodes")
 async def list_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    filtered = make_filter(a, CATALOG_NODE_SCHEMA)
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = cat.nodes(store, ws, node_meta=a.get("node_meta"))
-        return idx, filtered(a, [node_to_api(n) for n in rows])
+        return idx, filtered([node_to_api(n) for n in rows])
     return await blocking_read(server, a, q)
 
 
@@ -67,6 +70,7 @@ async def list_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 
 @endpoint("Catalog.ServiceNodes")
 async def service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    filtered = make_filter(a, CATALOG_SERVICE_SCHEMA)
     dc = server.config.datacenter
 
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
@@ -74,12 +78,13 @@ async def service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
                                       connect=bool(a.get("connect")))
         out = [service_to_catalog_api(s, n, datacenter=dc) for s, n in rows
                if not a.get("node_meta") or all(n.meta.get(k) == v for k, v in a["node_meta"].items())]
-        return idx, filtered(a, out)
+        return idx, filtered(out)
     return await blocking_read(server, a, q)
 
 
 @endpoint("Catalog.NodeServices")
 async def node_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    filtered = make_filter(a, AGENT_SERVICE_SCHEMA)
     """``result`` is {"Node": ..., "Services": {id: service}} or None when the node is unknown;
     with ``list=True`` it is the /v1/catalog/node-services shape (Services as a list)."""
     dc = server.config.datacenter
@@ -88,7 +93,7 @@ async def node_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         idx, n, rows = cat.node_services(store, ws, a["node"])
         if n is None:
             return idx, None
-        services = filtered(a, [service_to_agent_api(s) for s in rows])
+        services = filtered([service_to_agent_api(s) for s in rows])
         if a.get("list"):
             return idx, {"Node": node_to_api(n), "Services": services}
         return idx, {"Node": node_to_api(n) | {"Datacenter": dc}, "Services": {s["ID"]: s for s in services}}
@@ -97,34 +102,38 @@ async def node_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 
 @endpoint("Health.NodeChecks")
 async def node_checks(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    filtered = make_filter(a, HEALTH_CHECK_SCHEMA)
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = cat.health_node_checks(store, ws, a["node"])
-        return idx, filtered(a, [check_to_api(c) for c in rows])
+        return idx, filtered([check_to_api(c) for c in rows])
     return await blocking_read(server, a, q)
 
 
 @endpoint("Health.ServiceChecks")
 async def service_checks(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    filtered = make_filter(a, HEALTH_CHECK_SCHEMA)
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = cat.health_service_checks(store, ws, a["service"])
-        return idx, filtered(a, [check_to_api(c) for c in rows])
+        return idx, filtered([check_to_api(c) for c in rows])
     return await blocking_read(server, a, q)
 
 
 @endpoint("Health.ChecksInState")
 async def checks_in_state(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    filtered = make_filter(a, HEALTH_CHECK_SCHEMA)
     state = a["state"]
     if state not in ("any", "passing", "warning", "critical", "maintenance"):
         raise ValidationError(f"Bad check state {state!r}")
 
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = cat.health_checks_in_state(store, ws, state)
-        return idx, filtered(a, [check_to_api(c) for c in rows])
+        return idx, filtered([check_to_api(c) for c in rows])
     return await blocking_read(server, a, q)
 
 
 @endpoint("Health.ServiceNodes")
 async def health_service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    filtered = make_filter(a, HEALTH_SERVICE_ENTRY_SCHEMA)
     passing_only = bool(a.get("passing"))
     node_meta = a.get("node_meta")
 
@@ -139,5 +148,5 @@ async def health_service_nodes(server: Server, a: dict[str, Any]) -> dict[str, A
                 continue
             out.append({"Node": node_to_api(n), "Service": service_to_agent_api(s),
                         "Checks": [check_to_api(c) for c in checks]})
-        return idx, filtered(a, out)
+        return idx, filtered(out)
     return await blocking_read(server, a, q)

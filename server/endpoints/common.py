@@ -11,7 +11,7 @@ from lictor.server.server import Server
 from lictor.server.state.store import Store
 from lictor.server.state.watch import WatchSet
 
-__all__ = ["blocking_read", "filtered"]
+__all__ = ["blocking_read", "make_filter"]
 
 T = TypeVar("T")
 
@@ -25,9 +25,11 @@ async def blocking_read(server: Server, a: dict[str, Any],
             "consistency": meta.consistency, "result": result}
 
 
-def filtered(a: dict[str, Any], rows: list[dict[str, Any]], schema: Any = None) -> list[dict[str, Any]]:
+def make_filter(a: dict[str, Any], schema: Any) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Compile ``a["filter"]`` once, validating selectors against ``schema`` (400 on errors),
+    before any blocking starts; returns a function that filters API-shaped rows."""
     expr = a.get("filter")
     if not expr:
-        return rows
-    f = compile_filter(expr, schema=schema) if schema is not None else compile_filter(expr)
-    return [r for r in rows if f.matches(r)]
+        return lambda rows: rows
+    f = compile_filter(expr, schema=schema)
+    return lambda rows: [r for r in rows if f.matches(r)]

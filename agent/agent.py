@@ -1,0 +1,309 @@
+"""The agent's composition root: builds every component from the config and owns start/stop order.
+
+::
+
+    RuntimeConfig --> Agent
+                      |-- Server (in -server / -dev mode): FSM + store + log + leader duties
+                      |-- LocalState <-- CheckRunner (health checks report here)
+                      |-- StateSyncer (anti-entropy) --rpc--> Server endpoints
+                      |-- EventBuffer, LogBroadcaster (monitor), Metrics
+                      `-- HTTP API (aiohttp) --rpc / local state--> the above
+
+Start order: server, HTTP listeners (so ``/v1/status/leader`` answers at once), local services
+and checks from the config, anti-entropy. Stop order is the reverse. ``rpc(name, args)`` is the one
+way the agent asks a server anything: in-process today, over the network for client agents later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from lictor import __version__
+from lictor.agent.ae import StateSyncer
+from lictor.agent.checkrunner import CheckRunner
+from lictor.agent.events import EventBuffer
+from lictor.agent.local.state import LocalState
+from lictor.agent.monitor import LogBroadcaster
+from lictor.common.config import ConfigSource, RuntimeConfig, load_config
+from lictor.common.errors import NoLeaderError, NotFound, ValidationError
+from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, check_row_payload, expand_sidecar,
+                                      parse_check_definition, parse_service_definition, service_row_payload)
+from lictor.common.types import HealthStatus
+from lictor.server import endpoints
+from lictor.server.leader import Member
+from lictor.server.server import Server, ServerConfig
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("lictor.agent")
+
+NODE_MAINT_CHECK_ID = "_node_maintenance"
+SERVICE_MAINT_PREFIX = "_service_maintenance:"
+DEFAULT_MAINT_REASON = "Maintenance mode is enabled for this {what}, but no reason was provided. This is a default message."
+
+
+class Agent:
+    def __init__(self, config: RuntimeConfig, *, source: ConfigSource | None = None,
+                 broadcaster: LogBroadcaster | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.node_name = config.node_name
+        self.datacenter = config.datacenter
+        self.address = config.advertise_addr or config.bind_addr
+        self.started = time.time()
+        self.version = __version__
+        self.broadcaster = broadcaster or LogBroadcaster()
+        self.server: Server | None = None
+        if config.server or config.dev:
+            self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
+                                              rpc_address=f"{self.address}:{config.ports.server}"),
+                                 members=self._members)
+        self.local = LocalState(node_name=config.node_name, check_update_interval=config.check_update_interval)
+        self.local.node_address = self.address
+        self.local.node_id = config.node_id
+        self.local.node_meta = dict(config.node_meta)
+        self.local.tagged_addresses = {"lan": self.address, "lan_ipv4": self.address,
+                                       "wan": self.address, "wan_ipv4": self.address}
+        self.syncer = StateSyncer(local=self.local, rpc=self.rpc, datacenter=config.datacenter)
+        self.local.on_change = self.syncer.trigger_changes
+        self.checks = CheckRunner(self)
+        self.events = EventBuffer()
+        self.config_services: set[str] = set()
+        self.config_checks: set[str] = set()
+        self._runners: list[web.AppRunner] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.shutdown_requested = asyncio.Event()
+        self.left = False
+
+    # ----- rpc ------------------------------------------------------------------------------
+    async def rpc(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        if self.server is None:
+            raise NoLeaderError("No known Consul servers")
+        return await endpoints.call(self.server, name, args)
+
+    def _members(self) -> list[Member]:
+        status = "left" if self.left else "alive"
+        return [Member(name=self.node_name, address=self.address, status=status, node_id=self.config.node_id,
+                       meta=dict(self.config.node_meta))]
+
+    def member_info(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "Name": self.node_name, "Addr": self.address, "Port": c.ports.serf_lan,
+            "Tags": {"role": "consul" if self.server else "node", "dc": self.datacenter,
+                     "port": str(c.ports.server), "build": f"{self.version}:lictor", "vsn": "2",
+                     "vsn_min": "2", "vsn_max": "3", "id": c.node_id, "segment": "",
+                     "bootstrap": "1" if c.bootstrap or c.dev else "0"} if self.server else
+                    {"role": "node", "dc": self.datacenter, "build": f"{self.version}:lictor", "vsn": "2",
+                     "vsn_min": "2", "vsn_max": "3", "id": c.node_id, "segment": ""},
+            "Status": 3 if self.left else 1,
+            "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+            "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+        }
+
+    # ----- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.server is not None:
+            await self.server.start()
+        await self._start_http()
+        self._load_config_definitions(self.config)
+        self._tasks.append(asyncio.get_running_loop().create_task(self.syncer.run(), name="anti-entropy"))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._reaper(), name="critical-reaper"))
+        log.info("agent started: node=%s datacenter=%s server=%s http=%s", self.node_name, self.datacenter,
+                 self.server is not None, self.http_addresses())
+
+    def http_addresses(self) -> list[str]:
+        port = self.config.ports.http
+        return [f"{a}:{port}" for a in self.config.bind_addresses("http")] if port >= 0 else []
+
+    async def _start_http(self) -> None:
+        from lictor.agent.http.app import build_app
+
+        port = self.config.ports.http
+        if port < 0:
+            return
+        runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        for addr in self.config.bind_addresses("http"):
+            site = web.TCPSite(runner, addr, port, reuse_address=True, backlog=1024)
+            await site.start()
+        self._runners.append(runner)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        await self.checks.stop_all()
+        for r in self._runners:
+            await r.cleanup()
+        if self.server is not None:
+            await self.server.close()
+        log.info("agent stopped")
+
+    async def leave(self) -> None:
+        """Graceful leave: deregister this node (through the leader's reconcile) and shut down."""
+        self.left = True
+        if self.server is not None:
+            self.server.trigger_reconcile()
+            await asyncio.sleep(0)
+        self.shutdown_requested.set()
+
+    async def _reaper(self) -> None:
+        """Deregister services whose checks stayed critical past deregister_critical_service_after."""
+        while True:
+            await asyncio.sleep(1.0)
+            for sid in self.local.critical_services_to_reap():
+                log.info("deregistering service %s: critical for longer than deregister_critical_service_after", sid)
+                await self.remove_service(sid)
+
+    # ----- services and checks --------------------------------------------------------------
+    def _used_sidecar_ports(self) -> set[int]:
+        return {int(p.get("port") or 0) for p in self.local.live_services().values()}
+
+    async def register_service(self, defn: ServiceDefinition, *, token: str = "",
+                               replace_existing_checks: bool = False, from_config: bool = False) -> None:
+        """Add or replace a service (and its sidecar and checks) in the local state."""
+        if defn.checks:
+            for c in defn.checks:
+                self._check_allowed(c, from_config=from_config)
+        sidecar = expand_sidecar(defn, used_ports=self._used_sidecar_ports() - {self._port_of(defn.id)},
+                                 node_address=self.address)
+        services = [defn.without_sidecar() if sidecar is not None else defn]
+        if sidecar is not None:
+            services.append(sidecar)
+        for svc in services:
+            payload = service_row_payload(svc)
+            existing = {cid for cid, c in self.local.live_checks().items() if c.get("service_id") == svc.id}
+            self.local.add_service(payload, token=token)
+            wanted = []
+            for c in svc.checks:
+                row = check_row_payload(c, service_id=svc.id)
+                wanted.append(row["check_id"])
+                await self._add_check(c, row, token=token)
+            if replace_existing_checks:
+                for cid in existing - set(wanted):
+                    await self.remove_check(cid)
+            if from_config:
+                self.config_services.add(svc.id)
+
+    def _port_of(self, sid: str) -> int:
+        p = self.local.service(sid)
+        return int(p.get("port") or 0) if p else 0
+
+    def _check_allowed(self, c: CheckDefinition, *, from_config: bool) -> None:
+        if c.type == "script":
+            allowed = self.config.enable_script_checks or (from_config and self.config.enable_local_script_checks)
+            if not allowed:
+                raise ValidationError("Scheduling script checks is disabled: set enable_script_checks "
+                                      "(or enable_local_script_checks for checks from config files)")
+
+    async def register_check(self, c: CheckDefinition, *, token: str = "", from_config: bool = False) -> str:
+        self._check_allowed(c, from_config=from_config)
+        if c.service_id and self.local.service(c.service_id) is None:
+            raise NotFound(f"ServiceID {c.service_id!r} does not exist")
+        row = check_row_payload(c, service_id=c.service_id)
+        await self._add_check(c, row, token=token)
+        if from_config:
+            self.config_checks.add(row["check_id"])
+        return str(row["check_id"])
+
+    async def _add_check(self, c: CheckDefinition, row: dict[str, Any], *, token: str) -> None:
+        cid = row["check_id"]
+        await self.checks.remove(cid)
+        old = self.local.check(cid)
+        if old is not None and c.type != "ttl":
+            # keep the last known status across a re-registration, as Consul does
+            row = {**row, "status": old.get("status", row["status"]), "output": old.get("output", "")}
+        self.local.add_check(row, token=token, deregister_after=c.deregister_critical_service_after)
+        self.checks.add(cid, c)
+
+    async def remove_check(self, check_id: str) -> bool:
+        await self.checks.remove(check_id)
+        return self.local.remove_check(check_id)
+
+    async def remove_service(self, service_id: str) -> bool:
+        for cid, c in list(self.local.live_checks().items()):
+            if c.get("service_id") == service_id:
+                await self.checks.remove(cid)
+        return self.local.remove_service(service_id)
+
+    def update_ttl(self, check_id: str, status: str, output: str) -> None:
+        if self.local.check(check_id) is None:
+            raise NotFound(f"Unknown check ID {check_id!r}. Ensure that the check ID is passed, not the check name.")
+        self.checks.ttl_update(check_id, status, output)
+
+    # ----- maintenance ----------------------------------------------------------------------
+    def enable_node_maintenance(self, reason: str) -> None:
+        self.local.add_check({"check_id": NODE_MAINT_CHECK_ID, "name": "Node Maintenance Mode",
+                              "notes": reason or DEFAULT_MAINT_REASON.format(what="node"),
+                              "status": HealthStatus.CRITICAL.value,
+                              "type": "maintenance", "output": "", "service_id": ""})
+
+    def disable_node_maintenance(self) -> None:
+        self.local.remove_check(NODE_MAINT_CHECK_ID)
+
+    def enable_service_maintenance(self, service_id: str, reason: str) -> None:
+        if self.local.service(service_id) is None:
+            raise NotFound(f"No service registered with ID {service_id!r}")
+        self.local.add_check({"check_id": SERVICE_MAINT_PREFIX + service_id, "name": "Service Maintenance Mode",
+                              "notes": reason or DEFAULT_MAINT_REASON.format(what="service"),
+                              "status": HealthStatus.CRITICAL.value, "type": "maintenance", "output": "",
+                              "service_id": service_id})
+
+    def disable_service_maintenance(self, service_id: str) -> None:
+        if self.local.service(service_id) is None:
+            raise NotFound(f"No service registered with ID {service_id!r}")
+        self.local.remove_check(SERVICE_MAINT_PREFIX + service_id)
+
+    # ----- config and reload ----------------------------------------------------------------
+    def _load_config_definitions(self, config: RuntimeConfig) -> list[str]:
+        """Register the services and checks of the config files; returns warnings."""
+        warnings: list[str] = []
+        loop = asyncio.get_running_loop()
+        pending = []
+        for item in config.services:
+            defn = parse_service_definition(item.data, where=f"{item.source}: {item.path}")
+            warnings += list(getattr(defn, "warnings", ()))
+            pending.append(self.register_service(defn, token=defn.token or "", from_config=True))
+        for item in config.checks:
+            chk = parse_check_definition(item.data, where=f"{item.source}: {item.path}")
+            pending.append(self.register_check(chk, from_config=True))
+        for coro in pending:
+            loop.create_task(coro)
+        return warnings
+
+    async def reload(self) -> list[str]:
+        """Re-read the config sources; replace the services and checks that came from config files.
+
+        The new config is validated completely before anything changes: a broken file leaves the
+        running agent as it was and the error is raised to the caller.
+        """
+        if self.source is None:
+            return []
+        result = load_config(self.source)
+        new = result.config
+        # validate every definition before touching local state
+        defs = [parse_service_definition(i.data, where=f"{i.source}: {i.path}") for i in new.services]
+        chks = [parse_check_definition(i.data, where=f"{i.source}: {i.path}") for i in new.checks]
+        for sid in list(self.config_services):
+            await self.remove_service(sid)
+        for cid in list(self.config_checks):
+            await self.remove_check(cid)
+        self.config_services.clear()
+        self.config_checks.clear()
+        self.config = new
+        for d in defs:
+            await self.register_service(d, token=d.token or "", from_config=True)
+        for c in chks:
+            await self.register_check(c, from_config=True)
+        log.info("configuration reloaded: %d services, %d checks from config", len(defs), len(chks))
+        return list(result.warnings)

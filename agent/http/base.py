@@ -1,0 +1,162 @@
+"""The HTTP API's plumbing: a route table in which every handler declares the ACL it needs,
+Consul's query options, response headers and JSON encoding.
+
+Every handler is ``async def handler(req: web.Request, agent) -> web.StreamResponse`` and is
+registered with :func:`route`, naming the ACL resource and access level it needs
+(``key:read``, ``service:write``, ``operator:read`` ...). Today nothing enforces them; the ACL
+issue plugs an authorizer into :mod:`lictor.agent.http.app` that reads ``Route.acl`` for each
+request, so no handler needs to change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from lictor.common.duration import parse_duration
+from lictor.common.errors import ValidationError
+
+if TYPE_CHECKING:
+    from lictor.agent.agent import Agent
+
+__all__ = [
+    "ACL",
+    "ROUTES",
+    "QueryOptions",
+    "Route",
+    "blocking_args",
+    "decode_json_body",
+    "json_response",
+    "meta_headers",
+    "route",
+]
+
+Handler = Callable[[web.Request, "Agent"], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class ACL:
+    """The permission a route needs: ``resource`` (key, service, node, session, agent, operator,
+    event, acl, keyring, mesh, query, intention, none) at ``access`` (read, write, list).
+    ``segment`` names the path parameter that identifies the object (e.g. "key", "service")."""
+
+    resource: str
+    access: str
+    segment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    acl: ACL
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, path: str, *, acl: ACL) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        ROUTES.append(Route(method, path, fn, acl))
+        return fn
+    return register
+
+
+def _flag(req: web.Request, name: str) -> bool:
+    """Consul treats a bare ``?stale`` as true; ``?stale=false`` is false."""
+    if name not in req.query:
+        return False
+    v = req.query.get(name, "")
+    return v.lower() not in ("false", "0")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOptions:
+    index: int
+    wait: float
+    stale: bool
+    consistent: bool
+    filter: str
+    pretty: bool
+    node_meta: dict[str, str]
+
+    @classmethod
+    def parse(cls, req: web.Request, *, local_dc: str) -> QueryOptions:
+        q = req.query
+        dc = q.get("dc", "")
+        if dc and dc != local_dc:
+            raise ValidationError(f"No path to datacenter {dc!r}", status=500)
+        index = 0
+        if "index" in q:
+            try:
+                index = int(q["index"])
+            except ValueError:
+                raise ValidationError(f"Invalid index {q['index']!r}: expected an unsigned integer") from None
+            if index < 0:
+                raise ValidationError(f"Invalid index {q['index']!r}: expected an unsigned integer")
+        wait = 0.0
+        if "wait" in q:
+            wait = parse_duration(q["wait"], what="wait")
+        stale, consistent = _flag(req, "stale"), _flag(req, "consistent")
+        if stale and consistent:
+            raise ValidationError("Cannot specify ?stale with ?consistent, conflicting semantics.")
+        meta: dict[str, str] = {}
+        for item in q.getall("node-meta", []):
+            k, sep, v = item.partition(":")
+            if not sep:
+                raise ValidationError(f"Invalid node-meta {item!r}: expected key:value")
+            meta[k] = v
+        return cls(index=index, wait=wait, stale=stale, consistent=consistent, filter=q.get("filter", ""),
+                   pretty="pretty" in q, node_meta=meta)
+
+
+def blocking_args(opts: QueryOptions, **extra: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"min_index": opts.index, "stale": opts.stale, "consistent": opts.consistent}
+    if opts.wait:
+        args["wait"] = opts.wait
+    if opts.filter:
+        args["filter"] = opts.filter
+    if opts.node_meta:
+        args["node_meta"] = opts.node_meta
+    args.update(extra)
+    return args
+
+
+def meta_headers(meta: dict[str, Any]) -> dict[str, str]:
+    """Consul's query-meta headers from an endpoint's read result."""
+    h = {"X-Consul-Index": str(meta.get("index", 0))}
+    if "known_leader" in meta:
+        h["X-Consul-KnownLeader"] = "true" if meta["known_leader"] else "false"
+        h["X-Consul-LastContact"] = str(int(meta.get("last_contact", 0) * 1000))
+        h["X-Consul-Effective-Consistency"] = meta.get("consistency", "leader")
+    return h
+
+
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_pretty = json.JSONEncoder(indent=4, ensure_ascii=False).encode
+
+
+def json_response(req: web.Request, data: Any, *, meta: dict[str, Any] | None = None,
+                  status: int = 200) -> web.Response:
+    body = (_pretty(data) + "\n") if "pretty" in req.query else _compact(data)
+    headers = meta_headers(meta) if meta is not None else None
+    return web.Response(body=body.encode(), status=status, headers=headers, content_type="application/json")
+
+
+async def decode_json_body(req: web.Request, *, required: bool = True, max_bytes: int = 4 << 20) -> Any:
+    raw = await req.read()
+    if len(raw) > max_bytes:
+        raise ValidationError(f"Request body too large ({len(raw)} bytes, limit {max_bytes})", status=413)
+    if not raw.strip():
+        if required:
+            raise ValidationError("Request decode failed: request body is empty")
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"Request decode failed: {exc}") from None

@@ -1,0 +1,85 @@
+"""``lictor agent``: run an agent until SIGTERM/SIGINT; SIGHUP reloads services and checks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from lictor.agent.agent import Agent
+from lictor.agent.monitor import LogBroadcaster
+from lictor.common.config import ConfigSource, LoadResult
+from lictor.common.errors import LictorError
+from lictor.common.logging import configure_logging
+
+__all__ = ["run_agent"]
+
+log = logging.getLogger("lictor.agent")
+
+
+def run_agent(source: ConfigSource, first: LoadResult) -> int:
+    """Run the agent in this process; returns the exit code."""
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional
+        pass
+    broadcaster = LogBroadcaster()
+    cfg = first.config
+    configure_logging(cfg.log_level, json_format=cfg.log_json, extra_handlers=[broadcaster])
+    try:
+        return asyncio.run(_main(source, first, broadcaster))
+    except KeyboardInterrupt:
+        return 1
+
+
+async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadcaster) -> int:
+    agent = Agent(first.config, source=source, broadcaster=broadcaster)
+    try:
+        await agent.start()
+    except OSError as exc:
+        print(f"==> Error starting agent: {exc}", file=sys.stderr)
+        await agent.stop()
+        return 1
+    except LictorError as exc:
+        print(f"==> Error starting agent: {exc}", file=sys.stderr)
+        await agent.stop()
+        return 1
+    cfg = first.config
+    print("==> Lictor agent running!", file=sys.stderr)
+    print(f"           Version: '{agent.version}'\n           Node name: '{cfg.node_name}'\n"
+          f"        Datacenter: '{cfg.datacenter}'\n            Server: {agent.server is not None} "
+          f"(Bootstrap: {cfg.bootstrap or cfg.dev})\n       Client Addr: {list(cfg.client_addr)} "
+          f"(HTTP: {cfg.ports.http}, DNS: {cfg.ports.dns})\n", file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signame: list[str] = []
+
+    def on_stop(name: str) -> None:
+        signame.append(name)
+        stop.set()
+
+    def on_hup() -> None:
+        loop.create_task(_reload(agent))
+
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "terminated")
+    loop.add_signal_handler(signal.SIGINT, on_stop, "interrupt")
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    waiter = loop.create_task(agent.shutdown_requested.wait())
+    stopper = loop.create_task(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    stopper.cancel()
+    log.info("caught signal: %s; shutting down", signame[0] if signame else "leave")
+    await agent.stop()
+    return 0
+
+
+async def _reload(agent: Agent) -> None:
+    try:
+        warnings = await agent.reload()
+        for w in warnings:
+            log.warning("config: %s", w)
+    except LictorError as exc:
+        log.error("reload failed, keeping the running configuration: %s", exc)
