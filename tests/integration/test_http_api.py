@@ -215,3 +215,39 @@ def test_bad_config_exits_with_message(agent_factory: Any, tmp_path: Path) -> No
     out = subprocess.run(a.args, capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "bad.json" in out.stderr and "ports.http" in out.stderr
+
+
+def test_deregister_critical_service_after(dev_agent: Any) -> None:
+    dev_agent.json("PUT", "/v1/agent/service/register", {
+        "Name": "doomed", "Check": {"TTL": "60s", "DeregisterCriticalServiceAfter": "1s"}})
+    assert "doomed" in dev_agent.json("GET", "/v1/agent/services")
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and "doomed" in dev_agent.json("GET", "/v1/agent/services"):
+        time.sleep(0.1)
+    assert "doomed" not in dev_agent.json("GET", "/v1/agent/services")
+
+
+def test_events_fire_and_blocking_list(dev_agent: Any) -> None:
+    import threading
+
+    ev = dev_agent.json("PUT", "/v1/event/fire/deploy?service=web", b"v42")
+    assert ev["Name"] == "deploy" and ev["ServiceFilter"] == "web"
+    import urllib.request
+
+    with urllib.request.urlopen(dev_agent.url + "/v1/event/list?name=deploy") as r:
+        index = r.headers["X-Consul-Index"]
+        rows = json.loads(r.read())
+    assert rows[-1]["ID"] == ev["ID"]
+    got: dict[str, Any] = {}
+
+    def wait() -> None:
+        got["rows"] = dev_agent.json("GET", f"/v1/event/list?index={index}&wait=10s")
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.2)
+    assert t.is_alive()
+    dev_agent.json("PUT", "/v1/event/fire/deploy", b"v43")
+    t.join(5)
+    assert not t.is_alive() and len(got["rows"]) == len(rows) + 1
+    assert dev_agent.request("PUT", "/v1/event/fire/big", b"x" * 600)[0] == 413

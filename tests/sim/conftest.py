@@ -1,0 +1,19 @@
+"""Keep `@pytest.mark.slow` simulations out of the default run without counting them as skipped.
+
+They are *deselected* (not skipped) unless a `-m` expression is given, e.g. `-m slow`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("markexpr"):
+        return
+    keep, slow = [], []
+    for item in items:
+        (slow if item.get_closest_marker("slow") else keep).append(item)
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = keep

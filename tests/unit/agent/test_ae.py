@@ -1,0 +1,162 @@
+"""Anti-entropy against a real in-process server: what is out of sync, and what a sync does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lictor.agent.ae import StateSyncer, SyncState, scale_interval
+from lictor.agent.local.state import LocalState
+from lictor.server import endpoints
+from lictor.server.server import Server, ServerConfig
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(fail: set[str] | None = None) -> tuple[Server, LocalState, StateSyncer, Clock]:
+    server = Server(ServerConfig(datacenter="dc1", node_name="s", rpc_address="127.0.0.1:8300"))
+    clock = Clock()
+    local = LocalState(node_name="n1", check_update_interval=300.0, clock=clock)
+    local.node_address = "10.0.0.1"
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def rpc(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        calls.append((name, args))
+        svc = (args.get("service") or {}).get("id")
+        if fail and svc in fail:
+            raise RuntimeError(f"injected failure for {svc}")
+        return await endpoints.call(server, name, args)
+
+    syncer = StateSyncer(local=local, rpc=rpc, datacenter="dc1")
+    syncer.calls = calls  # type: ignore[attr-defined]
+    return server, local, syncer, clock
+
+
+def svc(sid: str, port: int = 80) -> dict[str, Any]:
+    return {"id": sid, "service": sid, "port": port, "tags": ()}
+
+
+def chk(cid: str, sid: str = "", status: str = "passing", output: str = "") -> dict[str, Any]:
+    return {"check_id": cid, "name": cid, "status": status, "service_id": sid, "output": output}
+
+
+async def test_full_sync_registers_node_services_and_checks() -> None:
+    server, local, syncer, _ = make()
+    local.add_service(svc("web"))
+    local.add_check(chk("web-c", "web"))
+    res = await syncer.sync_full()
+    assert not res.errors and res.pushed >= 1
+    st = server.store
+    assert ("n1", "web") in st.services and ("n1", "web-c") in st.checks
+    assert not local.out_of_sync()
+    # a second full sync finds nothing to do
+    res = await syncer.sync_full()
+    assert res.pushed == 0 and res.deleted == 0
+
+
+async def test_server_side_change_to_agent_service_is_reverted() -> None:
+    server, local, syncer, _ = make()
+    local.add_service(svc("web", 80))
+    await syncer.sync_full()
+    await endpoints.call(server, "Catalog.Register", {"node": "n1", "address": "10.0.0.1",
+                                                      "service": svc("web", 9999)})
+    assert server.store.services[("n1", "web")].port == 9999
+    await syncer.sync_full()
+    assert server.store.services[("n1", "web")].port == 80
+
+
+async def test_remote_only_service_and_check_are_removed_but_serf_health_kept() -> None:
+    server, local, syncer, _ = make()
+    await endpoints.call(server, "Catalog.Register", {
+        "node": "n1", "address": "10.0.0.1", "service": svc("ghost"),
+        "checks": [chk("serfHealth"), chk("stray")]})
+    await syncer.sync_full()
+    st = server.store
+    assert ("n1", "ghost") not in st.services and ("n1", "stray") not in st.checks
+    assert ("n1", "serfHealth") in st.checks
+    assert "ghost" not in local.services and "stray" not in local.checks
+
+
+async def test_deleted_items_are_deregistered_by_partial_sync() -> None:
+    server, local, syncer, _ = make()
+    local.add_service(svc("web"))
+    local.add_check(chk("web-c", "web"))
+    await syncer.sync_full()
+    local.remove_service("web")
+    assert local.out_of_sync()
+    res = await syncer.sync_changes()
+    assert res.deleted == 2 and not res.errors
+    assert ("n1", "web") not in server.store.services and ("n1", "web-c") not in server.store.checks
+    assert not local.services and not local.checks
+
+
+async def test_one_failing_item_does_not_stop_the_others() -> None:
+    server, local, syncer, _ = make(fail={"bad"})
+    local.add_service(svc("bad"))
+    local.add_service(svc("good"))
+    res = await syncer.sync_changes()
+    assert len(res.errors) == 1 and "bad" in res.errors[0]
+    assert ("n1", "good") in server.store.services
+    assert local.services["good"].in_sync is True
+    assert local.services["bad"].in_sync is False
+
+
+async def test_output_only_updates_are_deferred_status_changes_are_not() -> None:
+    server, local, syncer, clock = make()
+    local.add_check(chk("c", output="v1"))
+    await syncer.sync_full()
+    writes = server.fsm.last_applied
+    local.update_check("c", "passing", "v2")  # output only
+    assert not local.out_of_sync()
+    await syncer.sync_changes()
+    assert server.fsm.last_applied == writes
+    clock.t += 301
+    assert local.flush_deferred() == 1
+    await syncer.sync_changes()
+    assert server.store.checks[("n1", "c")].output == "v2"
+    local.update_check("c", "critical", "down")  # a status change is pushed at once
+    assert local.out_of_sync()
+    await syncer.sync_changes()
+    assert server.store.checks[("n1", "c")].status == "critical"
+
+
+def test_critical_services_reaped_after_threshold() -> None:
+    _, local, _, clock = make()
+    local.add_service(svc("web"))
+    local.add_check(chk("c", "web", status="passing"), deregister_after=60.0)
+    local.update_check("c", "critical", "x")
+    clock.t += 30
+    assert local.critical_services_to_reap() == []
+    clock.t += 31
+    assert local.critical_services_to_reap() == ["web"]
+    local.update_check("c", "passing", "ok")
+    assert local.critical_services_to_reap() == []
+
+
+def test_scale_interval_grows_with_log_of_cluster_size() -> None:
+    assert scale_interval(60, 1) == 60
+    assert scale_interval(60, 128) == 60
+    assert scale_interval(60, 129) == 120
+    assert scale_interval(60, 256) == 120
+    assert scale_interval(60, 257) == 180
+    assert scale_interval(60, 4096) == 360
+
+
+async def test_pause_resume_are_counted() -> None:
+    _, _, syncer, _ = make()
+    syncer.pause()
+    syncer.pause()
+    syncer.resume()
+    assert syncer.paused
+    syncer.resume()
+    assert not syncer.paused
+    with pytest.raises(AssertionError):
+        syncer.resume()
+    assert syncer.state is SyncState.FULL_SYNC
