@@ -1,0 +1,54 @@
+# Three Lictor servers as a Nomad service job, one per host, with host networking and a host
+# volume for the Raft data. Create the host volume "lictor-data" on each server host first.
+job "lictor-servers" {
+  datacenters = ["dc1"]
+  type        = "service"
+
+  group "server" {
+    count = 3
+
+    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
+
+    network {
+      mode = "host"
+    }
+
+    volume "data" {
+      type   = "host"
+      source = "lictor-data"
+    }
+
+    task "lictor" {
+      driver = "exec"
+
+      volume_mount {
+        volume      = "data"
+        destination = "/var/lib/lictor"
+      }
+
+      config {
+        command = "/opt/lictor/venv/bin/lictor"
+        args = [
+          "agent", "-server", "-bootstrap-expect=3",
+          "-data-dir=/var/lib/lictor",
+          "-bind=${attr.unique.network.ip-address}",
+          "-client=127.0.0.1",
+          "-retry-join=lictor-server-1.internal",
+          "-retry-join=lictor-server-2.internal",
+          "-retry-join=lictor-server-3.internal",
+        ]
+      }
+
+      resources {
+        cpu    = 1000
+        memory = 512
+      }
+
+      kill_signal  = "SIGTERM"
+      kill_timeout = "30s"
+    }
+  }
+}

@@ -1,0 +1,9 @@
+# /etc/lictor.d/client.hcl on every other machine.
+datacenter  = "dc1"
+data_dir    = "/var/lib/lictor"
+bind_addr   = "{{ this machine's private IP }}"
+client_addr = "127.0.0.1"
+retry_join  = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+ports {
+  grpc = 8502
+}
