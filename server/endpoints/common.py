@@ -19,8 +19,13 @@ T = TypeVar("T")
 async def blocking_read(server: Server, a: dict[str, Any],
                         query: Callable[[Store, WatchSet | None], tuple[int, Any]]) -> dict[str, Any]:
     meta = await server.check_read(stale=bool(a.get("stale")), consistent=bool(a.get("consistent")))
-    opts = BlockingOptions(min_index=int(a.get("min_index") or 0), wait=float(a.get("wait") or DEFAULT_WAIT))
-    idx, result = await blocking_query(lambda: server.store, opts, query)
+    min_index = int(a.get("min_index") or 0)
+    if min_index <= 0:  # not blocking: the hot path of every plain read
+        idx, result = query(server.store, None)
+        idx = max(idx, 1)
+    else:
+        opts = BlockingOptions(min_index=min_index, wait=float(a.get("wait") or DEFAULT_WAIT))
+        idx, result = await blocking_query(lambda: server.store, opts, query)
     return {"index": idx, "known_leader": meta.known_leader, "last_contact": meta.last_contact,
             "consistency": meta.consistency, "result": result}
 
