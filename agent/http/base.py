@@ -88,6 +88,8 @@ class QueryOptions:
     @classmethod
     def parse(cls, req: web.Request, *, local_dc: str) -> QueryOptions:
         q = req.query
+        if not q:
+            return _NO_OPTIONS
         dc = q.get("dc", "")
         if dc and dc != local_dc:
             raise ValidationError(f"No path to datacenter {dc!r}", status=500)
@@ -113,6 +115,10 @@ class QueryOptions:
             meta[k] = v
         return cls(index=index, wait=wait, stale=stale, consistent=consistent, filter=q.get("filter", ""),
                    pretty="pretty" in q, node_meta=meta)
+
+
+_NO_OPTIONS = QueryOptions(index=0, wait=0.0, stale=False, consistent=False, filter="", pretty=False,
+                           node_meta={})
 
 
 def blocking_args(opts: QueryOptions, **extra: Any) -> dict[str, Any]:
@@ -141,11 +147,45 @@ _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _pretty = json.JSONEncoder(indent=4, ensure_ascii=False).encode
 
 
+class _EncodedCache:
+    """The JSON bytes of recently encoded *shared* results, by object identity.
+
+    Endpoints that share one result among readers of the same store state (see
+    server/state/query_cache.py) hand the same object to every waiter a change wakes; encoding it
+    once instead of once per waiter is most of what makes blocking-query fan-out cheap. The entry
+    keeps a reference to the object, so its id cannot be reused while cached.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._entries: dict[tuple[int, bool], tuple[Any, bytes]] = {}
+        self._size = size
+
+    def encode(self, data: Any, pretty: bool) -> bytes:
+        key = (id(data), pretty)
+        ent = self._entries.get(key)
+        if ent is not None and ent[0] is data:
+            return ent[1]
+        body = ((_pretty(data) + "\n") if pretty else _compact(data)).encode()
+        if len(self._entries) >= self._size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (data, body)
+        return body
+
+
+_encoded = _EncodedCache()
+
+
 def json_response(req: web.Request, data: Any, *, meta: dict[str, Any] | None = None,
-                  status: int = 200) -> web.Response:
-    body = (_pretty(data) + "\n") if "pretty" in req.query else _compact(data)
+                  status: int = 200, shared: bool = False) -> web.Response:
+    """A JSON response with Consul's query-meta headers. ``shared`` marks ``data`` as a shared,
+    immutable query result whose encoding may be reused by identity."""
+    pretty = "pretty" in req.query
+    if shared:
+        body = _encoded.encode(data, pretty)
+    else:
+        body = ((_pretty(data) + "\n") if pretty else _compact(data)).encode()
     headers = meta_headers(meta) if meta is not None else None
-    return web.Response(body=body.encode(), status=status, headers=headers, content_type="application/json")
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
 
 
 async def decode_json_body(req: web.Request, *, required: bool = True, max_bytes: int = 4 << 20) -> Any:

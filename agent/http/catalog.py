@@ -97,21 +97,21 @@ async def datacenters(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def nodes(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.ListNodes", blocking_args(opts))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)
 
 
 @route("GET", "/v1/catalog/services", acl=ACL("service", "list"))
 async def services(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.ListServices", blocking_args(opts))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)
 
 
 async def _service_nodes(req: web.Request, agent: Agent, connect: bool) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.ServiceNodes", blocking_args(
         opts, service=req.match_info["service"], tags=req.query.getall("tag", []), connect=connect))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)
 
 
 @route("GET", "/v1/catalog/service/{service}", acl=ACL("service", "read", "service"))
@@ -128,11 +128,11 @@ async def connect_nodes(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def node_services(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.NodeServices", blocking_args(opts, node=req.match_info["node"]))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)
 
 
 @route("GET", "/v1/catalog/node-services/{node}", acl=ACL("node", "read", "node"))
 async def node_services_list(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.NodeServices", blocking_args(opts, node=req.match_info["node"], list=True))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)

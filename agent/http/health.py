@@ -16,14 +16,14 @@ if TYPE_CHECKING:
 async def node_checks(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Health.NodeChecks", blocking_args(opts, node=req.match_info["node"]))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)
 
 
 @route("GET", "/v1/health/checks/{service}", acl=ACL("service", "read", "service"))
 async def service_checks(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Health.ServiceChecks", blocking_args(opts, service=req.match_info["service"]))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)
 
 
 async def _service(req: web.Request, agent: Agent, connect: bool) -> web.StreamResponse:
@@ -32,7 +32,7 @@ async def _service(req: web.Request, agent: Agent, connect: bool) -> web.StreamR
     out = await agent.rpc("Health.ServiceNodes", blocking_args(
         opts, service=req.match_info["service"], tags=req.query.getall("tag", []), passing=passing,
         connect=connect))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)
 
 
 @route("GET", "/v1/health/service/{service}", acl=ACL("service", "read", "service"))
@@ -49,4 +49,4 @@ async def connect_nodes(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def state(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Health.ChecksInState", blocking_args(opts, state=req.match_info["state"]))
-    return json_response(req, out["result"], meta=out)
+    return json_response(req, out["result"], meta=out, shared=True)

@@ -42,12 +42,12 @@ async def kv_get(req: web.Request, agent: Agent) -> web.StreamResponse:
     q = req.query
     if "keys" in q:
         out = await agent.rpc("KVS.ListKeys", blocking_args(opts, prefix=key, separator=q.get("separator", "")))
-        return json_response(req, out["result"], meta=out)
+        return json_response(req, out["result"], meta=out, shared=True)
     if "recurse" in q:
         out = await agent.rpc("KVS.List", blocking_args(opts, key=key))
         if not out["result"]:
             return web.Response(status=404, headers=meta_headers(out))
-        return json_response(req, out["result"], meta=out)
+        return json_response(req, out["result"], meta=out, shared=True)
     if not key:
         raise ValidationError("Missing key name")
     out = await agent.rpc("KVS.Get", blocking_args(opts, key=key))

@@ -58,14 +58,14 @@ async def list_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = cat.nodes(store, ws, node_meta=a.get("node_meta"))
         return idx, filtered([node_to_api(n) for n in rows])
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="Catalog.ListNodes")
 
 
 @endpoint("Catalog.ListServices")
 async def list_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         return cat.services(store, ws, node_meta=a.get("node_meta"))
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="Catalog.ListServices")
 
 
 @endpoint("Catalog.ServiceNodes")
@@ -79,7 +79,7 @@ async def service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         out = [service_to_catalog_api(s, n, datacenter=dc) for s, n in rows
                if not a.get("node_meta") or all(n.meta.get(k) == v for k, v in a["node_meta"].items())]
         return idx, filtered(out)
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="Catalog.ServiceNodes")
 
 
 @endpoint("Catalog.NodeServices")
@@ -97,7 +97,7 @@ async def node_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         if a.get("list"):
             return idx, {"Node": node_to_api(n), "Services": services}
         return idx, {"Node": node_to_api(n) | {"Datacenter": dc}, "Services": {s["ID"]: s for s in services}}
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="Catalog.NodeServices")
 
 
 @endpoint("Health.NodeChecks")
@@ -106,7 +106,7 @@ async def node_checks(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = cat.health_node_checks(store, ws, a["node"])
         return idx, filtered([check_to_api(c) for c in rows])
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="Health.NodeChecks")
 
 
 @endpoint("Health.ServiceChecks")
@@ -115,7 +115,7 @@ async def service_checks(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = cat.health_service_checks(store, ws, a["service"])
         return idx, filtered([check_to_api(c) for c in rows])
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="Health.ServiceChecks")
 
 
 @endpoint("Health.ChecksInState")
@@ -128,7 +128,7 @@ async def checks_in_state(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = cat.health_checks_in_state(store, ws, state)
         return idx, filtered([check_to_api(c) for c in rows])
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="Health.ChecksInState")
 
 
 @endpoint("Health.ServiceNodes")
@@ -149,4 +149,4 @@ async def health_service_nodes(server: Server, a: dict[str, Any]) -> dict[str, A
             out.append({"Node": node_to_api(n), "Service": service_to_agent_api(s),
                         "Checks": [check_to_api(c) for c in checks]})
         return idx, filtered(out)
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="Health.ServiceNodes")

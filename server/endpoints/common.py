@@ -16,9 +16,29 @@ __all__ = ["blocking_read", "make_filter"]
 T = TypeVar("T")
 
 
+_NOT_PART_OF_RESULT = frozenset({"min_index", "wait", "stale", "consistent"})
+
+
+def _cache_key(name: str, a: dict[str, Any]) -> str:
+    return name + repr(sorted((k, v) for k, v in a.items() if k not in _NOT_PART_OF_RESULT))
+
+
 async def blocking_read(server: Server, a: dict[str, Any],
-                        query: Callable[[Store, WatchSet | None], tuple[int, Any]]) -> dict[str, Any]:
+                        query: Callable[[Store, WatchSet | None], tuple[int, Any]], *,
+                        shared: str | None = None) -> dict[str, Any]:
+    """Run a read with Consul's consistency and blocking rules.
+
+    ``shared`` names the endpoint for reads expensive enough to share: readers of the same store
+    state with the same arguments then get one computed result (see state/query_cache.py), which
+    is what makes a thousand blocking queries woken by one change cheap.
+    """
     meta = await server.check_read(stale=bool(a.get("stale")), consistent=bool(a.get("consistent")))
+    if shared is not None:
+        key = _cache_key(shared, a)
+        inner = query
+
+        def query(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
+            return store.query_cache.run(store, key, inner, ws)
     min_index = int(a.get("min_index") or 0)
     if min_index <= 0:  # not blocking: the hot path of every plain read
         idx, result = query(server.store, None)

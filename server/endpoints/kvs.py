@@ -47,11 +47,11 @@ async def list_(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = kvs.kvs_list(store, ws, a.get("key", ""))
         return idx, [kv_to_api(e) for e in rows]
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="KVS.List")
 
 
 @endpoint("KVS.ListKeys")
 async def list_keys(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         return kvs.kvs_keys(store, ws, a.get("prefix", ""), a.get("separator", ""))
-    return await blocking_read(server, a, q)
+    return await blocking_read(server, a, q, shared="KVS.ListKeys")

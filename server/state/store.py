@@ -29,6 +29,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from lictor.common.structs import CheckRow, KVEntry, Node, ServiceRow, Session
+from lictor.server.state.query_cache import QueryCache
 from lictor.server.state.watch import Channel, WatchSet
 
 __all__ = ["Store", "WriteTxn"]
@@ -64,6 +65,8 @@ class Store:
         self._channels: dict[str, Channel] = {}
         self.abandoned = Channel()
         self.latest_index = 0
+        # shared results of expensive reads, valid while latest_index is unchanged
+        self.query_cache = QueryCache()
 
     # ----- indexes and watches -------------------------------------------------------------
     def index(self, *keys: str) -> int:

@@ -72,6 +72,14 @@ class WatchSet:
             return
         self._channels.append(ch)
 
+    def extend(self, channels: list[Channel]) -> None:
+        """Add channels collected by another watch set (a shared query result's watches)."""
+        self._channels.extend(channels)
+
+    @property
+    def channels(self) -> list[Channel]:
+        return self._channels
+
     def __len__(self) -> int:
         return len(self._channels)
 
