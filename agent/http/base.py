@@ -10,6 +10,7 @@ request, so no handler needs to change.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -147,25 +148,32 @@ _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _pretty = json.JSONEncoder(indent=4, ensure_ascii=False).encode
 
 
+GZIP_MIN_SIZE = 1400  # below about one packet, compressing saves nothing
+
+
 class _EncodedCache:
-    """The JSON bytes of recently encoded *shared* results, by object identity.
+    """The JSON bytes (and their gzip) of recently encoded *shared* results, by object identity.
 
     Endpoints that share one result among readers of the same store state (see
-    server/state/query_cache.py) hand the same object to every waiter a change wakes; encoding it
-    once instead of once per waiter is most of what makes blocking-query fan-out cheap. The entry
-    keeps a reference to the object, so its id cannot be reused while cached.
+    server/state/query_cache.py) hand the same object to every waiter a change wakes; encoding
+    (and compressing) it once instead of once per waiter is most of what makes blocking-query
+    fan-out cheap. The entry keeps a reference to the object, so its id cannot be reused while
+    cached.
     """
 
     def __init__(self, size: int = 64) -> None:
-        self._entries: dict[tuple[int, bool], tuple[Any, bytes]] = {}
+        self._entries: dict[tuple[int, bool, bool], tuple[Any, bytes]] = {}
         self._size = size
 
-    def encode(self, data: Any, pretty: bool) -> bytes:
-        key = (id(data), pretty)
+    def encode(self, data: Any, pretty: bool, gzipped: bool) -> bytes:
+        key = (id(data), pretty, gzipped)
         ent = self._entries.get(key)
         if ent is not None and ent[0] is data:
             return ent[1]
-        body = ((_pretty(data) + "\n") if pretty else _compact(data)).encode()
+        body = self.encode(data, pretty, False) if gzipped else (
+            ((_pretty(data) + "\n") if pretty else _compact(data)).encode())
+        if gzipped:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
         if len(self._entries) >= self._size:
             self._entries.pop(next(iter(self._entries)))
         self._entries[key] = (data, body)
@@ -180,12 +188,18 @@ def json_response(req: web.Request, data: Any, *, meta: dict[str, Any] | None = 
     """A JSON response with Consul's query-meta headers. ``shared`` marks ``data`` as a shared,
     immutable query result whose encoding may be reused by identity."""
     pretty = "pretty" in req.query
+    headers = meta_headers(meta) if meta is not None else {}
     if shared:
-        body = _encoded.encode(data, pretty)
+        body = _encoded.encode(data, pretty, False)
+        # Like Consul, answer clients that accept gzip (Go's HTTP client asks by default) with a
+        # compressed body; shared results are compressed once for every reader.
+        if len(body) >= GZIP_MIN_SIZE and "gzip" in req.headers.get("Accept-Encoding", ""):
+            body = _encoded.encode(data, pretty, True)
+            headers["Content-Encoding"] = "gzip"
+            headers["Vary"] = "Accept-Encoding"
     else:
         body = ((_pretty(data) + "\n") if pretty else _compact(data)).encode()
-    headers = meta_headers(meta) if meta is not None else None
-    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+    return web.Response(body=body, status=status, headers=headers or None, content_type="application/json")
 
 
 async def decode_json_body(req: web.Request, *, required: bool = True, max_bytes: int = 4 << 20) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import resource
@@ -122,7 +123,9 @@ async def main(a: argparse.Namespace) -> dict:
     # 2. send the blocking queries
     sep = "&" if "?" in a.path else "?"
     req = (f"GET {a.path}{sep}index={a.index}&wait={a.wait} HTTP/1.1\r\n"
-           f"Host: {host}:{a.port}\r\nUser-Agent: lictor-bench-fanout\r\nAccept: */*\r\n\r\n").encode()
+           f"Host: {host}:{a.port}\r\nUser-Agent: lictor-bench-fanout\r\nAccept: */*\r\n"
+           + ("Accept-Encoding: gzip\r\n" if a.gzip else "") + "\r\n").encode()
+    conns[0].keep_body = True  # one body is kept and decoded to check what the waiters got
     cpu0 = proc_cpu_s(a.agent_pid)
     t_s0 = time.monotonic()
     for c in conns:
@@ -182,6 +185,9 @@ async def main(a: argparse.Namespace) -> dict:
     out["new_indexes"] = sorted({c.index for c in returned})[:5]
     out["body_lengths"] = sorted({c.body_len for c in returned})[:5]
     out["ok"] = len(ok)
+    first = conns[0].body
+    out["decoded_len_first"] = len(gzip.decompress(first) if a.gzip and first[:2] == b"\x1f\x8b" else first)
+    out["gzip"] = a.gzip
     if returned:
         from_send = [(c.t_done - t0) * 1000 for c in returned]
         from_resp = [(c.t_done - t_put) * 1000 for c in returned]
@@ -198,6 +204,7 @@ async def main(a: argparse.Namespace) -> dict:
 
 def cli() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gzip", action="store_true", help="send Accept-Encoding: gzip, as Go clients do")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--agent-pid", type=int, required=True)
     p.add_argument("--n", type=int, default=1000)
