@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -30,11 +31,12 @@ from lictor.agent.events import EventBuffer
 from lictor.agent.local.state import LocalState
 from lictor.agent.monitor import LogBroadcaster
 from lictor.common.config import ConfigSource, RuntimeConfig, load_config
-from lictor.common.errors import NoLeaderError, NotFound, ValidationError
+from lictor.common.errors import ConfigError, NoLeaderError, NotFound, ValidationError
 from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, check_row_payload, expand_sidecar,
                                       parse_check_definition, parse_service_definition, service_row_payload)
 from lictor.common.types import HealthStatus
 from lictor.server import endpoints
+from lictor.server.cluster import AutopilotConfig, Cluster, ClusterConfig, read_raft_timing_env
 from lictor.server.leader import Member
 from lictor.server.server import Server, ServerConfig
 
@@ -45,6 +47,63 @@ log = logging.getLogger("lictor.agent")
 NODE_MAINT_CHECK_ID = "_node_maintenance"
 SERVICE_MAINT_PREFIX = "_service_maintenance:"
 DEFAULT_MAINT_REASON = "Maintenance mode is enabled for this {what}, but no reason was provided. This is a default message."
+
+
+def _private_ip() -> str:
+    """The address this host would use to reach other hosts (no packet is sent); 127.0.0.1 if
+    there is no route. Used when bind_addr is 0.0.0.0 and advertise_addr is not set."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def _env_float(name: str, lo: float, hi: float) -> float | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
+    if not lo <= v <= hi:
+        raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi}")
+    return v
+
+
+def cluster_config(config: RuntimeConfig, address: str) -> ClusterConfig:
+    """Server-mode settings from the agent config. Hidden knobs for tests and benchmarks (read
+    from the environment, never needed in production):
+
+    * ``LICTOR_RAFT_TICK_INTERVAL`` seconds per Raft tick before ``raft_multiplier`` (default
+      0.1; an election times out after 10-20 ticks, the leader heartbeats every tick);
+    * ``LICTOR_RPC_FRAME_TIMEOUT`` seconds a peer may leave a frame half-sent on the server RPC
+      port before its connection is dropped (default 30);
+    * ``LICTOR_RPC_HOLD_TIMEOUT`` how long a forwarded call waits for a leader (default 7).
+    """
+    try:
+        tick = read_raft_timing_env(os.environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    frame_timeout = _env_float("LICTOR_RPC_FRAME_TIMEOUT", 0.1, 3600.0)
+    hold = _env_float("LICTOR_RPC_HOLD_TIMEOUT", 0.1, 600.0)
+    bind = config.bind_addr
+    ap = AutopilotConfig(**dict(config.autopilot))
+    from lictor.common.rpc.conn import format_addr
+
+    return ClusterConfig(
+        node_name=config.node_name, node_id=config.node_id, datacenter=config.datacenter,
+        rpc_addr=format_addr(address, config.ports.server), bind=(bind, config.ports.server),
+        data_dir=config.data_dir, bootstrap=config.bootstrap,
+        bootstrap_expect=config.bootstrap_expect, retry_join=tuple(config.retry_join),
+        retry_interval=config.retry_interval, retry_max=config.retry_max,
+        tick_interval=tick if tick is not None else 0.1, raft_multiplier=config.raft_multiplier,
+        autopilot=ap, forward_hold=hold if hold is not None else 7.0,
+        rpc_frame_timeout=frame_timeout if frame_timeout is not None else 30.0)
 
 
 class Agent:
@@ -59,7 +118,17 @@ class Agent:
         self.version = __version__
         self.broadcaster = broadcaster or LogBroadcaster()
         self.server: Server | None = None
-        if config.server or config.dev:
+        self.cluster: Cluster | None = None
+        if config.server and not config.dev:
+            # Server mode: a Raft cluster member. -dev keeps the in-memory LocalLog (ready at once).
+            if self.address in ("0.0.0.0", "::", ""):
+                self.address = _private_ip()
+            self.cluster = Cluster(cluster_config(config, self.address))
+            self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
+                                              rpc_address=self.cluster.config.rpc_addr),
+                                 replicator=self.cluster.raft, members=self._members)
+            self.cluster.attach(self.server)
+        elif config.dev:
             self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
                                               rpc_address=f"{self.address}:{config.ports.server}"),
                                  members=self._members)
@@ -84,6 +153,8 @@ class Agent:
     async def rpc(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         if self.server is None:
             raise NoLeaderError("No known Consul servers")
+        if self.cluster is not None:
+            return await self.cluster.call(name, args)
         return await endpoints.call(self.server, name, args)
 
     def _members(self) -> list[Member]:
@@ -108,6 +179,8 @@ class Agent:
 
     # ----- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
         if self.server is not None:
             await self.server.start()
         await self._start_http()
@@ -147,6 +220,8 @@ class Agent:
             await r.cleanup()
         if self.server is not None:
             await self.server.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         log.info("agent stopped")
 
     async def leave(self) -> None:

@@ -12,6 +12,7 @@ from lictor.agent.monitor import LogBroadcaster
 from lictor.common.config import ConfigSource, LoadResult
 from lictor.common.errors import LictorError
 from lictor.common.logging import configure_logging
+from lictor.server.raft.logstore import StorageError
 
 __all__ = ["run_agent"]
 
@@ -35,15 +36,17 @@ def run_agent(source: ConfigSource, first: LoadResult) -> int:
 
 
 async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadcaster) -> int:
-    agent = Agent(first.config, source=source, broadcaster=broadcaster)
+    try:
+        agent = Agent(first.config, source=source, broadcaster=broadcaster)
+    except (OSError, LictorError, StorageError) as exc:
+        # e.g. a Raft log corrupt in the middle: refuse to start, naming the file
+        print(f"==> Error starting agent: {exc}", file=sys.stderr, flush=True)
+        log.error("refusing to start: %s", exc)
+        return 1
     try:
         await agent.start()
-    except OSError as exc:
-        print(f"==> Error starting agent: {exc}", file=sys.stderr)
-        await agent.stop()
-        return 1
-    except LictorError as exc:
-        print(f"==> Error starting agent: {exc}", file=sys.stderr)
+    except (OSError, LictorError, StorageError) as exc:
+        print(f"==> Error starting agent: {exc}", file=sys.stderr, flush=True)
         await agent.stop()
         return 1
     cfg = first.config

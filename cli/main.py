@@ -8,6 +8,9 @@
       version               -> prints the version
       kv|catalog|services   -> subcommand table -> cli/http.py client -> /v1/...
       reload|leave          -> PUT /v1/agent/reload|leave
+      config|intention      -> /v1/config, /v1/connect/intentions (cli/config_entries.py, cli/intention.py)
+      operator raft ...     -> /v1/operator/raft/* (cli/operator.py)
+      snapshot save|restore|inspect -> /v1/snapshot (cli/snapshot.py)
 
 Every command returns its exit code; ``Exit`` (raised by the flag helpers) carries one too.
 """
@@ -19,7 +22,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from lictor.cli import catalog, kv, services
+from lictor.cli import catalog, kv, operator, services, snapshot
+from lictor.cli import config_entries, intention
 from lictor.cli.base import Exit, err, make_client, out, parse
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
@@ -257,10 +261,20 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "agent": (cmd_agent, "Runs a Lictor agent"),
     "catalog": (_group("catalog", "Reads the service catalog.", catalog.SUBCOMMANDS),
                 "Interact with the catalog"),
+    "config": (_group("config", "Writes, reads, lists and deletes centralized configuration entries.",
+                      config_entries.SUBCOMMANDS), "Interact with Lictor's centralized configurations"),
+    "intention": (_group("intention", "Creates, deletes, lists and checks service intentions.",
+                         intention.SUBCOMMANDS), "Interact with Connect service intentions"),
     "kv": (_group("kv", "Reads and writes the key-value store.", kv.SUBCOMMANDS),
            "Interact with the key-value store"),
     "leave": (cmd_leave, "Gracefully leaves the cluster and shuts down"),
+    "operator": (_group("operator", "Provides cluster-level tools for Lictor operators.", {
+        "raft": (_group("operator raft", "Inspects and changes the Raft configuration.",
+                        operator.RAFT_SUBCOMMANDS), "Provides cluster-level tools for Lictor operators"),
+    }), "Provides cluster-level tools for Lictor operators"),
     "reload": (cmd_reload, "Triggers the agent to reload configuration files"),
+    "snapshot": (_group("snapshot", "Saves, restores and inspects snapshots of Lictor server state.",
+                        snapshot.SUBCOMMANDS), "Saves, restores and inspects snapshots of Lictor server state"),
     "services": (_group("services", "Registers and deregisters services with the local agent.",
                         services.SUBCOMMANDS), "Interact with services"),
     "version": (cmd_version, "Prints the Lictor version"),

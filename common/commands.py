@@ -32,6 +32,14 @@ class MessageType(enum.IntEnum):
     TXN = 4
     TOMBSTONE_REAP = 5
     NOOP = 6
+    RESTORE = 7
+    """payload {"state": bytes}: replace the whole store with an FSM snapshot stream (operator
+    snapshot restore, `PUT /v1/snapshot`). Handled by `FSM.apply` itself, not a table handler."""
+    CONNECT_CA = 8       # CA roots, configuration and provider state (server/connect)
+    CONFIG_ENTRY = 9     # config entries, intentions included (server/configentry)
+    ACL = 10             # tokens, policies, roles, auth methods, binding rules
+    COORDINATES = 11     # batched network coordinates
+    SYSTEM_METADATA = 12  # cluster-wide settings (cluster ID, autopilot configuration)
 
 
 @dataclass(frozen=True, slots=True)

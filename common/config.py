@@ -186,6 +186,9 @@ class RuntimeConfig:
     acl: Mapping[str, Any]  # raw
     raft_multiplier: int
     limits: Mapping[str, Any]  # raw, with Consul's defaults filled in
+    # autopilot keys the operator set (validated; seconds for durations); defaults live in
+    # lictor.server.cluster.AutopilotConfig
+    autopilot: Mapping[str, Any] = field(default_factory=dict)
     encrypt: str = field(default="", repr=False)  # gossip key; never log it
     # What the operator's sources set (files, env, -hcl, flags; not the built-in defaults), merged,
     # secrets redacted, services/checks as lists: for /v1/agent/self's DebugConfig.
@@ -449,6 +452,18 @@ _SCHEMA: _Schema = {
         "grpc_keepalive_timeout": _nu(_c_duration),
     },
     "limits": _Key(_c_map),
+    "autopilot": {
+        "cleanup_dead_servers": _Key(_c_bool),
+        "last_contact_threshold": _Key(_c_duration),
+        "max_trailing_logs": _Key(_c_int),
+        "min_quorum": _Key(_c_int),
+        "server_stabilization_time": _Key(_c_duration),
+        # Lictor's: without gossip, "dead" = the leader has not heard from it for this long.
+        "dead_server_last_contact_threshold": _Key(_c_duration),
+        "redundancy_zone_tag": _nu(_c_str),
+        "disable_upgrade_migration": _nu(_c_bool),
+        "upgrade_version_tag": _nu(_c_str),
+    },
     "acl": _nu(_c_map),
     "encrypt": _nu(_c_str),
     # Accepted silently: they only switch off things Lictor never does.
@@ -463,7 +478,7 @@ _SCHEMA: _Schema = {
         for name in (
             "acl_datacenter", "acl_default_policy", "acl_down_policy", "acl_token", "acl_master_token",
             "advertise_addr_ipv4", "advertise_addr_ipv6", "alt_domain", "audit", "auto_config",
-            "auto_encrypt", "auto_reload_config", "autopilot", "cache", "ca_file", "ca_path",
+            "auto_encrypt", "auto_reload_config", "cache", "ca_file", "ca_path",
             "cert_file", "key_file", "cloud", "config_entries", "default_query_time",
             "discovery_max_stale", "dns_config", "enable_acl_replication", "enable_agent_tls_for_checks",
             "enable_syslog", "encrypt_verify_incoming", "encrypt_verify_outgoing", "gossip_lan",
@@ -962,6 +977,15 @@ class _Builder:
         limits = dict(_DEFAULT_LIMITS)
         limits.update(get("limits") or {})
         addresses = Addresses(**{k: tuple(v) for k, v in (get("addresses") or {}).items()})
+        autopilot: dict[str, Any] = {}
+        for key in ("cleanup_dead_servers", "last_contact_threshold", "max_trailing_logs", "min_quorum",
+                    "server_stabilization_time", "dead_server_last_contact_threshold"):
+            value = get(f"autopilot.{key}")
+            if value is None:
+                continue
+            if not isinstance(value, bool) and value < 0:
+                raise self.error(f"autopilot.{key}", f"cannot be negative, got {value}")
+            autopilot[key] = value
         merged_raw = dict(raw)
         merged_raw.pop("service", None)
         merged_raw.pop("check", None)
@@ -1013,6 +1037,7 @@ class _Builder:
             acl=MappingProxyType(dict(get("acl") or {})),
             raft_multiplier=raft_multiplier,
             limits=MappingProxyType(limits),
+            autopilot=MappingProxyType(autopilot),
             encrypt=get("encrypt") or "",
             raw=MappingProxyType(redact(merged_raw)),
         )

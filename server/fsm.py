@@ -16,6 +16,7 @@ builds a fresh store, swaps it in and abandons the old one so every parked query
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -26,7 +27,7 @@ from lictor.common.commands import IGNORE_UNKNOWN, MessageType, decode_command
 from lictor.common.errors import LictorError, ValidationError
 from lictor.common.structs import CheckRow, KVEntry, Node, ServiceRow, Session
 from lictor.server.state import catalog, kvs, sessions, txn
-from lictor.server.state.store import Store, WriteTxn
+from lictor.server.state.store import Store, WriteTxn, row_codec
 
 __all__ = ["FSM", "FSMSnapshot", "Rejected", "UnknownCommandError"]
 
@@ -117,6 +118,25 @@ HANDLERS: dict[int, Handler] = {
 }
 
 
+def register_handler(msg_type: int, handler: Handler) -> None:
+    """Add the apply handler of a feature's command type (called when its module is imported)."""
+    if msg_type in HANDLERS and HANDLERS[msg_type] is not handler:
+        raise ValueError(f"a handler for command type {msg_type} is already registered")
+    HANDLERS[msg_type] = handler
+
+
+# Modules that register command handlers and row codecs for the extension tables. They are
+# imported once, below, so that every server that can apply a command type knows it.
+EXTENSIONS: tuple[str, ...] = ("lictor.server.connect.fsm", "lictor.server.configentry.fsm")
+
+
+def _load_extensions() -> None:
+    import importlib
+
+    for name in EXTENSIONS:
+        importlib.import_module(name)
+
+
 class FSM:
     """Applies committed commands to the current :class:`Store`."""
 
@@ -126,6 +146,10 @@ class FSM:
 
     def apply(self, index: int, data: bytes) -> Any:
         cmd = decode_command(data)
+        if cmd.type == MessageType.RESTORE:
+            self.restore(io.BytesIO(cmd.payload["state"]))
+            self.last_applied = index
+            return None
         handler = HANDLERS.get(cmd.type)
         self.last_applied = index
         if handler is None:
@@ -139,6 +163,11 @@ class FSM:
             return Rejected(exc)
         except LictorError as exc:
             return Rejected(exc)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A payload of the wrong shape (e.g. from an unvalidated RPC caller). Deterministic:
+            # every server raises the same error on the same entry and the transaction's undo
+            # log leaves the store unchanged, so refusing is safe; raising would stop the node.
+            return Rejected(ValidationError(f"invalid {MessageType(cmd.type).name} command: {exc!r}"))
 
     # ----- snapshots ------------------------------------------------------------------------
     def snapshot(self) -> FSMSnapshot:
@@ -149,6 +178,7 @@ class FSM:
             checks=list(s.checks.values()), kvs=list(s.kvs.values()),
             tombstones=dict(s.tombstones), sessions=list(s.sessions.values()),
             lock_delay=dict(s.lock_delay), indexes=dict(s.indexes),
+            ext={name: dict(rows) for name, rows in s.ext.items() if rows},
         )
 
     def restore(self, stream: IO[bytes]) -> None:
@@ -171,6 +201,7 @@ class FSMSnapshot:
     sessions: list[Session]
     lock_delay: dict[str, float]
     indexes: dict[str, int]
+    ext: dict[str, dict[Any, Any]] = dataclasses.field(default_factory=dict)
 
     def persist(self, sink: IO[bytes]) -> None:
         pack = msgpack.Packer(use_bin_type=True).pack
@@ -182,6 +213,10 @@ class FSMSnapshot:
         sink.write(pack(["tombstones", self.tombstones]))
         sink.write(pack(["lock_delay", self.lock_delay]))
         sink.write(pack(["indexes", self.indexes]))
+        for name, rows in self.ext.items():
+            encode = row_codec(name)[0]
+            for key, row in rows.items():
+                sink.write(pack(["ext", [name, key, encode(row)]]))
         sink.write(pack(["end", None]))
 
 
@@ -219,12 +254,21 @@ def _load(stream: IO[bytes]) -> Store:
             st.lock_delay.update(data)
         elif table == "indexes":
             st.indexes.update(data)
+        elif table == "ext":
+            name, key, value = data
+            if name not in st.ext:
+                raise ValueError(f"unknown extension table {name!r} in snapshot")
+            st.ext[name][_tuplify(key)] = row_codec(name)[1](value)
         else:
             raise ValueError(f"unknown snapshot table {table!r}")
     if not ended:
         raise ValueError("snapshot stream is truncated")
     st.latest_index = max(st.indexes.values(), default=0)
     return st
+
+
+def _tuplify(key: Any) -> Any:
+    return tuple(_tuplify(k) for k in key) if isinstance(key, list) else key
 
 
 def _insert(st: Store, table: str, row: Any) -> None:
@@ -251,3 +295,6 @@ def _insert(st: Store, table: str, row: Any) -> None:
         st.sessions_by_node.setdefault(row.node, set()).add(row.id)
         for cid in list(row.node_checks) + [c["ID"] for c in row.service_checks if c.get("ID")]:
             st.session_checks.setdefault((row.node, cid), set()).add(row.id)
+
+
+_load_extensions()

@@ -18,6 +18,7 @@ from typing import Any
 from lictor.common.commands import MessageType, encode_command
 from lictor.common.errors import NoLeaderError, NotLeaderError
 from lictor.server.fsm import FSM, Rejected
+from lictor.server.connect.leader import ca_leader_duties
 from lictor.server.leader import Member, SessionTimers, reconcile_members
 from lictor.server.replication import LocalLog, Replicator
 from lictor.server.state.store import Store
@@ -55,6 +56,12 @@ class Server:
         self._leader_task: asyncio.Task[None] | None = None
         self._reconcile_now = asyncio.Event()
         self.started = time.time()
+        self.established = False
+        """True while this server is leader *and* has passed the leadership barrier (its FSM
+        has applied everything committed before its term): leader routines run only then."""
+        self.cluster: Any = None
+        """The `lictor.server.cluster.Cluster` in server mode (None in -dev): operator endpoints
+        read membership and autopilot state from it."""
 
     @property
     def store(self) -> Store:
@@ -89,24 +96,62 @@ class Server:
 
     # ----- leader duties ----------------------------------------------------------------------
     async def start(self) -> None:
+        listen = getattr(self.log, "add_leadership_listener", None)
+        if listen is not None:
+            listen(self._on_leadership)
         self._leader_task = asyncio.get_running_loop().create_task(self._leader_loop())
 
     def trigger_reconcile(self) -> None:
         self._reconcile_now.set()
 
-    async def _leader_loop(self) -> None:
-        """While leader: reconcile members, keep session timers, reap old tombstones."""
+    def _on_leadership(self, is_leader: bool) -> None:
+        """Leadership listener (called from the Raft loop; must not block)."""
+        if not is_leader:
+            self._revoke_leadership()
+        self._reconcile_now.set()
+
+    def _revoke_leadership(self) -> None:
+        if self.established:
+            log.info("revoking leadership: session timers stopped")
+        self.established = False
+        self.session_timers.stop()
+
+    async def _establish_leadership(self) -> bool:
+        """The leadership barrier: confirm leadership with a quorum and wait until this server
+        has applied everything committed before its term (ReadIndex), then start the leader-only
+        state (session TTL timers rebuilt from the store). False if leadership was lost."""
+        try:
+            await self.log.verify_leader()
+        except Exception as exc:  # noqa: BLE001 - not leader any more, or no quorum yet
+            log.info("leadership barrier failed: %s", exc)
+            return False
+        if not self.log.is_leader():
+            return False
         self.session_timers.rebuild(self.store)
+        self.established = True
+        log.info("established leadership: %d session timers rebuilt", len(self.store.sessions))
+        return True
+
+    async def _leader_loop(self) -> None:
+        """While leader: reconcile members, keep session timers, reap old tombstones. Reacts to
+        leadership changes: establishes (barrier, timers) on gaining, revokes on losing."""
         reaped_upto = 0
         while True:
             try:
-                if self.log.is_leader():
+                if not self.log.is_leader():
+                    if self.established:
+                        self._revoke_leadership()
+                elif not self.established and not await self._establish_leadership():
+                    await asyncio.sleep(0.05)
+                    continue
+                if self.established and self.log.is_leader():
                     decision = reconcile_members(self.store, self._members(), datacenter=self.config.datacenter)
                     for msg_type, payload in decision.commands:
                         await self.apply(msg_type, payload)
                     if decision.commands:
                         log.info(decision.summary)
                     reaped_upto = await self._reap_tombstones(reaped_upto)
+                    await ca_leader_duties(self)  # Connect CA: initialize once, prune expired roots
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a leader routine must not die

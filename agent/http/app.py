@@ -26,7 +26,9 @@ log = logging.getLogger("lictor.http")
 
 def _load_routes() -> None:
     from lictor.agent.http import (agent_endpoints, catalog, event, health, kv, misc,  # noqa: F401
-                                   session, txn)
+                                   operator, session, snapshot, txn)
+    from lictor.agent.http import connect_ca  # noqa: F401
+    from lictor.agent.http import config_entries, discovery_chain, intentions, mesh_views  # noqa: F401
 
 
 def _wrap(r: Route, agent: Agent) -> Handler:

@@ -39,7 +39,9 @@ async def call(server: Server, name: str, args: dict[str, Any]) -> dict[str, Any
 
 
 def _load_all() -> None:
-    from lictor.server.endpoints import catalog, kvs, session, status, txn  # noqa: F401
+    from lictor.server.endpoints import catalog, kvs, operator, session, status, txn  # noqa: F401
+    from lictor.server.endpoints import connect_ca  # noqa: F401
+    from lictor.server.endpoints import config_entries, discovery_chain, intentions, mesh_views  # noqa: F401
 
 
 _load_all()

@@ -10,6 +10,7 @@ from lictor.common.structs import check_to_api, node_to_api, service_to_agent_ap
 from lictor.server.endpoints import endpoint
 from lictor.common.filter_schemas import (AGENT_SERVICE_SCHEMA, CATALOG_NODE_SCHEMA, CATALOG_SERVICE_SCHEMA,
                                           HEALTH_CHECK_SCHEMA, HEALTH_SERVICE_ENTRY_SCHEMA)
+from lictor.server.configentry.mesh import merged_catalog_rows, merged_health_rows
 from lictor.server.endpoints.common import blocking_read, make_filter
 from lictor.server.server import Server
 from lictor.server.state import catalog as cat
@@ -78,6 +79,8 @@ async def service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
                                       connect=bool(a.get("connect")))
         out = [service_to_catalog_api(s, n, datacenter=dc) for s, n in rows
                if not a.get("node_meta") or all(n.meta.get(k) == v for k, v in a["node_meta"].items())]
+        if a.get("merge_central_config"):
+            idx, out = merged_catalog_rows(store, ws, idx, out)
         return idx, filtered(out)
     return await blocking_read(server, a, q, shared="Catalog.ServiceNodes")
 
@@ -148,5 +151,7 @@ async def health_service_nodes(server: Server, a: dict[str, Any]) -> dict[str, A
                 continue
             out.append({"Node": node_to_api(n), "Service": service_to_agent_api(s),
                         "Checks": [check_to_api(c) for c in checks]})
+        if a.get("merge_central_config"):
+            idx, out = merged_health_rows(store, ws, idx, out)
         return idx, filtered(out)
     return await blocking_read(server, a, q, shared="Health.ServiceNodes")

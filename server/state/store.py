@@ -32,9 +32,37 @@ from lictor.common.structs import CheckRow, KVEntry, Node, ServiceRow, Session
 from lictor.server.state.query_cache import QueryCache
 from lictor.server.state.watch import Channel, WatchSet
 
-__all__ = ["Store", "WriteTxn"]
+__all__ = ["EXT_TABLES", "Store", "WriteTxn", "register_row_codec", "row_codec"]
 
 _MISSING: Any = object()
+
+# Tables added by features beyond the catalog/KV/sessions core. Each is ``store.ext[name]``: a
+# dict from a key (a str, or a tuple of str) to an immutable row. Rows are plain msgpack-able
+# values, or frozen dataclasses whose module registers a codec with :func:`register_row_codec`
+# so snapshots can carry them. Watches and index rows work as for every other table
+# (``tx.put(store.ext[name], key, row)``; ``tx.bump(name)``).
+EXT_TABLES: tuple[str, ...] = (
+    "ca_roots",          # CA root certificates, by root ID
+    "ca_config",         # the CA configuration (one row, key "config")
+    "ca_state",          # provider state incl. private keys: never served over HTTP or logged
+    "config_entries",    # (kind, name) -> config entry (service-intentions included)
+    "acl_tokens", "acl_policies", "acl_roles", "acl_auth_methods", "acl_binding_rules",
+    "coordinates",       # node -> network coordinate
+    "system_metadata",   # key -> value (cluster ID, autopilot state, ...)
+)
+
+_CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
+
+
+def register_row_codec(table: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> None:
+    """Say how rows of an extension table become msgpack-able values and back (for snapshots)."""
+    if table not in EXT_TABLES:
+        raise ValueError(f"unknown extension table {table!r}")
+    _CODECS[table] = (encode, decode)
+
+
+def row_codec(table: str) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    return _CODECS.get(table, (lambda v: v, lambda v: v))
 
 
 class Store:
@@ -65,6 +93,8 @@ class Store:
         self._channels: dict[str, Channel] = {}
         self.abandoned = Channel()
         self.latest_index = 0
+        # extension tables (see EXT_TABLES)
+        self.ext: dict[str, dict[Any, Any]] = {name: {} for name in EXT_TABLES}
         # shared results of expensive reads, valid while latest_index is unchanged
         self.query_cache = QueryCache()
 

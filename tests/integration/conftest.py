@@ -138,3 +138,234 @@ def consul_client(dev_agent: AgentProcess) -> Any:
     import consul
 
     return consul.Consul(host="127.0.0.1", port=dev_agent.http_port)
+
+
+# ----------------------------------------------------------------------------- server clusters
+
+#: Short Raft timings for cluster tests: 50 ms ticks (elections after 0.5-1 s), autopilot
+#: promoting after 1 s, half-sent RPC frames dropped after 2 s. Documented in
+#: lictor.agent.agent.cluster_config.
+CLUSTER_ENV = {"LICTOR_RAFT_TICK_INTERVAL": "0.05", "LICTOR_RPC_FRAME_TIMEOUT": "2",
+               "LICTOR_RPC_HOLD_TIMEOUT": "5"}
+CLUSTER_HCL = ('performance { raft_multiplier = 1 }\n'
+               'autopilot { server_stabilization_time = "1s" }')
+
+
+class ServerProcess:
+    """One `lictor agent -server` process with its own data dir and ports (all on 127.0.0.1).
+    Restartable with the same data dir and ports; stopped by PID."""
+
+    def __init__(self, workdir: Path, name: str, *, expect: int = 3, join: list[str] | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.http_port = free_port()
+        self.server_port = free_port()
+        self.serf_port = free_port()
+        self.expect = expect
+        self.join = list(join or [])
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "agent.log"
+        self.starts = 0
+        self._log: Any = None
+
+    @property
+    def rpc_addr(self) -> str:
+        return f"127.0.0.1:{self.server_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def args(self) -> list[str]:
+        a = [*LICTOR, "agent", "-server", "-node", self.name, "-data-dir", str(self.data_dir),
+             "-bind", "127.0.0.1", f"-http-port={self.http_port}", "-dns-port=-1",
+             f"-server-port={self.server_port}", f"-serf-lan-port={self.serf_port}",
+             "-retry-interval", "200ms", "-hcl", CLUSTER_HCL, "-log-level", "debug"]
+        if self.expect:
+            a += ["-bootstrap-expect", str(self.expect)]
+        for j in self.join:
+            a += ["-retry-join", j]
+        return a + list(self.extra)
+
+    def spawn(self) -> ServerProcess:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.starts += 1
+        self._log = open(self.log_path, "ab")
+        self._log.write(f"\n===== start #{self.starts} =====\n".encode())
+        self._log.flush()
+        self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **CLUSTER_ENV}, cwd=self.workdir)
+        return self
+
+    def wait_http(self, timeout: float = 45.0) -> ServerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                status, _ = self.request("GET", "/v1/status/leader", timeout=0.5)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer within {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10.0,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        status, raw = self.request(method, path, body, **kw)
+        assert 200 <= status < 300, f"{self.name}: {method} {path} -> {status}: {raw!r}"
+        return json.loads(raw) if raw else None
+
+    def leader(self) -> str:
+        try:
+            status, raw = self.request("GET", "/v1/status/leader", timeout=2.0)
+        except OSError:
+            return ""
+        return json.loads(raw) if status == 200 else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+        self.proc.wait(15)
+        self._log.close()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._log is not None and not self._log.closed:
+            self._log.close()
+        return self.proc.returncode
+
+
+class RaftCluster:
+    """N servers that retry-join each other with -bootstrap-expect N."""
+
+    def __init__(self, root: Path, n: int = 3) -> None:
+        self.root = root
+        self.servers: list[ServerProcess] = []
+        for i in range(n):
+            d = root / f"s{i + 1}"
+            d.mkdir(parents=True)
+            self.servers.append(ServerProcess(d, f"s{i + 1}", expect=n))
+        addrs = [s.rpc_addr for s in self.servers]
+        for s in self.servers:
+            s.join = [a for a in addrs if a != s.rpc_addr]
+
+    def add(self, name: str, *, join: list[str], expect: int = 0) -> ServerProcess:
+        d = self.root / name
+        d.mkdir(parents=True)
+        s = ServerProcess(d, name, expect=expect, join=join)
+        self.servers.append(s)
+        return s
+
+    def start(self) -> RaftCluster:
+        for s in self.servers:
+            s.spawn()
+        for s in self.servers:
+            s.wait_http()
+        return self
+
+    def running(self) -> list[ServerProcess]:
+        return [s for s in self.servers if s.alive()]
+
+    def wait_leader(self, timeout: float = 30.0, among: list[ServerProcess] | None = None) -> ServerProcess:
+        """Until every running server (or `among`) names the same leader; returns it."""
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            group = among or self.running()
+            seen = [s.leader() for s in group]
+            if seen and seen[0] and all(x == seen[0] for x in seen):
+                for s in self.servers:
+                    if s.rpc_addr == seen[0] and s.alive():
+                        return s
+            time.sleep(0.05)
+        logs = "\n".join(f"--- {s.name}\n{s.log_text()[-3000:]}" for s in self.servers)
+        raise AssertionError(f"no agreed leader within {timeout}s: {seen}\n{logs}")
+
+    def followers(self) -> list[ServerProcess]:
+        leader = self.wait_leader()
+        return [s for s in self.running() if s is not leader]
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop()
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path) -> Iterator[Any]:
+    made: list[RaftCluster] = []
+
+    def make(n: int = 3, start: bool = True) -> RaftCluster:
+        c = RaftCluster(tmp_path / f"cluster{len(made)}", n)
+        made.append(c)
+        return c.start() if start else c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaftCluster]:
+    """One 3-server cluster shared by a module's read-mostly tests (distinct keys per test)."""
+    c = RaftCluster(tmp_path_factory.mktemp("raft"), 3)
+    try:
+        c.start()
+        c.wait_leader()
+        yield c
+    finally:
+        c.stop()
+
+
+def eventually(fn: Any, timeout: float = 10.0, what: str = "condition", interval: float = 0.05) -> Any:
+    """Poll `fn` until it returns a truthy value (returned) or raise AssertionError."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except (OSError, AssertionError, ValueError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture
+def wait_for() -> Any:
+    return eventually

@@ -318,3 +318,38 @@ def test_session_list_and_node_queries() -> None:
     assert [s.id for s in sessions.session_list(log.store, None)[1]] == [a, b]
     assert [s.id for s in sessions.session_node(log.store, None, "n1")[1]] == [a, b]
     assert sessions.session_node(log.store, None, "n2")[1] == []
+
+
+def test_extension_tables_round_trip_through_snapshots_with_their_codec() -> None:
+    import dataclasses as dc
+
+    from lictor.server.state import store as store_mod
+
+    @dc.dataclass(frozen=True)
+    class Root:
+        id: str
+        pem: str
+
+    saved = dict(store_mod._CODECS)
+    store_mod.register_row_codec("ca_roots", dc.asdict, lambda d: Root(**d))
+    try:
+        _ext_round_trip(Root)
+    finally:
+        store_mod._CODECS.clear()
+        store_mod._CODECS.update(saved)
+
+
+def _ext_round_trip(Root: type) -> None:  # noqa: N803 - a class passed in
+    log = Log()
+    with log.store.write_txn(1) as tx:
+        tx.put(log.store.ext["ca_roots"], "r1", Root(id="r1", pem="PEM"))
+        tx.put(log.store.ext["config_entries"], ("service-defaults", "web"), {"Protocol": "http"})
+        tx.bump("ca_roots", "config_entries")
+    buf = io.BytesIO()
+    log.fsm.snapshot().persist(buf)
+    buf.seek(0)
+    other = FSM()
+    other.restore(buf)
+    assert other.store.ext["ca_roots"] == {"r1": Root(id="r1", pem="PEM")}
+    assert other.store.ext["config_entries"] == {("service-defaults", "web"): {"Protocol": "http"}}
+    assert other.store.index("ca_roots") == 1

@@ -1,0 +1,69 @@
+"""/v1/operator/*: Raft configuration, peer removal, leadership transfer, autopilot, usage.
+
+Each route forwards to a server endpoint in :mod:`lictor.server.endpoints.operator` (through
+``agent.rpc``: on a follower the call runs on the leader unless ``?stale``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from lictor.agent.http.base import ACL, QueryOptions, json_response, route
+from lictor.common.errors import ValidationError
+
+if TYPE_CHECKING:
+    from lictor.agent.agent import Agent
+
+
+def _read_args(opts: QueryOptions) -> dict[str, object]:
+    return {"stale": opts.stale, "consistent": opts.consistent}
+
+
+@route("GET", "/v1/operator/raft/configuration", acl=ACL("operator", "read"))
+async def raft_configuration(req: web.Request, agent: Agent) -> web.StreamResponse:
+    opts = QueryOptions.parse(req, local_dc=agent.datacenter)
+    out = await agent.rpc("Operator.RaftGetConfiguration", _read_args(opts))
+    return json_response(req, out["result"])
+
+
+@route("DELETE", "/v1/operator/raft/peer", acl=ACL("operator", "write"))
+async def raft_remove_peer(req: web.Request, agent: Agent) -> web.StreamResponse:
+    QueryOptions.parse(req, local_dc=agent.datacenter)
+    pid, addr = req.query.get("id", ""), req.query.get("address", "")
+    if bool(pid) == bool(addr):
+        raise ValidationError("Must specify either ?id with the server's ID or ?address with IP:port "
+                              "of peer to remove")
+    await agent.rpc("Operator.RaftRemovePeer", {"id": pid, "address": addr})
+    return web.Response(status=200)
+
+
+@route("POST", "/v1/operator/raft/transfer-leader", acl=ACL("operator", "write"))
+async def raft_transfer_leader(req: web.Request, agent: Agent) -> web.StreamResponse:
+    QueryOptions.parse(req, local_dc=agent.datacenter)
+    out = await agent.rpc("Operator.RaftTransferLeader", {"id": req.query.get("id", "")})
+    return json_response(req, out["result"])
+
+
+@route("GET", "/v1/operator/autopilot/health", acl=ACL("operator", "read"))
+async def autopilot_health(req: web.Request, agent: Agent) -> web.StreamResponse:
+    opts = QueryOptions.parse(req, local_dc=agent.datacenter)
+    out = await agent.rpc("Operator.ServerHealth", _read_args(opts))
+    health = out["result"]
+    # Consul answers 429 when the cluster is unhealthy, so load balancers can use this URL.
+    return json_response(req, health, status=200 if health["Healthy"] else 429)
+
+
+@route("GET", "/v1/operator/autopilot/configuration", acl=ACL("operator", "read"))
+async def autopilot_configuration(req: web.Request, agent: Agent) -> web.StreamResponse:
+    QueryOptions.parse(req, local_dc=agent.datacenter)
+    out = await agent.rpc("Operator.AutopilotGetConfiguration", {})
+    return json_response(req, out["result"])
+
+
+@route("GET", "/v1/operator/usage", acl=ACL("operator", "read"))
+async def usage(req: web.Request, agent: Agent) -> web.StreamResponse:
+    opts = QueryOptions.parse(req, local_dc=agent.datacenter)
+    out = await agent.rpc("Operator.Usage", _read_args(opts))
+    return json_response(req, out["result"], meta=out)

@@ -1,0 +1,955 @@
+"""A server's place in its cluster: formation, the server RPC dispatcher, forwarding, autopilot.
+
+::
+
+    retry_join addrs --Cluster.Hello--> peers          peers --Cluster.Hello/Join--> RPCServer
+           |  (every retry_interval; replies carry          |      (port 8300)           |
+           |   the peer's view of every server)              |     Raft.Msgs notes -------+--> TCPRaftTransport
+           v                                                 |     ENDPOINTS names -------+--> endpoints.call (local)
+    known servers --decide()--> start RaftNode               |
+        has raft state      -> start as-is (bootstrap ignored)
+        -bootstrap / expect 1 -> bootstrap {self}
+        a peer knows a leader -> start empty, Cluster.Join at the leader (-> add_nonvoter)
+        exactly `expect` stateless servers with the same expect and datacenter
+                            -> every one bootstraps with the identical voter set
+
+    Agent.rpc(name, args) -> Cluster.call: stale reads and Status.* answer locally; everything
+        else runs on the leader (here, or forwarded whole over RPCClient; retried once when the
+        leader changes or cannot be reached, within `forward_hold` seconds)
+
+    leader only, every autopilot_interval: view (configuration, progress, contacts) ->
+        decide_autopilot(view, config) -> AutopilotDecision (promote / remove + a sentence)
+
+Formation protocol (no gossip yet; issue 4 replaces the Hello exchange with Serf-like events):
+
+* ``Cluster.Hello`` args and reply are a :class:`ServerInfo` as a map (``node_name``,
+  ``node_id``, ``rpc_addr``, ``datacenter``, ``bootstrap_expect``, ``has_state``, ``leader``)
+  plus ``servers`` (the sender's known servers, same shape) and, in the reply from a leader,
+  ``members`` (node ids of the Raft configuration). Each side records the other; knowledge
+  spreads transitively, so servers only need to retry-join one of their peers.
+* A datacenter mismatch is refused (``ValidationError``) and logged on both sides. A
+  bootstrap_expect mismatch between two stateless servers is logged and the peer is left out of
+  the bootstrap count, so nobody bootstraps with a configuration others would not compute.
+* ``Cluster.Join`` {node_id, node_name, rpc_addr, datacenter} on the leader adds the server as a
+  non-voter (idempotent); autopilot promotes it once it is caught up and stable for
+  ``server_stabilization_time``. A follower answers ``NotLeaderError(leader)``.
+* A server that is running Raft but is not in its own configuration (new, or removed while it
+  was away) and knows a leader sends ``Cluster.Join`` again, as Consul's leader re-adds alive
+  servers it finds in Serf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lictor.common.errors import (
+    LeadershipLostError,
+    NoLeaderError,
+    NotLeaderError,
+    TransportError,
+    ValidationError,
+)
+from lictor.common.rpc import PeerInfo, RPCClient, RPCServer
+from lictor.common.rpc.conn import format_addr
+from lictor.server import endpoints
+from lictor.server.fsm import FSM
+from lictor.server.raft.driver import RaftNode, RaftNodeConfig
+from lictor.server.raft.messages import NodeID
+from lictor.server.raft.transport import RAFT_METHOD, TCPRaftTransport, raft_id
+
+__all__ = [
+    "AutopilotConfig",
+    "AutopilotDecision",
+    "AutopilotView",
+    "Cluster",
+    "ClusterConfig",
+    "ServerHealth",
+    "ServerInfo",
+    "bootstrap_voters",
+    "decide_autopilot",
+    "parse_join_address",
+    "server_health",
+]
+
+log = logging.getLogger("lictor.cluster")
+
+DEFAULT_SERVER_PORT = 8300
+#: Endpoints every server answers from its own state (Consul's Status.* are local too).
+LOCAL_ENDPOINTS = frozenset({"Status.Leader", "Status.Peers", "Operator.AutopilotGetConfiguration"})
+#: Calls that only read: a forward that failed in transit may be retried without risk.
+_WRITE_PREFIXES = ("Apply", "Register", "Deregister", "Renew", "Restore", "RaftRemove", "RaftTransfer")
+
+
+# ============================================================================= values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutopilotConfig:
+    """Consul's ``autopilot`` block (plus ``dead_server_last_contact_threshold``, ours: without
+    gossip, "dead" means the leader has not heard from the server for that long)."""
+
+    cleanup_dead_servers: bool = True
+    last_contact_threshold: float = 0.2
+    """A server is unhealthy when the leader has not heard from it for longer (the effective
+    threshold is never below 3 heartbeat intervals, so slow Raft timings do not flap)."""
+    max_trailing_logs: int = 250
+    min_quorum: int = 0
+    server_stabilization_time: float = 10.0
+    dead_server_last_contact_threshold: float = 30.0
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "CleanupDeadServers": self.cleanup_dead_servers,
+            "LastContactThreshold": _go_duration(self.last_contact_threshold),
+            "MaxTrailingLogs": self.max_trailing_logs,
+            "MinQuorum": self.min_quorum,
+            "ServerStabilizationTime": _go_duration(self.server_stabilization_time),
+            "RedundancyZoneTag": "",
+            "DisableUpgradeMigration": False,
+            "UpgradeVersionTag": "",
+            "CreateIndex": 0,
+            "ModifyIndex": 0,
+        }
+
+
+def _go_duration(seconds: float) -> str:
+    if seconds >= 1 and float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    ms = seconds * 1000
+    return f"{ms:g}ms" if ms < 1000 else f"{seconds:g}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    node_name: str
+    node_id: str
+    datacenter: str
+    rpc_addr: str
+    """Advertised ``host:port`` of this server's RPC port (what peers dial)."""
+    bind: tuple[str, int]
+    data_dir: str
+    bootstrap: bool = False
+    bootstrap_expect: int = 0
+    retry_join: tuple[str, ...] = ()
+    retry_interval: float = 30.0
+    retry_max: int = 0
+    tick_interval: float = 0.1
+    raft_multiplier: int = 1
+    autopilot: AutopilotConfig = field(default_factory=AutopilotConfig)
+    forward_hold: float = 7.0
+    """How long a forwarded call may wait for a (new) leader: Consul's rpc_hold_timeout."""
+    rpc_frame_timeout: float = 30.0
+    settled_hello_interval: float = 5.0
+    """Hello cadence once Raft runs and this server is a member (keeps addresses fresh)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerInfo:
+    """What one server says about itself in ``Cluster.Hello``."""
+
+    node_name: str
+    node_id: str
+    rpc_addr: str
+    datacenter: str
+    bootstrap_expect: int = 0
+    has_state: bool = False
+    leader: str = ""
+
+    @property
+    def raft_id(self) -> NodeID:
+        return raft_id(self.node_id)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"node_name": self.node_name, "node_id": self.node_id, "rpc_addr": self.rpc_addr,
+                "datacenter": self.datacenter, "bootstrap_expect": self.bootstrap_expect,
+                "has_state": self.has_state, "leader": self.leader}
+
+    @classmethod
+    def from_wire(cls, v: Any, what: str = "server info") -> ServerInfo:
+        """Validate a map from the network; ``ValidationError`` names the bad field."""
+        if not isinstance(v, dict):
+            raise ValidationError(f"{what}: expected a map, got {type(v).__name__}")
+
+        def text(key: str, *, required: bool = True, limit: int = 256) -> str:
+            x = v.get(key, "")
+            if not isinstance(x, str):
+                raise ValidationError(f"{what}: {key} must be a string, got {type(x).__name__}")
+            if required and not x:
+                raise ValidationError(f"{what}: {key} is required")
+            if len(x) > limit:
+                raise ValidationError(f"{what}: {key} is longer than {limit} characters")
+            return x
+
+        expect = v.get("bootstrap_expect", 0)
+        if type(expect) is not int or not 0 <= expect <= 1000:
+            raise ValidationError(f"{what}: bootstrap_expect must be an integer 0-1000")
+        has_state = v.get("has_state", False)
+        if type(has_state) is not bool:
+            raise ValidationError(f"{what}: has_state must be a boolean")
+        addr = text("rpc_addr")
+        try:
+            _split_hostport(addr)
+        except ValueError as exc:
+            raise ValidationError(f"{what}: rpc_addr: {exc}") from None
+        leader = text("leader", required=False)
+        return cls(node_name=text("node_name"), node_id=text("node_id"), rpc_addr=addr,
+                   datacenter=text("datacenter"), bootstrap_expect=expect, has_state=has_state,
+                   leader=leader)
+
+
+def _split_hostport(addr: str) -> tuple[str, int]:
+    host, sep, port_s = addr.rpartition(":")
+    if not sep or not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise ValueError(f"invalid address {addr!r}: expected host:port")
+    return host.strip("[]"), int(port_s)
+
+
+def parse_join_address(text: str, default_port: int = DEFAULT_SERVER_PORT) -> tuple[str, int]:
+    """A retry_join entry: ``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6
+    address; host may be a DNS name. ``ValueError`` with a readable message otherwise."""
+    t = text.strip()
+    if not t:
+        raise ValueError("empty retry_join address")
+    port_s = ""
+    if t.startswith("["):
+        host, sep, rest = t[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"invalid retry_join address {text!r}")
+        port_s = rest[1:]
+        if rest and not port_s:
+            raise ValueError(f"invalid retry_join address {text!r}: missing port after ':'")
+    elif t.count(":") > 1:
+        host = t  # bare IPv6
+    else:
+        host, sep, port_s = t.partition(":")
+        if sep and not port_s:
+            raise ValueError(f"invalid retry_join address {text!r}: missing port after ':'")
+    if not host or any(c.isspace() or c in "/?#@" for c in host):
+        raise ValueError(f"invalid retry_join address {text!r}: bad host")
+    if not port_s:
+        return host, default_port
+    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise ValueError(f"invalid retry_join address {text!r}: port must be 1-65535")
+    return host, int(port_s)
+
+
+def bootstrap_voters(me: ServerInfo, known: Mapping[str, ServerInfo],
+                     expect: int) -> tuple[dict[NodeID, str] | None, str]:
+    """Decide whether the stateless server `me` may bootstrap now (pure).
+
+    Returns (voters, sentence): voters is the identical {raft id: address} map every server of
+    the expected set computes, or None with the reason to wait. Servers with another datacenter
+    or bootstrap_expect do not count (they are reported); servers without bootstrap_expect
+    (joining ones) are not voters of the first configuration."""
+    if expect <= 0:
+        return None, "not bootstrapping: bootstrap_expect is not set"
+    cands = {me.node_id: me}
+    problems: list[str] = []
+    for nid, s in sorted(known.items()):
+        if nid == me.node_id:
+            continue
+        if s.datacenter != me.datacenter:
+            problems.append(f"{s.node_name} is in datacenter {s.datacenter!r}")
+            continue
+        if s.bootstrap_expect == 0:
+            continue  # a server that will join, not bootstrap
+        # A peer with Raft state but no leader is counted: it most likely bootstrapped a moment
+        # ago with this same set (it saw the same servers first). A peer whose cluster has a
+        # leader never gets here: the caller joins that leader instead.
+        if s.bootstrap_expect != expect:
+            problems.append(f"{s.node_name} has bootstrap_expect={s.bootstrap_expect}, "
+                            f"we have {expect}: all servers must expect the same number")
+            continue
+        cands[nid] = s
+    suffix = ("; ignored: " + "; ".join(problems)) if problems else ""
+    if len(cands) < expect:
+        return None, f"waiting for servers: found {len(cands)} of {expect}{suffix}"
+    if len(cands) > expect:
+        return None, (f"refusing to bootstrap: found {len(cands)} servers expecting {expect} "
+                      f"({', '.join(sorted(s.node_name for s in cands.values()))}){suffix}")
+    voters = {s.raft_id: s.rpc_addr for s in cands.values()}
+    names = ", ".join(sorted(s.node_name for s in cands.values()))
+    return voters, f"bootstrapping with {expect} voters: {names}{suffix}"
+
+
+# ============================================================================ autopilot
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerView:
+    id: NodeID
+    name: str
+    node_id: str
+    address: str
+    voter: bool
+    leader: bool
+    match_index: int
+    last_contact: float | None
+    """Seconds since the leader heard from it (0 for the leader; None: not since leadership)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutopilotView:
+    """One immutable look at the cluster, taken on the leader (STYLE P15)."""
+
+    now: float
+    term: int
+    last_index: int
+    commit_index: int
+    servers: tuple[ServerView, ...]
+    leader_since: float
+    healthy_since: Mapping[NodeID, float]
+    """When each server was first seen healthy without interruption (from earlier iterations)."""
+    expected_servers: int = 0
+    heartbeat_interval: float = 0.1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerHealth:
+    id: NodeID
+    name: str
+    node_id: str
+    address: str
+    voter: bool
+    leader: bool
+    healthy: bool
+    last_contact: float
+    last_index: int
+    last_term: int
+    stable_since: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutopilotDecision:
+    promote: tuple[NodeID, ...] = ()
+    remove: tuple[NodeID, ...] = ()
+    health: tuple[ServerHealth, ...] = ()
+    healthy_since: Mapping[NodeID, float] = field(default_factory=dict)
+    sentence: str = ""
+
+
+def _contact_threshold(view: AutopilotView, cfg: AutopilotConfig) -> float:
+    return max(cfg.last_contact_threshold, 3 * view.heartbeat_interval)
+
+
+def server_health(view: AutopilotView, cfg: AutopilotConfig) -> tuple[tuple[ServerHealth, ...],
+                                                                      dict[NodeID, float]]:
+    """Each server's health (Consul's rules: recent contact and not too far behind)."""
+    threshold = _contact_threshold(view, cfg)
+    out: list[ServerHealth] = []
+    since: dict[NodeID, float] = {}
+    for s in view.servers:
+        contact = s.last_contact
+        if s.leader:
+            healthy = True
+        else:
+            healthy = (contact is not None and contact <= threshold
+                       and view.last_index - s.match_index <= cfg.max_trailing_logs)
+        if healthy:
+            since[s.id] = view.healthy_since.get(s.id, view.now)
+        seen = contact if contact is not None else view.now - view.leader_since
+        out.append(ServerHealth(id=s.id, name=s.name, node_id=s.node_id, address=s.address,
+                                voter=s.voter, leader=s.leader, healthy=healthy,
+                                last_contact=max(0.0, seen), last_index=s.match_index,
+                                last_term=view.term if s.match_index else 0,
+                                stable_since=since.get(s.id, view.now)))
+    return tuple(out), since
+
+
+def decide_autopilot(view: AutopilotView, cfg: AutopilotConfig) -> AutopilotDecision:
+    """One autopilot iteration on the leader (pure): at most one promotion and one removal.
+
+    * promote a non-voter that is healthy and has been for ``server_stabilization_time``;
+    * with ``cleanup_dead_servers``: remove a server the leader has not heard from for
+      ``dead_server_last_contact_threshold`` (counting from when this leadership began),
+      non-voters always, a voter only if the voters left stay >= max(min_quorum,
+      bootstrap_expect) and the healthy voters left still form a quorum of them.
+    """
+    health, since = server_health(view, cfg)
+    by_id = {h.id: h for h in health}
+    said: list[str] = []
+    promote: list[NodeID] = []
+    for h in sorted(health, key=lambda h: h.id):
+        if h.voter or not h.healthy:
+            continue
+        stable = view.now - since[h.id]
+        if stable >= cfg.server_stabilization_time:
+            promote.append(h.id)
+            said.append(f"promoting {h.name or h.id} (caught up, stable {stable:.1f}s)")
+            break
+    remove: list[NodeID] = []
+    if cfg.cleanup_dead_servers:
+        voters = [h for h in health if h.voter]
+        floor = max(cfg.min_quorum, view.expected_servers)
+        for s in sorted(view.servers, key=lambda s: s.id):
+            if s.leader:
+                continue
+            silent = s.last_contact if s.last_contact is not None else view.now - view.leader_since
+            if silent < cfg.dead_server_last_contact_threshold:
+                continue
+            name = s.name or str(s.id)
+            if not s.voter:
+                remove.append(s.id)
+                said.append(f"removing dead non-voter {name} (silent {silent:.0f}s)")
+                break
+            left = [h for h in voters if h.id != s.id]
+            healthy_left = sum(1 for h in left if h.healthy)
+            if len(left) < floor:
+                said.append(f"not removing dead server {name}: {len(left)} voters would be "
+                            f"fewer than the minimum {floor}")
+                continue
+            if healthy_left < len(left) // 2 + 1:
+                said.append(f"not removing dead server {name}: the {healthy_left} healthy "
+                            f"voters left would not be a quorum of {len(left)}")
+                continue
+            remove.append(s.id)
+            said.append(f"removing dead server {name} (silent {silent:.0f}s)")
+            break
+    del by_id
+    return AutopilotDecision(promote=tuple(promote), remove=tuple(remove), health=health,
+                             healthy_since=since, sentence="; ".join(said) or "nothing to do")
+
+
+def failure_tolerance(health: tuple[ServerHealth, ...]) -> int:
+    voters = [h for h in health if h.voter]
+    healthy = sum(1 for h in voters if h.healthy)
+    return max(0, healthy - (len(voters) // 2 + 1))
+
+
+# ============================================================================== Cluster
+
+
+class Cluster:
+    """The server side of `lictor agent -server`: owns the RPC server and client, the Raft node,
+    formation, forwarding and autopilot. Create it, hand `raft` to the `Server`, `attach` the
+    server, then `start`."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.id: NodeID = raft_id(config.node_id)
+        self.rpc = RPCClient(connect_timeout=2.0, request_timeout=30.0, backoff_base=0.05,
+                             backoff_max=1.0)
+        self._raft_client = RPCClient(connect_timeout=2.0, backoff_base=0.02, backoff_max=0.5,
+                                      reconnect_linger=3600.0)
+        self.transport = TCPRaftTransport(local_id=self.id, local_address=config.rpc_addr,
+                                          client=self._raft_client)
+        self.raft = RaftNode(
+            RaftNodeConfig(node_id=self.id, address=config.rpc_addr, data_dir=config.data_dir,
+                           tick_interval=config.tick_interval,
+                           raft_multiplier=config.raft_multiplier),
+            FSM(), self.transport)
+        self.server: Any = None
+        self.rpc_server = RPCServer(_Dispatcher(self), host=config.bind[0], port=config.bind[1],
+                                    frame_timeout=config.rpc_frame_timeout)
+        self.known: dict[str, ServerInfo] = {}
+        self.members_of_leader: frozenset[str] = frozenset()
+        self._had_state = self.raft.has_state()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._said: dict[str, str] = {}
+        self._healthy_since: dict[NodeID, float] = {}
+        self._leader_since = time.monotonic()
+        self.last_decision: AutopilotDecision | None = None
+        self.bootstrapped_with: dict[NodeID, str] | None = None
+        self.join_attempts = 0
+        self.raft.add_leadership_listener(self._on_leadership)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def attach(self, server: Any) -> None:
+        self.server = server
+        server.cluster = self
+
+    async def start(self) -> None:
+        """Listen on the RPC port, then start Raft now (it has state, or -bootstrap) or leave
+        that to the formation loop."""
+        await self.rpc_server.start()
+        cfg = self.config
+        if self._had_state:
+            if cfg.bootstrap or cfg.bootstrap_expect:
+                log.info("raft state found in %s: ignoring bootstrap settings", cfg.data_dir)
+            await self._start_raft({})
+        elif cfg.bootstrap or cfg.bootstrap_expect == 1:
+            await self._start_raft({self.id: cfg.rpc_addr})
+            log.info("bootstrapped a single-server cluster")
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._formation_loop(), name="cluster-formation"))
+        self._tasks.append(loop.create_task(self._autopilot_loop(), name="autopilot"))
+
+    async def _start_raft(self, voters: dict[NodeID, str]) -> None:
+        if self.raft.started:
+            return
+        self.raft.config = replace(self.raft.config, bootstrap=voters)
+        if voters:
+            self.bootstrapped_with = dict(voters)
+        for info in self.known.values():
+            self.raft.transport.set_peer(info.raft_id, info.rpc_addr)
+        await self.raft.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.rpc_server.close()
+        await self.raft.close()
+        await self.rpc.close()
+        await self._raft_client.close()
+
+    # ---------------------------------------------------------------- who we are
+
+    def info(self) -> ServerInfo:
+        c = self.config
+        return ServerInfo(node_name=c.node_name, node_id=c.node_id, rpc_addr=c.rpc_addr,
+                          datacenter=c.datacenter, bootstrap_expect=c.bootstrap_expect,
+                          has_state=self.raft.started or self._had_state,
+                          leader=self.raft.leader() or "")
+
+    def name_of(self, pid: NodeID) -> tuple[str, str]:
+        """(node name, node id string) of a Raft id, when known."""
+        if pid == self.id:
+            return self.config.node_name, self.config.node_id
+        for s in self.known.values():
+            if s.raft_id == pid:
+                return s.node_name, s.node_id
+        return "", str(pid)
+
+    def _note(self, key: str, sentence: str, level: int = logging.INFO) -> None:
+        """Log a formation sentence once per change (the loop runs every retry_interval)."""
+        if self._said.get(key) != sentence:
+            self._said[key] = sentence
+            log.log(level, sentence)
+
+    def _learn(self, info: ServerInfo) -> None:
+        if info.node_id == self.config.node_id:
+            return
+        old = self.known.get(info.node_id)
+        self.known[info.node_id] = info
+        if old is None or old.rpc_addr != info.rpc_addr:
+            log.info("learned server %s (%s) at %s", info.node_name, info.node_id, info.rpc_addr)
+        if self.raft.started:
+            self.raft.set_peer(info.raft_id, info.rpc_addr)
+
+    # ---------------------------------------------------------------- Cluster.* handlers
+
+    def handle_hello(self, args: Any, peer: PeerInfo | None) -> dict[str, Any]:
+        if not isinstance(args, dict):
+            raise ValidationError("Cluster.Hello: expected a map")
+        other = ServerInfo.from_wire(args, "Cluster.Hello")
+        if other.datacenter != self.config.datacenter:
+            msg = (f"refusing server {other.node_name} at {other.rpc_addr}: it is in datacenter "
+                   f"{other.datacenter!r}, this server is in {self.config.datacenter!r}")
+            self._note(f"dc:{other.node_id}", msg, logging.ERROR)
+            raise ValidationError(msg)
+        if other.node_id == self.config.node_id and other.rpc_addr != self.config.rpc_addr:
+            msg = (f"refusing server {other.node_name} at {other.rpc_addr}: it has this server's "
+                   f"node id {other.node_id}")
+            self._note(f"dup:{other.rpc_addr}", msg, logging.ERROR)
+            raise ValidationError(msg)
+        self._learn(other)
+        servers = args.get("servers", [])
+        if isinstance(servers, list):
+            for item in servers[:64]:
+                try:
+                    s = ServerInfo.from_wire(item, "Cluster.Hello servers")
+                except ValidationError:
+                    continue
+                if s.datacenter == self.config.datacenter and s.node_id not in self.known:
+                    self._learn(s)
+        return self._hello_payload()
+
+    def _hello_payload(self) -> dict[str, Any]:
+        out = self.info().to_wire()
+        out["servers"] = [s.to_wire() for s in self.known.values()]
+        if self.raft.is_leader():
+            voters, learners = self.raft.members()
+            out["members"] = [self.name_of(p)[1] for p in voters | learners]
+        return out
+
+    async def handle_join(self, args: Any) -> dict[str, Any]:
+        if not isinstance(args, dict):
+            raise ValidationError("Cluster.Join: expected a map")
+        other = ServerInfo.from_wire(args, "Cluster.Join")
+        if other.datacenter != self.config.datacenter:
+            raise ValidationError(f"Cluster.Join: server {other.node_name} is in datacenter "
+                                  f"{other.datacenter!r}, not {self.config.datacenter!r}")
+        if not self.raft.is_leader():
+            leader = self.raft.leader()
+            if leader is None:
+                raise NoLeaderError()
+            raise NotLeaderError(leader)
+        self._learn(other)
+        voters, learners = self.raft.members()
+        if other.raft_id not in voters and other.raft_id not in learners:
+            log.info("adding server %s (%s) at %s as a non-voter", other.node_name,
+                     other.node_id, other.rpc_addr)
+            await self.raft.add_nonvoter(other.raft_id, other.rpc_addr)
+        return {"ok": True}
+
+    # ---------------------------------------------------------------- formation
+
+    def _targets(self) -> list[str]:
+        out: list[str] = []
+        for entry in self.config.retry_join:
+            try:
+                host, port = parse_join_address(entry)
+            except ValueError as exc:
+                self._note(f"bad:{entry}", f"retry_join: {exc}", logging.ERROR)
+                continue
+            out.append(format_addr(host, port))
+        for s in self.known.values():
+            if s.rpc_addr not in out:
+                out.append(s.rpc_addr)
+        return [a for a in out if a != self.config.rpc_addr]
+
+    async def _resolve(self, addr: str) -> list[str]:
+        host, port = _split_hostport(addr)
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+            return [addr]
+        except OSError:
+            pass
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            self._note(f"dns:{host}", f"retry_join: cannot resolve {host!r}: {exc}", logging.WARNING)
+            return []
+        seen: list[str] = []
+        for _fam, _, _, _, sa in infos:
+            a = format_addr(sa[0], sa[1])
+            if a not in seen:
+                seen.append(a)
+        return seen
+
+    async def _hello(self, addr: str) -> ServerInfo | None:
+        payload = self._hello_payload()
+        try:
+            reply = await self.rpc.call(addr, "Cluster.Hello", payload, timeout=2.0)
+        except ValidationError as exc:
+            self._note(f"refused:{addr}", f"server at {addr} refused us: {exc}", logging.ERROR)
+            return None
+        except Exception as exc:  # noqa: BLE001 - unreachable peers are the normal case here
+            self._note(f"hello:{addr}", f"cannot reach server at {addr}: {exc}", logging.DEBUG)
+            return None
+        self._said.pop(f"hello:{addr}", None)
+        try:
+            info = ServerInfo.from_wire(reply, f"Cluster.Hello reply from {addr}")
+        except ValidationError as exc:
+            self._note(f"badreply:{addr}", str(exc), logging.WARNING)
+            return None
+        if info.datacenter != self.config.datacenter:
+            self._note(f"dc:{info.node_id}", f"ignoring server {info.node_name} at {addr}: it is in "
+                       f"datacenter {info.datacenter!r}, not {self.config.datacenter!r}",
+                       logging.ERROR)
+            return None
+        self._learn(info)
+        for item in (reply.get("servers") or [])[:64] if isinstance(reply.get("servers"), list) else []:
+            try:
+                s = ServerInfo.from_wire(item)
+            except ValidationError:
+                continue
+            if s.datacenter == self.config.datacenter and s.node_id not in self.known:
+                self._learn(s)
+        members = reply.get("members")
+        if isinstance(members, list) and info.leader == info.rpc_addr:
+            self.members_of_leader = frozenset(m for m in members if isinstance(m, str))
+        return info
+
+    async def _formation_loop(self) -> None:
+        cfg = self.config
+        attempts = 0
+        while not self._closed:
+            try:
+                targets = self._targets()
+                resolved: list[str] = []
+                for t in targets:
+                    for a in await self._resolve(t):
+                        if a != cfg.rpc_addr and a not in resolved:
+                            resolved.append(a)
+                replies = await asyncio.gather(*(self._hello(a) for a in resolved))
+                ok = [r for r in replies if r is not None]
+                if cfg.retry_join and not ok and not self._settled():
+                    attempts += 1
+                    if cfg.retry_max and attempts == cfg.retry_max:
+                        log.error("retry_join: gave up after %d attempts to reach %s", attempts,
+                                  ", ".join(cfg.retry_join))
+                self.join_attempts = attempts
+                await self._decide(ok)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must survive a bad round
+                log.exception("cluster formation round failed")
+            settled = self._settled()
+            delay = max(cfg.retry_interval, cfg.settled_hello_interval) if settled else cfg.retry_interval
+            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+
+    def _settled(self) -> bool:
+        if not self.raft.started:
+            return False
+        voters, learners = self.raft.members()
+        return self.id in voters or self.id in learners
+
+    def _leader_hint(self, replies: list[ServerInfo]) -> str | None:
+        own = self.raft.leader()
+        if own:
+            return own
+        for r in replies:
+            if r.leader:
+                return r.leader
+        for s in self.known.values():
+            if s.leader:
+                return s.leader
+        return None
+
+    async def _decide(self, replies: list[ServerInfo]) -> None:
+        cfg = self.config
+        if not self.raft.started:
+            leader = self._leader_hint(replies)
+            if leader:
+                self._note("form", f"found the cluster's leader at {leader}: joining it")
+                await self._start_raft({})
+            elif cfg.bootstrap_expect > 1:
+                voters, sentence = bootstrap_voters(self.info(), self.known, cfg.bootstrap_expect)
+                level = logging.ERROR if "refusing" in sentence or "ignored" in sentence else logging.INFO
+                self._note("form", sentence, level)
+                if voters is not None:
+                    await self._start_raft(voters)
+                return
+            else:
+                self._note("form", "no bootstrap settings and no cluster leader found yet: waiting "
+                                   "(set bootstrap_expect, or retry_join a running cluster)")
+                return
+        if self._settled() or self.raft.is_leader():
+            return
+        leader = self._leader_hint(replies)
+        if not leader or leader == cfg.rpc_addr:
+            return
+        try:
+            await self.rpc.call(leader, "Cluster.Join", self.info().to_wire(), timeout=5.0)
+            self._note("join", f"asked the leader at {leader} to add this server")
+        except NotLeaderError as exc:
+            if exc.leader and exc.leader != leader:
+                try:
+                    await self.rpc.call(exc.leader, "Cluster.Join", self.info().to_wire(), timeout=5.0)
+                except Exception as exc2:  # noqa: BLE001
+                    self._note("join", f"join via {exc.leader} failed: {exc2}", logging.WARNING)
+        except Exception as exc:  # noqa: BLE001 - retried next round
+            self._note("join", f"join via {leader} failed: {exc}", logging.WARNING)
+
+    # ---------------------------------------------------------------- forwarding
+
+    async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Run endpoint `name` where it must run: here for stale reads and Status.*, else on
+        the leader (forwarded whole). When the leader changed or could not be reached the call
+        is retried (at most twice, within `forward_hold`) once a leader is known; a write
+        whose outcome is unknown (the connection broke after sending) is never repeated."""
+        server = self.server
+        if name in LOCAL_ENDPOINTS or args.get("stale"):
+            return await endpoints.call(server, name, args)
+        deadline = time.monotonic() + self.config.forward_hold
+        failed: str | None = None
+        attempts = 0
+        while True:
+            attempts += 1
+            last = attempts >= 3
+            if self.raft.is_leader():
+                try:
+                    return await endpoints.call(server, name, args)
+                except NotLeaderError:
+                    if last:
+                        raise
+                    failed = self.config.rpc_addr
+                    continue
+            leader = await self._wait_leader(deadline, failed)
+            if leader is None:
+                raise NoLeaderError()
+            if leader == self.config.rpc_addr:
+                continue
+            connected = False
+            try:
+                await self.rpc.connect(leader)
+                connected = True
+                return await self.rpc.call(leader, name, args)
+            except (NotLeaderError, NoLeaderError):
+                if last or time.monotonic() >= deadline:
+                    raise
+            except TransportError:
+                # Not connected: the call never left, so retrying is safe. Connected: a read
+                # may be retried; a write's outcome is unknown, so it is reported, not repeated.
+                if last or time.monotonic() >= deadline or (connected and _is_write(name)):
+                    raise
+            failed = leader
+
+    async def _wait_leader(self, deadline: float, failed: str | None) -> str | None:
+        """The leader's address, waiting until `deadline` while none is known. After a failure
+        at `failed`: wait for another leader, or for `failed` to prove alive (this server heard
+        from it recently, at least half an election timeout after the failure)."""
+        raft = self.raft
+        step = max(0.01, raft.config.tick_seconds)
+        patience = raft.config.election_timeout / 2
+        since = time.monotonic()
+        while True:
+            leader = raft.leader()
+            now = time.monotonic()
+            if leader is not None:
+                if leader != failed:
+                    return leader
+                if now - since >= patience and raft.last_contact() < patience:
+                    return leader
+            if now >= deadline:
+                return None
+            await asyncio.sleep(step)
+
+    # ---------------------------------------------------------------- autopilot
+
+    def _on_leadership(self, is_leader: bool) -> None:
+        self._healthy_since = {}
+        self._leader_since = time.monotonic()
+
+    def autopilot_view(self) -> AutopilotView:
+        raft = self.raft
+        voters, learners = raft.members()
+        progress = raft.progress() if raft.is_leader() else {}
+        leader_id = raft.leader_id()
+        servers = []
+        for pid in sorted(voters | learners):
+            name, nid = self.name_of(pid)
+            if pid == self.id:
+                contact: float | None = 0.0 if raft.is_leader() else raft.last_contact()
+            else:
+                contact = raft.peer_last_contact(pid)
+                if contact is not None and contact > time.monotonic() - self._leader_since:
+                    contact = None  # heard only before this leadership began
+            servers.append(ServerView(
+                id=pid, name=name, node_id=nid, address=raft.transport.peer_address(pid) or "",
+                voter=pid in voters, leader=pid == leader_id,
+                match_index=progress.get(pid, raft.last_index() if pid == self.id else 0),
+                last_contact=contact))
+        return AutopilotView(
+            now=time.monotonic(), term=raft.term(), last_index=raft.last_index(),
+            commit_index=raft.commit_index(), servers=tuple(servers),
+            leader_since=self._leader_since, healthy_since=dict(self._healthy_since),
+            expected_servers=self.config.bootstrap_expect,
+            heartbeat_interval=raft.config.tick_seconds * raft.config.heartbeat_ticks)
+
+    def autopilot_interval(self) -> float:
+        ap = self.config.autopilot
+        return max(0.05, min(1.0, ap.server_stabilization_time / 4, 10 * self.raft.config.tick_seconds))
+
+    async def autopilot_once(self) -> AutopilotDecision | None:
+        if not self.raft.is_leader():
+            return None
+        decision = decide_autopilot(self.autopilot_view(), self.config.autopilot)
+        self._healthy_since = dict(decision.healthy_since)
+        self.last_decision = decision
+        for pid in decision.promote:
+            await self.raft.promote(pid)
+        for pid in decision.remove:
+            await self.raft.remove_server(pid)
+        if decision.promote or decision.remove:
+            log.info("autopilot: %s", decision.sentence)
+        elif decision.sentence != "nothing to do":
+            self._note("autopilot", f"autopilot: {decision.sentence}")
+        return decision
+
+    async def _autopilot_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.autopilot_interval())
+            try:
+                await self.autopilot_once()
+            except asyncio.CancelledError:
+                raise
+            except (NotLeaderError, LeadershipLostError, NoLeaderError) as exc:
+                log.info("autopilot: stopped by a leadership change: %s", exc)
+            except Exception:  # noqa: BLE001 - the loop must survive
+                log.exception("autopilot iteration failed")
+
+    def health(self) -> tuple[ServerHealth, ...]:
+        if self.raft.is_leader():
+            return server_health(self.autopilot_view(), self.config.autopilot)[0]
+        return ()
+
+
+def _is_write(name: str) -> bool:
+    method = name.rpartition(".")[2]
+    return method.startswith(_WRITE_PREFIXES) or name in ("Snapshot.Restore",)
+
+
+# ============================================================================ dispatcher
+
+#: Argument types checked on the RPC port before an endpoint runs (the HTTP layer validates its
+#: own inputs; these are the writes a raw RPC caller could otherwise fill with junk).
+_RPC_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
+    "KVS.Apply": {"op": (str,), "key": (str,), "value": (bytes, type(None)), "flags": (int,),
+                  "cas": (int,), "session": (str, type(None)), "index": (int,)},
+    "KVS.Get": {"key": (str,)},
+    "KVS.List": {"key": (str,)},
+    "KVS.ListKeys": {"prefix": (str,), "separator": (str,)},
+    "Snapshot.Restore": {"archive": (bytes,)},
+}
+
+
+def _check_schema(method: str, args: dict[str, Any], schema: dict[str, tuple[type, ...]]) -> None:
+    for key, types in schema.items():
+        if key in args and not isinstance(args[key], types) or (
+                key in args and isinstance(args[key], bool) and bool not in types):
+            names = " or ".join("nil" if t is type(None) else t.__name__ for t in types)
+            raise ValidationError(f"{method}: {key} must be {names}, got {type(args[key]).__name__}")
+
+
+
+class _Dispatcher:
+    """The server RPC port's handler: Raft notes, Cluster.* and the endpoints (run locally)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    async def handle(self, method: str, args: dict[str, Any], peer: PeerInfo) -> Any:
+        c = self.cluster
+        if method == "Cluster.Hello":
+            return c.handle_hello(args, peer)
+        if method == "Cluster.Join":
+            return await c.handle_join(args)
+        if method in endpoints.ENDPOINTS:
+            if c.server is None:
+                raise NoLeaderError("server is starting")
+            if not isinstance(args, dict):
+                raise ValidationError(f"{method}: arguments must be a map")
+            if method in _RPC_SCHEMAS:
+                _check_schema(method, args, _RPC_SCHEMAS[method])
+            try:
+                return await endpoints.call(c.server, method, args)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise ValidationError(f"{method}: invalid arguments: {exc!r}") from None
+        raise ValidationError(f"unknown RPC method {method!r}")
+
+    def notify(self, method: str, args: dict[str, Any], peer: PeerInfo) -> None:
+        if method == RAFT_METHOD:
+            self.cluster.transport.notify(method, args, peer)
+        else:
+            log.debug("ignoring note %r from %s", method, peer.addr)
+
+
+def read_raft_timing_env(env: Mapping[str, str]) -> float | None:
+    """``LICTOR_RAFT_TICK_INTERVAL`` (seconds, 0.005-1): a hidden knob for tests and benchmarks
+    that shortens every Raft timeout (election = 10-20 ticks x raft_multiplier)."""
+    raw = env.get("LICTOR_RAFT_TICK_INTERVAL")
+    if not raw:
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ValueError(f"LICTOR_RAFT_TICK_INTERVAL={raw!r}: expected seconds, e.g. 0.05") from None
+    if not 0.005 <= v <= 1.0:
+        raise ValueError(f"LICTOR_RAFT_TICK_INTERVAL={raw!r}: must be between 0.005 and 1")
+    return v
