@@ -110,7 +110,8 @@ async def services(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def _service_nodes(req: web.Request, agent: Agent, connect: bool) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.ServiceNodes", blocking_args(
-        opts, service=req.match_info["service"], tags=req.query.getall("tag", []), connect=connect))
+        opts, service=req.match_info["service"], tags=req.query.getall("tag", []), connect=connect,
+        merge_central_config="merge-central-config" in req.query))
     return json_response(req, out["result"], meta=out, shared=True)
 
 

@@ -31,7 +31,7 @@ async def _service(req: web.Request, agent: Agent, connect: bool) -> web.StreamR
     passing = "passing" in req.query and req.query.get("passing", "").lower() not in ("false", "0")
     out = await agent.rpc("Health.ServiceNodes", blocking_args(
         opts, service=req.match_info["service"], tags=req.query.getall("tag", []), passing=passing,
-        connect=connect))
+        connect=connect, merge_central_config="merge-central-config" in req.query))
     return json_response(req, out["result"], meta=out, shared=True)
 
 
