@@ -200,7 +200,8 @@ class Agent:
         port = self.config.ports.http
         if port < 0:
             return
-        runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        # Parked blocking queries would hold shutdown for up to their wait: give them 1 s.
+        runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         for addr in self.config.bind_addresses("http"):
             site = web.TCPSite(runner, addr, port, reuse_address=True, backlog=1024)
@@ -216,6 +217,9 @@ class Agent:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         await self.checks.stop_all()
+        leafcerts = getattr(self, "leafcerts", None)
+        if leafcerts is not None:
+            await leafcerts.close()
         for r in self._runners:
             await r.cleanup()
         if self.server is not None:
