@@ -39,6 +39,8 @@ job "lictor-servers" {
           "-retry-join=lictor-server-1.internal",
           "-retry-join=lictor-server-2.internal",
           "-retry-join=lictor-server-3.internal",
+          # Consul's production recommendation (built-in default 5): election timeout 1-2 s.
+          "-hcl=performance { raft_multiplier = 1 }",
         ]
       }
 

@@ -236,6 +236,25 @@ class RaftCore:
         """
         return self._propose_entry(data, EntryKind.NORMAL)
 
+    def propose_many(self, datas: list[bytes]) -> RaftIndex:
+        """Append every item of `datas` as NORMAL entries (indexes first, first+1, ...) and
+        broadcast once; returns the first index. Same outcome as calling `propose` for each in
+        order, with one AppendEntries per peer instead of one per entry (the driver's group
+        commit hands a whole batch here). Raises like `propose`, before appending anything."""
+        if not datas:
+            raise ValueError("nothing to propose")
+        self._require_leader()
+        if self.lead_transferee is not None:
+            raise ProposalDroppedError(f"leadership transfer to {self.lead_transferee} in progress")
+        if self.id not in self.prs:
+            raise ProposalDroppedError("this leader has been removed from the configuration")
+        first = self.log.last_index() + 1
+        term = self.term
+        normal = EntryKind.NORMAL
+        self._append_entries([Entry(term, first + k, d, normal) for k, d in enumerate(datas)])
+        self._bcast_append()
+        return first
+
     def propose_conf_change(self, cc: ConfChange) -> RaftIndex:
         """Propose a single-server membership change; it takes effect when applied.
 

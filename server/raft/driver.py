@@ -116,8 +116,9 @@ class RaftNodeConfig:
     raft_multiplier: int = 1
     election_ticks: int = 10
     heartbeat_ticks: int = 1
-    snapshot_threshold: int = 8192
-    """Entries applied since the last snapshot before taking a new one."""
+    snapshot_threshold: int = 16384
+    """Entries applied since the last snapshot before taking a new one (Consul's
+    `raft_snapshot_threshold` default, 16384)."""
     trailing_logs: int = 10240
     """Entries kept in the log before a snapshot's index (so slightly lagging followers catch up
     from the log rather than with a whole snapshot)."""
@@ -297,6 +298,14 @@ class RaftNode:
         self._proposals.append((data, fut))
         self._wake.set()
         return await fut
+
+    def campaign(self) -> None:
+        """Start an election now (with a pre-vote round) unless this node leads already. Always
+        safe; used right after a fresh bootstrap so the cluster need not wait out a whole
+        election timeout before its first leader."""
+        self._check_open()
+        self._ops.append(lambda core: core.campaign())
+        self._wake.set()
 
     def is_leader(self) -> bool:
         return self._usable() and self._role is Role.LEADER
@@ -713,18 +722,26 @@ class RaftNode:
         while ops:
             ops.popleft()(core)
         props = self._proposals
-        while props:
-            data, fut = props.popleft()
-            if fut.done():
-                continue  # the caller gave up (cancelled)
-            try:
-                idx = core.propose(data)
-            except CoreNotLeaderError as exc:
-                fut.set_exception(NotLeaderError(self._address(exc.leader)))
-            except ProposalDroppedError as exc:
+        if not props:
+            return
+        batch = [(d, f) for d, f in props if not f.done()]  # skip callers that gave up
+        props.clear()
+        if not batch:
+            return
+        try:
+            first = core.propose_many([d for d, _ in batch])
+        except CoreNotLeaderError as exc:
+            addr = self._address(exc.leader)
+            for _, fut in batch:
+                fut.set_exception(NotLeaderError(addr))
+        except ProposalDroppedError as exc:
+            for _, fut in batch:
                 fut.set_exception(LeadershipLostError(str(exc)))
-            else:
-                self._pending[idx] = (core.term, fut)
+        else:
+            term = core.term
+            pending = self._pending
+            for k, (_, fut) in enumerate(batch, first):
+                pending[k] = (term, fut)
 
     async def _handle_ready(self, core: RaftCore, rd: Ready) -> None:
         """Carry out one Ready: persist -> send -> apply -> advance (see the module doc)."""

@@ -70,6 +70,7 @@ __all__ = [
     "decode_message",
     "encode_batch",
     "decode_batch",
+    "coalesce",
     "MemoryNetwork",
     "MemoryTransport",
     "TCPRaftTransport",
@@ -263,6 +264,72 @@ def _group(messages: Sequence[Message]) -> dict[NodeID, list[Message]]:
     return by_dst
 
 
+_APPEND = MessageType.APPEND
+_APPEND_RESP = MessageType.APPEND_RESP
+_COALESCE_MAX_BYTES = 1 << 20
+
+
+def coalesce(msgs: list[Message]) -> list[Message]:
+    """Merge adjacent messages to one destination that say no more than their combination.
+
+    `msgs` are in the order the core produced them, all for one destination (as `_group`
+    returns them). Two rules, each applied only to *adjacent* messages, so the order of
+    everything else is untouched:
+
+    - APPEND a then APPEND b of the same term, where b's `index`/`log_term` name exactly the
+      last entry of a (or a's own `index`/`log_term` when a carries no entries): one APPEND
+      with a's `index`/`log_term`, a's entries followed by b's, and b's commit (max of both).
+      A follower applying that one message ends with the same log and commit as applying a
+      then b (`maybe_append` is a prefix-match-then-append; commit = min(commit, last new)),
+      and answers once for the last index, which frees the leader's inflights up to it.
+      Not merged past `_COALESCE_MAX_BYTES` of entry data.
+    - accepted APPEND_RESP a then accepted APPEND_RESP b of the same term with b.index >=
+      a.index: b alone (the leader's `maybe_update(b.index)` subsumes a).
+
+    The leader proposes one entry at a time and broadcasts each commit advance, so under load
+    one Ready holds hundreds of such messages per peer; this turns them into one or two.
+    """
+    if len(msgs) < 2:
+        return msgs
+    out: list[Message] = []
+    prev: Message | None = None
+    size = 0
+    for m in msgs:
+        if prev is not None and m.type is prev.type and m.term == prev.term:
+            t = m.type
+            if t is _APPEND:
+                pents = prev.entries
+                if pents:
+                    last = pents[-1]
+                    tail_index, tail_term = last.index, last.term
+                else:
+                    tail_index, tail_term = prev.index, prev.log_term
+                if m.index == tail_index and m.log_term == tail_term:
+                    add = sum(len(e.data) for e in m.entries)
+                    if size + add <= _COALESCE_MAX_BYTES:
+                        ents = m.entries
+                        if ents:
+                            ents = [*pents, *ents] if pents else ents
+                        else:
+                            ents = pents
+                        prev = Message(
+                            type=_APPEND, src=prev.src, dst=prev.dst, term=prev.term,
+                            log_term=prev.log_term, index=prev.index, entries=ents,
+                            commit=max(prev.commit, m.commit),
+                        )
+                        out[-1] = prev
+                        size += add
+                        continue
+            elif (t is _APPEND_RESP and not m.reject and not prev.reject
+                  and m.index >= prev.index):
+                out[-1] = prev = m
+                continue
+        out.append(m)
+        prev = m
+        size = sum(len(e.data) for e in m.entries) if m.type is _APPEND else 0
+    return out
+
+
 def _has_snapshot(msgs: Iterable[Message]) -> bool:
     return any(m.type is MessageType.SNAPSHOT for m in msgs)
 
@@ -371,7 +438,7 @@ class MemoryTransport:
                 if self.on_unreachable is not None:
                     loop.call_soon(self.on_unreachable, dst, _has_snapshot(msgs))
                 continue
-            loop.call_soon(self.network._deliver, self.local_id, dst, msgs)
+            loop.call_soon(self.network._deliver, self.local_id, dst, coalesce(msgs))
 
     async def start(self) -> None:
         self.closed = False
@@ -475,7 +542,7 @@ class TCPRaftTransport:
                 self.stats["no_address"] += len(msgs)
                 self._report(dst, msgs)
                 continue
-            for chunk in self._split(msgs):
+            for chunk in self._split(coalesce(msgs)):
                 self._send_one(dst, addr, chunk)
 
     def _split(self, msgs: list[Message]) -> Iterable[list[Message]]:
