@@ -25,17 +25,24 @@ from typing import Any
 from aiohttp import web
 
 from lictor import __version__
+from lictor.agent.acl_cache import AgentACL, current_token
 from lictor.agent.ae import StateSyncer
 from lictor.agent.checkrunner import CheckRunner
 from lictor.agent.events import EventBuffer
 from lictor.agent.local.state import LocalState
+from lictor.agent.membership import Membership
+from lictor.agent.rpcclient import ServerPool
 from lictor.agent.monitor import LogBroadcaster
+from lictor.agent.audit import AuditLog
 from lictor.common.config import ConfigSource, RuntimeConfig, load_config
 from lictor.common.errors import ConfigError, NoLeaderError, NotFound, ValidationError
 from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, check_row_payload, expand_sidecar,
                                       parse_check_definition, parse_service_definition, service_row_payload)
+from lictor.common.tls import TLSManager
 from lictor.common.types import HealthStatus
 from lictor.server import endpoints
+from lictor.server.acl.config import configure as configure_acl
+from lictor.server.acl.config import parse_acl_config
 from lictor.server.cluster import AutopilotConfig, Cluster, ClusterConfig, read_raft_timing_env
 from lictor.server.leader import Member
 from lictor.server.server import Server, ServerConfig
@@ -119,11 +126,20 @@ class Agent:
         self.broadcaster = broadcaster or LogBroadcaster()
         self.server: Server | None = None
         self.cluster: Cluster | None = None
+        # TLS and the audit log (issue 7): lictor.common.tls, lictor.agent.audit. Bad TLS files
+        # raise ConfigError here, naming the key path, so the agent refuses to start.
+        self.tls: TLSManager | None = None
+        if config.tls.enabled or config.auto_encrypt.tls:
+            self.tls = TLSManager(config.tls, datacenter=config.datacenter, domain=config.domain,
+                                  server=config.server and not config.dev, auto_encrypt=config.auto_encrypt)
+        self.audit: AuditLog | None = AuditLog(config.audit) if config.audit.enabled else None
+        if self.address in ("0.0.0.0", "::", "") and not config.dev:
+            self.address = _private_ip()  # clients too: gossip and the catalog need a real address
         if config.server and not config.dev:
             # Server mode: a Raft cluster member. -dev keeps the in-memory LocalLog (ready at once).
             if self.address in ("0.0.0.0", "::", ""):
                 self.address = _private_ip()
-            self.cluster = Cluster(cluster_config(config, self.address))
+            self.cluster = Cluster(cluster_config(config, self.address), tls=self.tls)
             self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
                                               rpc_address=self.cluster.config.rpc_addr),
                                  replicator=self.cluster.raft, members=self._members)
@@ -132,6 +148,13 @@ class Agent:
             self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
                                               rpc_address=f"{self.address}:{config.ports.server}"),
                                  members=self._members)
+        # ACLs: the validated `acl {}` block goes to the server (enforcement on RPC) and to the
+        # agent's resolver (HTTP enforcement, agent tokens); see lictor.agent.acl_cache.
+        acl_config = parse_acl_config(config.acl)
+        if self.server is not None:
+            configure_acl(self.server, acl_config)
+        self.acl = AgentACL(acl_config, server=self.server, rpc=None if self.server else self.rpc,
+                            data_dir=config.data_dir or "")
         self.local = LocalState(node_name=config.node_name, check_update_interval=config.check_update_interval)
         self.local.node_address = self.address
         self.local.node_id = config.node_id
@@ -148,21 +171,61 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self.shutdown_requested = asyncio.Event()
         self.left = False
+        # LAN gossip (issue 4, lictor.agent.membership) for servers and clients; client agents
+        # reach the servers it finds through a ServerPool (lictor.agent.rpcclient).
+        self.membership = Membership(self)
+        self.pool: ServerPool | None = None
+        if self.server is None:
+            self.pool = ServerPool(self.membership.servers,
+                                   ssl=self.tls.rpc_client_context if self.tls is not None else None,
+                                   server_hostname=self.tls.rpc_server_name if self.tls is not None else None)
+        self.syncer._cluster_size = self.membership.size
+        self.membership.listeners.on_change.append(self._on_member_change)
 
     # ----- rpc ------------------------------------------------------------------------------
     async def rpc(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        if self.acl.enabled and "token" not in args:
+            # the request being served (set by the HTTP layer), else the agent's own token
+            tok = current_token.get()
+            args = {**args, "token": tok if tok is not None else self.acl.agent_token()}
         if self.server is None:
-            raise NoLeaderError("No known Consul servers")
+            if self.pool is None:
+                raise NoLeaderError("No known Consul servers")
+            return await self.pool.call(name, args)
         if self.cluster is not None:
             return await self.cluster.call(name, args)
         return await endpoints.call(self.server, name, args)
 
     def _members(self) -> list[Member]:
+        if self.membership.node is not None and self.server is not None:
+            from lictor.server.members import members_for_reconcile
+
+            return members_for_reconcile(self.server.store, self.membership.members(), self.membership.reaped,
+                                         local_name=self.node_name, local_meta=dict(self.config.node_meta))
         status = "left" if self.left else "alive"
         return [Member(name=self.node_name, address=self.address, status=status, node_id=self.config.node_id,
                        meta=dict(self.config.node_meta))]
 
+    def _on_member_change(self, ev: Any) -> None:
+        """Gossip saw a member change: the leader reconciles at once; a client that sees its
+        first server syncs at once; servers look at new servers for formation."""
+        if self.server is not None:
+            self.server.trigger_reconcile()
+        if ev.member.tags.get("role") == "consul":
+            if self.cluster is not None:
+                self.cluster.wake()
+            elif self.pool is not None and ev.kind.value in ("join", "alive"):
+                self.syncer.trigger_full()
+
     def member_info(self) -> dict[str, Any]:
+        rec = self.membership.records.get(self.node_name)
+        if rec is not None and self.membership.node is not None:
+            info = rec.to_api()
+            info["Tags"] = self.membership.tags()
+            info["Tags"].pop("kh", None)
+            if self.left:
+                info["Status"] = 3
+            return info
         c = self.config
         return {
             "Name": self.node_name, "Addr": self.address, "Port": c.ports.serf_lan,
@@ -183,32 +246,79 @@ class Agent:
             await self.cluster.start()
         if self.server is not None:
             await self.server.start()
+        await self._start_security()
         await self._start_http()
+        await self._start_gossip()
         self._load_config_definitions(self.config)
         self._tasks.append(asyncio.get_running_loop().create_task(self.syncer.run(), name="anti-entropy"))
         self._tasks.append(asyncio.get_running_loop().create_task(self._reaper(), name="critical-reaper"))
         log.info("agent started: node=%s datacenter=%s server=%s http=%s", self.node_name, self.datacenter,
                  self.server is not None, self.http_addresses())
 
+    async def _start_gossip(self) -> None:
+        from lictor.common.errors import TransportError
+
+        try:
+            await self.membership.start()
+        except TransportError as exc:
+            if not self.config.dev:
+                raise
+            log.warning("gossip disabled in -dev mode: %s", exc)
+            return
+        if self.cluster is not None:
+            self.cluster.gossip_servers = self.membership.servers
+
     def http_addresses(self) -> list[str]:
         port = self.config.ports.http
         return [f"{a}:{port}" for a in self.config.bind_addresses("http")] if port >= 0 else []
+
+    async def _start_security(self) -> None:
+        """The audit log's files, and on servers the auto-encrypt endpoint's settings plus the
+        watcher that trusts Connect roots for auto-encrypt client certificates."""
+        if self.audit is not None:
+            await self.audit.start()
+        if self.server is None:
+            return
+        from lictor.agent import autoencrypt
+
+        c = self.config
+        manual: list[str] = []
+        if c.tls.internal_rpc.ca_file:
+            with open(c.tls.internal_rpc.ca_file, encoding="ascii", errors="replace") as f:
+                manual.append(f.read())  # a CA certificate: public
+        autoencrypt.install_server(self.server, allowed=c.auto_encrypt.allow_tls, domain=c.domain,
+                                   manual_ca_pems=manual,
+                                   verify_server_hostname=c.tls.internal_rpc.verify_server_hostname)
+        if c.auto_encrypt.allow_tls and self.tls is not None:
+            watcher = autoencrypt.ServerRootsWatcher(self.server, self.tls)
+            self._tasks.append(asyncio.get_running_loop().create_task(watcher.run(), name="auto-encrypt-roots"))
 
     async def _start_http(self) -> None:
         from lictor.agent.http.app import build_app
 
         port = self.config.ports.http
-        if port < 0:
+        https_port = self.config.ports.https
+        https_ctx = self.tls.https_context if self.tls is not None else None
+        if port < 0 and (https_port < 0 or https_ctx is None):
             return
         # Parked blocking queries would hold shutdown for up to their wait: give them 1 s.
         runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
-        for addr in self.config.bind_addresses("http"):
+        for addr in self.config.bind_addresses("http") if port >= 0 else ():
             site = web.TCPSite(runner, addr, port, reuse_address=True, backlog=1024)
             await site.start()
+        if https_port > 0 and https_ctx is not None:
+            # the same app on 8501; the context is reloaded in place on SIGHUP
+            for addr in self.config.bind_addresses("https"):
+                site = web.TCPSite(runner, addr, https_port, ssl_context=https_ctx, reuse_address=True,
+                                   backlog=1024)
+                await site.start()
         self._runners.append(runner)
 
     async def stop(self) -> None:
+        await self.membership.stop()
+        if self.pool is not None:
+            await self.pool.close()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -222,6 +332,8 @@ class Agent:
             await leafcerts.close()
         for r in self._runners:
             await r.cleanup()
+        if self.audit is not None:
+            await self.audit.close()
         if self.server is not None:
             await self.server.close()
         if self.cluster is not None:
@@ -231,6 +343,7 @@ class Agent:
     async def leave(self) -> None:
         """Graceful leave: deregister this node (through the leader's reconcile) and shut down."""
         self.left = True
+        await self.membership.leave()
         if self.server is not None:
             self.server.trigger_reconcile()
             await asyncio.sleep(0)
@@ -373,6 +486,9 @@ class Agent:
         # validate every definition before touching local state
         defs = [parse_service_definition(i.data, where=f"{i.source}: {i.path}") for i in new.services]
         chks = [parse_check_definition(i.data, where=f"{i.source}: {i.path}") for i in new.checks]
+        if self.tls is not None:  # certificates: new files into the live contexts (or ConfigError)
+            for sentence in self.tls.reload(new.tls):
+                log.info("%s", sentence)
         for sid in list(self.config_services):
             await self.remove_service(sid)
         for cid in list(self.config_checks):

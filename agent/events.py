@@ -1,6 +1,6 @@
 """User events kept on this node (/v1/event/fire, /v1/event/list).
 
-Until gossip lands, an event fired on an agent is delivered only to that agent. The buffer keeps
+Events fired on any agent arrive through gossip (lictor.agent.user_events) and ``deliver``. The buffer keeps
 the last 256 events, like Consul's, and a watch channel for blocking lists. The blocking index of
 an event list is the event's sequence number (Consul hashes the event ID; any index that only
 grows serves the same purpose).
@@ -51,6 +51,13 @@ class EventBuffer:
         ch, self._channel = self._channel, Channel()
         ch.fire()
         return ev
+
+    def deliver(self, ev: UserEvent) -> None:
+        """Add an event fired elsewhere (gossip); the list's index still only grows."""
+        self._ltime += 1
+        self._events.append(ev)
+        ch, self._channel = self._channel, Channel()
+        ch.fire()
 
     def list(self, ws: WatchSet | None, name: str = "") -> tuple[int, list[UserEvent]]:
         if ws is not None:

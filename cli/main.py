@@ -24,6 +24,8 @@ from typing import Any
 
 from lictor.cli import catalog, kv, operator, services, snapshot
 from lictor.cli import config_entries, intention
+from lictor.cli import tls
+from lictor.cli import acl
 from lictor.cli.base import Exit, err, make_client, out, parse
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
@@ -258,6 +260,8 @@ def _group(name: str, description: str, table: dict[str, tuple[Command, str]]) -
 
 
 COMMANDS: dict[str, tuple[Command, str]] = {
+    "acl": (_group("acl", "Manages ACL tokens, policies and roles.", acl.SUBCOMMANDS),
+            "Interact with Lictor's ACLs"),
     "agent": (cmd_agent, "Runs a Lictor agent"),
     "catalog": (_group("catalog", "Reads the service catalog.", catalog.SUBCOMMANDS),
                 "Interact with the catalog"),
@@ -277,8 +281,18 @@ COMMANDS: dict[str, tuple[Command, str]] = {
                         snapshot.SUBCOMMANDS), "Saves, restores and inspects snapshots of Lictor server state"),
     "services": (_group("services", "Registers and deregisters services with the local agent.",
                         services.SUBCOMMANDS), "Interact with services"),
+    "tls": (_group("tls", "Builtin helpers for creating CAs and certificates.", {
+        "ca": (_group("tls ca", "Helpers for CAs.", tls.CA_SUBCOMMANDS), "Helpers for CAs"),
+        "cert": (_group("tls cert", "Helpers for certificates.", tls.CERT_SUBCOMMANDS), "Helpers for certificates"),
+    }), "Builtin helpers for creating CAs and certificates"),
     "version": (cmd_version, "Prints the Lictor version"),
 }
+
+
+# issue 4: members, join, force-leave, keygen, keyring, event, rtt, watch (cli/cluster.py)
+from lictor.cli.cluster import COMMANDS as _CLUSTER_COMMANDS  # noqa: E402
+
+COMMANDS.update(_CLUSTER_COMMANDS)
 
 
 def usage() -> str:

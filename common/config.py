@@ -41,9 +41,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from lictor.common.audit import AuditConfig, audit_config_from_raw
 from lictor.common.config_file import list_config_dir, load_file, parse_text
 from lictor.common.duration import parse_duration
 from lictor.common.errors import ConfigError, ValidationError
+from lictor.common.tls import LEGACY_KEYS as _TLS_LEGACY_KEYS
+from lictor.common.tls import AutoEncryptConfig, TLSConfig, auto_encrypt_config_from_raw, tls_config_from_raw
 
 __all__ = [
     "ENV_LOCAL_CONFIG",
@@ -190,6 +193,9 @@ class RuntimeConfig:
     # lictor.server.cluster.AutopilotConfig
     autopilot: Mapping[str, Any] = field(default_factory=dict)
     encrypt: str = field(default="", repr=False)  # gossip key; never log it
+    tls: TLSConfig = field(default_factory=TLSConfig)  # effective settings per protocol (paths only)
+    auto_encrypt: AutoEncryptConfig = field(default_factory=AutoEncryptConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     # What the operator's sources set (files, env, -hcl, flags; not the built-in defaults), merged,
     # secrets redacted, services/checks as lists: for /v1/agent/self's DebugConfig.
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -385,6 +391,12 @@ _PORTS: _Schema = {
 }
 _ADDRESSES: _Schema = {name: _Key(_c_ip_list) for name in ("dns", "http", "https", "grpc", "grpc_tls")}
 
+_TLS_BLOCK: _Schema = {
+    "ca_file": _Key(_c_str), "ca_path": _Key(_c_str), "cert_file": _Key(_c_str), "key_file": _Key(_c_str),
+    "verify_incoming": _Key(_c_bool), "verify_outgoing": _Key(_c_bool), "tls_min_version": _Key(_c_str),
+    "tls_cipher_suites": _Key(_c_str),
+}
+
 _SCHEMA: _Schema = {
     "datacenter": _Key(_c_str),
     "primary_datacenter": _Key(_c_str),
@@ -465,7 +477,22 @@ _SCHEMA: _Schema = {
         "upgrade_version_tag": _nu(_c_str),
     },
     "acl": _nu(_c_map),
-    "encrypt": _nu(_c_str),
+    "encrypt": _Key(_c_str),  # issue 4: gossip keyring (lictor.agent.membership)
+    # TLS (issue 7): parsed by lictor.common.tls, audit by lictor.common.audit
+    "tls": {
+        "defaults": _TLS_BLOCK,
+        "internal_rpc": {**_TLS_BLOCK, "verify_server_hostname": _Key(_c_bool)},
+        "https": _TLS_BLOCK,
+        "grpc": {**_TLS_BLOCK, "use_auto_cert": _Key(_c_bool)},
+    },
+    "auto_encrypt": {"tls": _Key(_c_bool), "allow_tls": _Key(_c_bool), "dns_san": _Key(_c_str_list),
+                     "ip_san": _Key(_c_str_list)},
+    "audit": {"enabled": _Key(_c_bool), "sink": _Key(_c_map)},
+    # Consul's pre-1.12 spellings, mapped into tls { ... } with a deprecation warning
+    **{name: _Key(_c_str) for name in ("ca_file", "ca_path", "cert_file", "key_file", "tls_min_version",
+                                        "tls_cipher_suites")},
+    **{name: _Key(_c_bool) for name in ("verify_incoming", "verify_incoming_https", "verify_incoming_rpc",
+                                        "verify_outgoing", "verify_server_hostname")},
     # Accepted silently: they only switch off things Lictor never does.
     "disable_anonymous_signature": _silent(_c_bool),
     "disable_update_check": _silent(_c_bool),
@@ -477,9 +504,8 @@ _SCHEMA: _Schema = {
         name: _nu()
         for name in (
             "acl_datacenter", "acl_default_policy", "acl_down_policy", "acl_token", "acl_master_token",
-            "advertise_addr_ipv4", "advertise_addr_ipv6", "alt_domain", "audit", "auto_config",
-            "auto_encrypt", "auto_reload_config", "cache", "ca_file", "ca_path",
-            "cert_file", "key_file", "cloud", "config_entries", "default_query_time",
+            "advertise_addr_ipv4", "advertise_addr_ipv6", "alt_domain", "auto_config",
+            "auto_reload_config", "cache", "cloud", "config_entries", "default_query_time",
             "discovery_max_stale", "dns_config", "enable_acl_replication", "enable_agent_tls_for_checks",
             "enable_syslog", "encrypt_verify_incoming", "encrypt_verify_outgoing", "gossip_lan",
             "gossip_wan", "http_config", "leave_drain_time", "license_path", "log_file",
@@ -489,10 +515,9 @@ _SCHEMA: _Schema = {
             "raft_snapshot_threshold", "raft_trailing_logs", "read_replica", "reporting", "rpc",
             "segment", "segments", "serf_lan", "serf_lan_allowed_cidrs", "serf_wan",
             "serf_wan_allowed_cidrs", "server_name", "server_rejoin_age_max", "syslog_facility",
-            "tagged_addresses", "telemetry", "tls", "tls_cipher_suites", "tls_min_version",
+            "tagged_addresses", "telemetry",
             "translate_wan_addrs", "ui_content_path", "ui_dir", "unix_sockets", "use_streaming_backend",
-            "verify_incoming", "verify_incoming_https", "verify_incoming_rpc", "verify_outgoing",
-            "verify_server_hostname", "watches", "xds", "retry_max_wan", "start_join", "start_join_wan",
+            "watches", "xds", "retry_max_wan", "start_join", "start_join_wan",
             "node_meta_sort",
         )
     },
@@ -940,6 +965,19 @@ class _Builder:
             raise self.error(path, f"must be at least {shown}")
         return value
 
+    def _security(self, server: bool) -> dict[str, Any]:
+        """tls, auto_encrypt and audit (rules in lictor.common.tls / lictor.common.audit)."""
+        legacy = {k: self.get(k) for k in _TLS_LEGACY_KEYS if self.get(k) is not None}
+        tls, tls_warnings = tls_config_from_raw(
+            self.get("tls"), legacy, server=server, https_port=int(self.get("ports.https")),
+            grpc_tls_port=int(self.get("ports.grpc_tls")), error=self.error)
+        for path, message in tls_warnings:
+            self.warn(path, message)
+        auto = auto_encrypt_config_from_raw(self.get("auto_encrypt"), server=server, error=self.error)
+        if auto.tls and not tls.internal_rpc.has_ca:
+            self.warn("auto_encrypt.tls", "no tls ca_file: the first contact with a server is not verified")
+        return {"tls": tls, "auto_encrypt": auto, "audit": audit_config_from_raw(self.get("audit"), self.error)}
+
     # -- the whole -------------------------------------------------------------------------------
 
     def build(self, services: list[Sourced], checks: list[Sourced], raw: dict[str, Any]) -> RuntimeConfig:
@@ -1039,6 +1077,7 @@ class _Builder:
             limits=MappingProxyType(limits),
             autopilot=MappingProxyType(autopilot),
             encrypt=get("encrypt") or "",
+            **self._security(server),
             raw=MappingProxyType(redact(merged_raw)),
         )
         self._check_port_collisions(config)

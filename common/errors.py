@@ -6,6 +6,8 @@
      +-- ConfigError              a config file, flag or definition is invalid (names file and key path)
      +-- ValidationError          an input from outside (HTTP body, query, RPC frame) is invalid
      |    +-- FilterError         a ?filter= expression does not parse or does not fit the data
+     |    +-- PermissionDeniedError  the request's ACL token lacks a permission (403; names it)
+     |    +-- ACLNotFoundError    the request's ACL token does not exist or has expired (403)
      +-- StateError               the state store refused an operation
      |    +-- NotFound            the thing named does not exist
      |    +-- CASFailed           a check-and-set lost
@@ -43,6 +45,8 @@ __all__ = [
     "NoLeaderError",
     "NotFound",
     "NotLeaderError",
+    "PermissionDeniedError",
+    "ACLNotFoundError",
     "ProtocolError",
     "RPCError",
     "RaftError",
@@ -91,6 +95,22 @@ class FilterError(ValidationError):
 
     def __init__(self, message: str, *, position: int | None = None) -> None:
         self.position = position
+        super().__init__(message)
+
+
+class PermissionDeniedError(ValidationError):
+    """The token may not do this. The message names the accessor (never the secret) and the
+    missing permission, as Consul's does."""
+
+    status = 403
+
+
+class ACLNotFoundError(ValidationError):
+    """The token named by the request does not exist or has expired (Consul: "ACL not found")."""
+
+    status = 403
+
+    def __init__(self, message: str = "ACL not found") -> None:
         super().__init__(message)
 
 

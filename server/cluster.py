@@ -53,10 +53,13 @@ from lictor.common.errors import (
     LeadershipLostError,
     NoLeaderError,
     NotLeaderError,
+    PermissionDeniedError,
+    RemoteProtocolError,
     TransportError,
     ValidationError,
 )
 from lictor.common.rpc import PeerInfo, RPCClient, RPCServer
+from lictor.common.tls import TLSManager
 from lictor.common.rpc.conn import format_addr
 from lictor.server import endpoints
 from lictor.server.fsm import FSM
@@ -431,13 +434,19 @@ class Cluster:
     formation, forwarding and autopilot. Create it, hand `raft` to the `Server`, `attach` the
     server, then `start`."""
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, *, tls: TLSManager | None = None) -> None:
         self.config = config
         self.id: NodeID = raft_id(config.node_id)
+        # TLS (issue 7): one live context per direction, shared by every connection and reloaded
+        # in place on SIGHUP (lictor.common.tls); None = plaintext RPC.
+        self.tls = tls
+        self.peer_policy = tls.rpc_policy() if tls is not None else None
+        client_ssl = tls.rpc_client_context if tls is not None else None
+        hostname = tls.rpc_server_name if client_ssl is not None else None
         self.rpc = RPCClient(connect_timeout=2.0, request_timeout=30.0, backoff_base=0.05,
-                             backoff_max=1.0)
+                             backoff_max=1.0, ssl=client_ssl, server_hostname=hostname)
         self._raft_client = RPCClient(connect_timeout=2.0, backoff_base=0.02, backoff_max=0.5,
-                                      reconnect_linger=3600.0)
+                                      reconnect_linger=3600.0, ssl=client_ssl, server_hostname=hostname)
         self.transport = TCPRaftTransport(local_id=self.id, local_address=config.rpc_addr,
                                           client=self._raft_client)
         self.raft = RaftNode(
@@ -447,7 +456,8 @@ class Cluster:
             FSM(), self.transport)
         self.server: Any = None
         self.rpc_server = RPCServer(_Dispatcher(self), host=config.bind[0], port=config.bind[1],
-                                    frame_timeout=config.rpc_frame_timeout)
+                                    frame_timeout=config.rpc_frame_timeout,
+                                    ssl=tls.rpc_server_context if tls is not None else None)
         self.known: dict[str, ServerInfo] = {}
         self.members_of_leader: frozenset[str] = frozenset()
         self._had_state = self.raft.has_state()
@@ -460,6 +470,10 @@ class Cluster:
         self.bootstrapped_with: dict[NodeID, str] | None = None
         self.join_attempts = 0
         self.raft.add_leadership_listener(self._on_leadership)
+        # issue 4: RPC addresses of the servers LAN gossip knows (lictor.agent.membership);
+        # they are Hello targets as retry_join addresses are, and a new one wakes formation.
+        self.gossip_servers: Any = lambda: []
+        self._wake = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -492,6 +506,24 @@ class Cluster:
         for info in self.known.values():
             self.raft.transport.set_peer(info.raft_id, info.rpc_addr)
         await self.raft.start()
+        if len(voters) > 1 and self.raft.id == min(voters):
+            self._tasks.append(asyncio.get_running_loop().create_task(
+                self._kick_election(), name="raft-first-election"))
+
+    async def _kick_election(self) -> None:
+        """A fresh bootstrap: every voter would wait a whole election timeout (5-10 s with
+        raft_multiplier 5) before anyone campaigns. All voters computed the same voter set, so
+        the one with the lowest Raft id campaigns at once, again every 0.25 s while the others
+        are still starting Raft (campaigning is always safe in Raft; only liveness is at stake).
+        Stops when any leader is known, after 5 s, or on close."""
+        for _ in range(20):
+            if self._closed or not self.raft.started or self.raft.leader_id() is not None:
+                return
+            try:
+                self.raft.campaign()
+            except Exception:  # noqa: BLE001 - shut down meanwhile
+                return
+            await asyncio.sleep(0.25)
 
     async def close(self) -> None:
         if self._closed:
@@ -536,6 +568,8 @@ class Cluster:
         self.known[info.node_id] = info
         if old is None or old.rpc_addr != info.rpc_addr:
             log.info("learned server %s (%s) at %s", info.node_name, info.node_id, info.rpc_addr)
+            if not self.raft.started:
+                self._wake.set()  # maybe enough servers for bootstrap_expect now: decide at once
         if self.raft.started:
             self.raft.set_peer(info.raft_id, info.rpc_addr)
 
@@ -609,7 +643,14 @@ class Cluster:
         for s in self.known.values():
             if s.rpc_addr not in out:
                 out.append(s.rpc_addr)
+        for a in self.gossip_servers():
+            if a not in out:
+                out.append(a)
         return [a for a in out if a != self.config.rpc_addr]
+
+    def wake(self) -> None:
+        """Run a formation round now (gossip saw a server join)."""
+        self._wake.set()
 
     async def _resolve(self, addr: str) -> list[str]:
         host, port = _split_hostport(addr)
@@ -691,7 +732,11 @@ class Cluster:
                 log.exception("cluster formation round failed")
             settled = self._settled()
             delay = max(cfg.retry_interval, cfg.settled_hello_interval) if settled else cfg.retry_interval
-            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay * random.uniform(0.9, 1.1))
+            except TimeoutError:
+                pass
 
     def _settled(self) -> bool:
         if not self.raft.started:
@@ -916,6 +961,11 @@ class _Dispatcher:
 
     async def handle(self, method: str, args: dict[str, Any], peer: PeerInfo) -> Any:
         c = self.cluster
+        if c.peer_policy is not None:
+            why = c.peer_policy.denial(method, peer_tls=peer.tls, cert=peer.cert)
+            if why is not None:
+                log.warning("refused %s from %s: %s", method, peer.addr, why)
+                raise PermissionDeniedError(f"Permission denied: {why}")
         if method == "Cluster.Hello":
             return c.handle_hello(args, peer)
         if method == "Cluster.Join":
@@ -934,6 +984,11 @@ class _Dispatcher:
         raise ValidationError(f"unknown RPC method {method!r}")
 
     def notify(self, method: str, args: dict[str, Any], peer: PeerInfo) -> None:
+        policy = self.cluster.peer_policy
+        if policy is not None:
+            why = policy.denial(method, peer_tls=peer.tls, cert=peer.cert)
+            if why is not None:
+                raise RemoteProtocolError(f"refused {method} from {peer.addr}: {why}")  # drops it
         if method == RAFT_METHOD:
             self.cluster.transport.notify(method, args, peer)
         else:

@@ -18,6 +18,7 @@ from typing import Any
 from lictor.common.commands import MessageType, encode_command
 from lictor.common.errors import NoLeaderError, NotLeaderError
 from lictor.server.fsm import FSM, Rejected
+from lictor.server.acl.leader import acl_leader_duties
 from lictor.server.connect.leader import ca_leader_duties
 from lictor.server.leader import Member, SessionTimers, reconcile_members
 from lictor.server.replication import LocalLog, Replicator
@@ -152,6 +153,7 @@ class Server:
                         log.info(decision.summary)
                     reaped_upto = await self._reap_tombstones(reaped_upto)
                     await ca_leader_duties(self)  # Connect CA: initialize once, prune expired roots
+                    await acl_leader_duties(self)  # ACLs: builtin policy, anonymous + initial tokens, reap expired
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a leader routine must not die

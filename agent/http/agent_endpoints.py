@@ -241,13 +241,15 @@ async def self_(req: web.Request, agent: Agent) -> web.StreamResponse:
         "Config": {"Datacenter": c.datacenter, "PrimaryDatacenter": c.primary_datacenter or c.datacenter,
                    "NodeName": c.node_name, "NodeID": c.node_id, "Server": agent.server is not None,
                    "Revision": "lictor", "Version": agent.version, "BuildDate": ""},
-        "DebugConfig": c.redacted() if hasattr(c, "redacted") else {},
-        "Coord": None,
+        # what the operator set, secrets "hidden" (tokens, encrypt); TLS key *paths* are shown
+        "DebugConfig": c.redacted() if hasattr(c, "redacted") else dict(c.raw),
+        "Coord": agent.membership.coords.coord.to_api() if agent.membership.node is not None else None,
         "Member": agent.member_info(),
         "Stats": {"agent": {"checks": str(len(agent.local.live_checks())),
                             "services": str(len(agent.local.live_services()))},
                   "runtime": {"arch": platform.machine(), "os": platform.system().lower(),
-                              "version": platform.python_version()}},
+                              "version": platform.python_version()},
+                  "serf_lan": agent.membership.stats()},
         "Meta": dict(c.node_meta),
         "xDS": None,
     })
@@ -255,7 +257,9 @@ async def self_(req: web.Request, agent: Agent) -> web.StreamResponse:
 
 @route("GET", "/v1/agent/members", acl=ACL("node", "read"))
 async def members(req: web.Request, agent: Agent) -> web.StreamResponse:
-    return json_response(req, [agent.member_info()])
+    from lictor.agent.http.cluster import members_api  # issue 4: every gossip member
+
+    return json_response(req, members_api(agent))
 
 
 @route("GET", "/v1/agent/version", acl=ACL("none", "read"))

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from lictor.agent.audit import audited
+from lictor.agent.acl_cache import current_token
+from lictor.agent.http.acl_enforce import enforce
 from lictor.agent.http.base import ROUTES, Handler, Route
 from lictor.agent.http.errors import status_for
 from lictor.common.errors import LictorError
@@ -29,13 +32,20 @@ def _load_routes() -> None:
                                    operator, session, snapshot, txn)
     from lictor.agent.http import connect_ca  # noqa: F401
     from lictor.agent.http import config_entries, discovery_chain, intentions, mesh_views  # noqa: F401
+    from lictor.agent.http import acl  # noqa: F401
+    from lictor.agent.http import cluster  # noqa: F401  (issue 4: gossip, coordinates, keyring)
 
 
 def _wrap(r: Route, agent: Agent) -> Handler:
     handler = r.handler
 
     async def wrapped(req: web.Request) -> web.StreamResponse:
+        token_reset = None
         try:
+            # ACLs: resolve the request's token, check the route's needs (403 naming the missing
+            # permission), arm the list filter; the secret rides into agent.rpc via a ContextVar.
+            if await enforce(r, req, agent) is not None:
+                token_reset = current_token.set(req["lictor_acl_secret"])
             return await handler(req, agent)
         except LictorError as exc:
             return web.Response(status=status_for(exc), text=str(exc))
@@ -44,6 +54,9 @@ def _wrap(r: Route, agent: Agent) -> Handler:
         except Exception:
             log.exception("internal error in %s %s", req.method, req.path)
             return web.Response(status=500, text="Internal error")
+        finally:
+            if token_reset is not None:
+                current_token.reset(token_reset)
 
     return wrapped  # type: ignore[return-value]
 
@@ -53,5 +66,6 @@ def build_app(agent: Agent) -> web.Application:
     app = web.Application(client_max_size=8 << 20)
     app["agent"] = agent
     for r in ROUTES:
-        app.router.add_route(r.method, r.path, _wrap(r, agent))  # type: ignore[arg-type]
+        # outermost: the audit log records writes and denials after the ACL check + handler ran
+        app.router.add_route(r.method, r.path, audited(r.acl, agent, _wrap(r, agent)))  # type: ignore[arg-type]
     return app

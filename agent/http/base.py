@@ -137,6 +137,8 @@ def blocking_args(opts: QueryOptions, **extra: Any) -> dict[str, Any]:
 def meta_headers(meta: dict[str, Any]) -> dict[str, str]:
     """Consul's query-meta headers from an endpoint's read result."""
     h = {"X-Consul-Index": str(meta.get("index", 0))}
+    if meta.get("results_filtered_by_acls"):  # the server dropped rows the token may not read
+        h["X-Consul-Results-Filtered-By-ACLs"] = "true"
     if "known_leader" in meta:
         h["X-Consul-KnownLeader"] = "true" if meta["known_leader"] else "false"
         h["X-Consul-LastContact"] = str(int(meta.get("last_contact", 0) * 1000))
@@ -189,6 +191,12 @@ def json_response(req: web.Request, data: Any, *, meta: dict[str, Any] | None = 
     immutable query result whose encoding may be reused by identity."""
     pretty = "pretty" in req.query
     headers = meta_headers(meta) if meta is not None else {}
+    acl_filter = req.get("lictor_acl_filter")
+    if acl_filter is not None:  # ACLs: drop what the token may not read (a new object, never shared)
+        data, dropped = acl_filter(data)
+        shared = False
+        if dropped:
+            headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
     if shared:
         body = _encoded.encode(data, pretty, False)
         # Like Consul, answer clients that accept gzip (Go's HTTP client asks by default) with a

@@ -97,6 +97,9 @@ async def datacenters(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def nodes(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.ListNodes", blocking_args(opts))
+    if req.query.get("near"):  # issue 4: sorted by estimated RTT (lictor.agent.http.cluster)
+        from lictor.agent.http.cluster import sort_near
+        return json_response(req, await sort_near(req, agent, out["result"], lambda r: r.get("Node")), meta=out)
     return json_response(req, out["result"], meta=out, shared=True)
 
 
@@ -112,6 +115,9 @@ async def _service_nodes(req: web.Request, agent: Agent, connect: bool) -> web.S
     out = await agent.rpc("Catalog.ServiceNodes", blocking_args(
         opts, service=req.match_info["service"], tags=req.query.getall("tag", []), connect=connect,
         merge_central_config="merge-central-config" in req.query))
+    if req.query.get("near"):  # issue 4: sorted by estimated RTT (lictor.agent.http.cluster)
+        from lictor.agent.http.cluster import sort_near
+        return json_response(req, await sort_near(req, agent, out["result"], lambda r: r.get("Node")), meta=out)
     return json_response(req, out["result"], meta=out, shared=True)
 
 

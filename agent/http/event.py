@@ -23,6 +23,11 @@ async def fire(req: web.Request, agent: Agent) -> web.StreamResponse:
     payload = await req.read()
     if len(payload) + len(name) > MAX_PAYLOAD:
         raise ValidationError(f"User event exceeds the maximum size of {MAX_PAYLOAD} bytes", status=413)
+    if agent.membership.node is not None:  # issue 4: broadcast over gossip, filters applied by receivers
+        ev = agent.membership.fire_event(name, payload or None, node_filter=req.query.get("node", ""),
+                                         service_filter=req.query.get("service", ""),
+                                         tag_filter=req.query.get("tag", ""))
+        return json_response(req, ev.to_api())
     ev = agent.events.fire(name, payload or None, node_filter=req.query.get("node", ""),
                            service_filter=req.query.get("service", ""), tag_filter=req.query.get("tag", ""))
     return json_response(req, ev.to_api())

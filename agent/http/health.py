@@ -32,6 +32,10 @@ async def _service(req: web.Request, agent: Agent, connect: bool) -> web.StreamR
     out = await agent.rpc("Health.ServiceNodes", blocking_args(
         opts, service=req.match_info["service"], tags=req.query.getall("tag", []), passing=passing,
         connect=connect, merge_central_config="merge-central-config" in req.query))
+    if req.query.get("near"):  # issue 4: sorted by estimated RTT (lictor.agent.http.cluster)
+        from lictor.agent.http.cluster import sort_near
+        rows = await sort_near(req, agent, out["result"], lambda r: (r.get("Node") or {}).get("Node"))
+        return json_response(req, rows, meta=out)
     return json_response(req, out["result"], meta=out, shared=True)
 
 

@@ -5,7 +5,7 @@
     TCP conn -> 4-byte length + envelope frame -> core.receive_stream -> reply frame -> close
     timer (loop.call_at(core.next_deadline())) -> core.tick -> flush
     flush: Ready.packets -> seal -> sendto; Ready.streams -> TCP tasks; Ready.events -> callback
-           and subscribers
+           and subscribers; Ready.user -> on_user(payload); Ready.acks -> on_ack(ProbeAck)
 
 Everything that arrives from the network is checked before the core sees it; a bad packet is
 dropped and counted under ``dropped[reason]`` (``too_large``, ``truncated``, ``version``,
@@ -33,7 +33,15 @@ from lictor.common.gossip.keyring import (
 )
 from lictor.common.gossip.members import Member
 from lictor.common.gossip.messages import MAX_STREAM_SIZE, Address, GossipCodecError
-from lictor.common.gossip.swim import MemberEvent, Ready, StreamKind, StreamRequest, SwimConfig, SwimCore
+from lictor.common.gossip.swim import (
+    MemberEvent,
+    ProbeAck,
+    Ready,
+    StreamKind,
+    StreamRequest,
+    SwimConfig,
+    SwimCore,
+)
 
 __all__ = ["DEFAULT_PORT", "GossipJoinError", "GossipNode", "parse_address"]
 
@@ -86,6 +94,8 @@ class GossipNode:
                  advertise: Address | None = None, tags: Mapping[str, str] | None = None,
                  keyring: Keyring | None = None, rng: random.Random | None = None,
                  on_event: Callable[[MemberEvent], None] | None = None,
+                 on_user: Callable[[bytes], None] | None = None,
+                 on_ack: Callable[[ProbeAck], None] | None = None,
                  tcp_timeout: float = 10.0, max_packet_size: int | None = None,
                  max_inbound_streams: int = 64, replay_window: float = 120.0) -> None:
         self.config = config
@@ -95,6 +105,8 @@ class GossipNode:
         self.keyring = keyring
         self._rng = rng or random.Random()
         self._on_event = on_event
+        self._on_user = on_user
+        self._on_ack = on_ack
         self._tcp_timeout = tcp_timeout
         self._max_packet = max_packet_size or max(4096, config.udp_buffer_size + 256)
         self._max_inbound = max_inbound_streams
@@ -250,6 +262,20 @@ class GossipNode:
             return False
         return True
 
+    def broadcast_user(self, key: str, payload: bytes) -> None:
+        """Gossip an application message (``on_user`` is called on the others, not here)."""
+        self.core.broadcast_user(key, payload, asyncio.get_running_loop().time())
+        self._flush()
+
+    def force_leave(self, name: str) -> bool:
+        ok = self.core.force_leave(name, asyncio.get_running_loop().time())
+        self._flush()
+        return ok
+
+    def set_ack_payload(self, payload: bytes) -> None:
+        """Bytes put on every ack this node sends (at most 256; Serf's coordinate)."""
+        self.core.ack_payload = bytes(payload)
+
     def update_tags(self, tags: Mapping[str, str]) -> None:
         """New tags for this member (ValueError if too large); gossiped to everyone."""
         self.core.set_tags(tags, asyncio.get_running_loop().time())
@@ -340,6 +366,8 @@ class GossipNode:
                 self._dropped["decode"] += 1
             except (OSError, asyncio.IncompleteReadError, TimeoutError):
                 self._counts["stream_errors"] += 1
+            except asyncio.CancelledError:
+                pass  # stop(): end quietly (the stream server's done-callback reads our result)
             finally:
                 self._inbound -= 1
         finally:
@@ -419,6 +447,18 @@ class GossipNode:
                 self._on_event(ev)
             for q in self._subscribers:
                 q.put_nowait(ev)
+        for payload in ready.user:
+            if self._on_user is not None:
+                try:
+                    self._on_user(payload)
+                except Exception:  # noqa: BLE001 - an application bug must not stop gossip
+                    self._counts["user_errors"] += 1
+        for ack in ready.acks:
+            if self._on_ack is not None:
+                try:
+                    self._on_ack(ack)
+                except Exception:  # noqa: BLE001
+                    self._counts["ack_errors"] += 1
         if core.leave_done:
             self._left.set()
         self._reschedule()

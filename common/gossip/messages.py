@@ -19,6 +19,7 @@ Message layouts (msgpack arrays; ``addr`` is two items, host string and port)::
     ALIVE         [5, incarnation, node, host, port, tags]
     DEAD          [6, incarnation, node, from]                 from == node: a graceful leave
     PUSH_PULL     [7, join, [[name, host, port, tags, incarnation, state], ...]]
+    USER          [8, payload]                                 payload: bin (agent's: events, intents)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "PushNodeState",
     "PushPull",
     "Suspect",
+    "User",
     "WireState",
     "array_header",
     "decode_packet",
@@ -67,6 +69,7 @@ MAX_HOST_LEN = 255
 MAX_TAGS_SIZE = 512  # memberlist's MetaMaxSize: encoded size of the tags map
 MAX_TAGS = 32
 MAX_ACK_PAYLOAD = 256
+MAX_USER_PAYLOAD = 1024  # user events are at most 512 bytes of name+payload, plus their envelope
 MAX_PACKET_SIZE = 65_507  # the largest UDP payload; anything bigger is refused before decoding
 MAX_STREAM_SIZE = 8 * 1024 * 1024  # push-pull frames over TCP
 MAX_MESSAGES_PER_PACKET = 255
@@ -87,6 +90,7 @@ class MessageType(enum.IntEnum):
     ALIVE = 5
     DEAD = 6
     PUSH_PULL = 7
+    USER = 8
 
 
 class WireState(enum.IntEnum):
@@ -164,7 +168,14 @@ class PushPull:
     states: tuple[PushNodeState, ...]
 
 
-Message: TypeAlias = Ping | IndirectPing | Ack | Nack | Suspect | Alive | Dead | PushPull
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """An application broadcast (the agent's user events and intents); opaque to SWIM."""
+
+    payload: bytes
+
+
+Message: TypeAlias = Ping | IndirectPing | Ack | Nack | Suspect | Alive | Dead | PushPull | User
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -199,6 +210,8 @@ def _to_wire(msg: Message) -> list[Any]:
         case PushPull():
             return [7, msg.join, [[s.name, s.addr[0], s.addr[1], _tags_list(s.tags), s.incarnation,
                                    int(s.state)] for s in msg.states]]
+        case User():
+            return [8, bytes(msg.payload)]
     raise TypeError(f"not a gossip message: {msg!r}")  # pragma: no cover - typing guards it
 
 
@@ -355,6 +368,11 @@ def _from_wire(obj: Any) -> Message:
         if type(obj[2]) is not list:
             raise _fail("push-pull states must be an array")
         return PushPull(join=_bool(obj[1], "join"), states=tuple(_push_state(s) for s in obj[2]))
+    if t == MessageType.USER:
+        _arity(obj, 2, "user")
+        if type(obj[1]) is not bytes or len(obj[1]) > MAX_USER_PAYLOAD:
+            raise _fail("user payload must be bytes of at most 1024")
+        return User(payload=obj[1])
     raise _fail(f"unknown message type {t}")
 
 

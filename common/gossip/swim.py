@@ -8,6 +8,12 @@ Inputs are plain method calls that each take ``now`` (seconds, any monotonic ori
     join(addrs, now)                  push-pull with these addresses (StreamRequest outputs)
     leave(now)                        broadcast our graceful leave; then watch ``leave_done``
     set_tags(tags, now)               new metadata: higher incarnation, re-announced
+    broadcast_user(key, payload, now) gossip an application message (``Ready.user`` elsewhere)
+    force_leave(name, now)            a failed member is to be treated as left (agent's force-leave)
+
+Hooks for the agent (left for the agent integration, now used by it): ``ack_payload`` is put on
+every ack we send (Serf's coordinates ride there); each direct probe that gets its ack yields
+a ``ProbeAck(node, rtt, payload)`` in ``Ready.acks``.
 
 Outputs accumulate until ``ready()`` drains them as one ``Ready`` batch (as Raft's Ready):
 packets to send over UDP, stream requests to carry over TCP, member events. ``next_deadline()``
@@ -65,6 +71,7 @@ from lictor.common.gossip.messages import (
     PushNodeState,
     PushPull,
     Suspect,
+    User,
     WireState,
     array_header,
     decode_packet,
@@ -78,6 +85,7 @@ __all__ = [
     "EventKind",
     "MemberEvent",
     "OutPacket",
+    "ProbeAck",
     "Ready",
     "StreamKind",
     "StreamRequest",
@@ -182,6 +190,15 @@ class StreamRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeAck:
+    """A direct probe of ``node`` was acked after ``rtt`` seconds with ``payload``."""
+
+    node: str
+    rtt: float
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ready:
     """One batch of work for the driver; carry it out in order, fields are independent.
 
@@ -194,6 +211,8 @@ class Ready:
     packets: tuple[OutPacket, ...] = ()
     streams: tuple[StreamRequest, ...] = ()
     events: tuple[MemberEvent, ...] = ()
+    user: tuple[bytes, ...] = ()    # application messages received (each once per packet)
+    acks: tuple[ProbeAck, ...] = ()  # RTT samples of direct probes
 
 
 @dataclass(slots=True)
@@ -203,6 +222,7 @@ class _Probe:
     incarnation: int
     direct_deadline: float
     end: float
+    start: float = 0.0
     indirect_sent: bool = False
     expected_nacks: int = 0
     nacks: int = 0
@@ -257,6 +277,9 @@ class SwimCore:
         self._out_packets: list[OutPacket] = []
         self._out_streams: list[StreamRequest] = []
         self._out_events: list[MemberEvent] = []
+        self._out_user: list[bytes] = []
+        self._out_acks: list[ProbeAck] = []
+        self.ack_payload = b""  # put on every ack we send (at most MAX_ACK_PAYLOAD bytes)
         self._next_probe = now + rng.uniform(0, config.probe_interval)
         self._next_gossip = now + rng.uniform(0, config.gossip_interval)
         self._next_push_pull = now + rng.uniform(0, config.push_pull_interval)
@@ -338,14 +361,18 @@ class SwimCore:
         return t
 
     def has_ready(self) -> bool:
-        return bool(self._out_packets or self._out_streams or self._out_events)
+        return bool(self._out_packets or self._out_streams or self._out_events or self._out_user
+                    or self._out_acks)
 
     def ready(self) -> Ready:
         r = Ready(packets=tuple(self._out_packets), streams=tuple(self._out_streams),
-                  events=tuple(self._out_events))
+                  events=tuple(self._out_events), user=tuple(self._out_user),
+                  acks=tuple(self._out_acks))
         self._out_packets.clear()
         self._out_streams.clear()
         self._out_events.clear()
+        self._out_user.clear()
+        self._out_acks.clear()
         return r
 
     # -- inputs -------------------------------------------------------------------------------
@@ -405,7 +432,8 @@ class SwimCore:
                 if msg.target and msg.target != self.name:
                     self._counters.wrong_target += 1
                 else:
-                    reply = encode_packet([encode_message(Ack(seq=msg.seq))])
+                    reply = encode_packet([encode_message(Ack(seq=msg.seq,
+                                                              payload=self.ack_payload))])
             else:
                 self._handle(addr, msg)
         return reply
@@ -439,6 +467,28 @@ class SwimCore:
         self._local.incarnation += 1
         self._announce_self()
 
+    def broadcast_user(self, key: str, payload: bytes, now: float) -> None:
+        """Gossip an application message to every member (best effort, retransmit-limited).
+        ``key`` identifies it in the queue: a newer message with the same key replaces it."""
+        self._now = now
+        self._broadcasts.queue("user:" + key, encode_message(User(payload=bytes(payload))))
+
+    def force_leave(self, name: str, now: float) -> bool:
+        """Treat a failed (or suspect) member as left: no more reconnect attempts, a LEAVE
+        event. False if it is unknown, alive, already left, or us. The agent spreads the
+        intent itself (a user message), since others may already have forgotten the member."""
+        self._now = now
+        st = self._members.get(name)
+        self._failed.pop(name, None)
+        if st is None or name == self.name or st.state in (MemberState.ALIVE, MemberState.LEFT):
+            return False
+        self._suspicions.pop(name, None)
+        st.state = MemberState.LEFT
+        st.state_change = now
+        self._gone.add(name)
+        self._event(EventKind.LEAVE, st)
+        return True
+
     def push_pull_payload(self, *, join: bool) -> bytes:
         states = tuple(
             PushNodeState(name=m.name, addr=m.addr, tags=m.tags, incarnation=m.incarnation,
@@ -454,7 +504,7 @@ class SwimCore:
                 if msg.target and msg.target != self.name:
                     self._counters.wrong_target += 1
                     return
-                self._send(addr, [Ack(seq=msg.seq)])
+                self._send(addr, [Ack(seq=msg.seq, payload=self.ack_payload)])
             case IndirectPing():
                 self._relay(addr, msg)
             case Ack():
@@ -473,12 +523,16 @@ class SwimCore:
             case PushPull():
                 # a push-pull reply to one of our stream requests
                 self._merge_remote_state(msg.states)
+            case User():
+                self._out_user.append(msg.payload)
 
     def _on_ack(self, msg: Ack) -> None:
         probe = self._probe
         if probe is not None and probe.seq == msg.seq:
             if not probe.indirect_sent:
                 self._awareness.apply_delta(-1)
+                self._out_acks.append(ProbeAck(node=probe.target, rtt=self._now - probe.start,
+                                               payload=msg.payload))
             self._probe = None
             return
         relay = self._relays.pop(msg.seq, None)
@@ -576,8 +630,16 @@ class SwimCore:
         if verdict is not Verdict.APPLY:
             return
         assert current is not None
-        self._suspicions.pop(msg.node, None)
         left = msg.sender == msg.node
+        if not left and current.state is MemberState.ALIVE and not is_self:
+            # Someone else's verdict about a member we still believe alive (normally a Suspect
+            # precedes it, so our timer would be running). Stale DEADs arrive when a partition
+            # heals: the isolated side declared everybody dead. Take it as a suspicion the
+            # member can refute rather than kill a healthy member (agent integration, issue 4).
+            self._counters.extra["dead_as_suspect"] = self._counters.extra.get("dead_as_suspect", 0) + 1
+            self._on_suspect(Suspect(incarnation=msg.incarnation, node=msg.node, sender=msg.sender))
+            return
+        self._suspicions.pop(msg.node, None)
         current.incarnation = msg.incarnation
         current.state = MemberState.LEFT if left else MemberState.DEAD
         current.state_change = self._now
@@ -625,7 +687,7 @@ class SwimCore:
         self._probe = _Probe(
             seq=seq, target=target.name, incarnation=target.incarnation,
             direct_deadline=self._now + self._awareness.scale(cfg.probe_timeout),
-            end=self._next_probe)
+            end=self._next_probe, start=self._now)
         msgs: list[Message] = [Ping(seq=seq, target=target.name, source=self.name,
                                     source_addr=self.addr)]
         if target.state is MemberState.SUSPECT:

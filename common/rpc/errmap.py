@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Final
 
 from lictor.common.errors import (
+    ACLNotFoundError,
     CASFailed,
     ConfigError,
     Conflict,
@@ -32,6 +33,7 @@ from lictor.common.errors import (
     NoLeaderError,
     NotFound,
     NotLeaderError,
+    PermissionDeniedError,
     RemoteError,
     ShutdownError,
     StateError,
@@ -55,6 +57,8 @@ REMOTE_ERRORS: Final[dict[str, Callable[[str, str | None], LictorError]]] = {
     "StateError": lambda msg, leader: StateError(msg),
     "ValidationError": lambda msg, leader: ValidationError(msg),
     "FilterError": lambda msg, leader: FilterError(msg),
+    "PermissionDeniedError": lambda msg, leader: PermissionDeniedError(msg),
+    "ACLNotFoundError": lambda msg, leader: ACLNotFoundError(msg),
     "ConfigError": lambda msg, leader: ConfigError(msg),
     "LeadershipLostError": lambda msg, leader: LeadershipLostError(msg),
     "ShutdownError": lambda msg, leader: ShutdownError(msg),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from lictor.server.acl.rpc_rules import authorize_rpc, filter_rpc_result
 from lictor.server.server import Server
 
 __all__ = ["ENDPOINTS", "Endpoint", "call", "endpoint"]
@@ -35,13 +36,20 @@ async def call(server: Server, name: str, args: dict[str, Any]) -> dict[str, Any
     fn = ENDPOINTS.get(name)
     if fn is None:
         raise KeyError(f"unknown RPC endpoint {name}")
-    return await fn(server, args)
+    # ACLs: every call, local or from the RPC port, is checked against RPC_RULES (one table,
+    # server/acl/rpc_rules.py) and its list results filtered; a no-op when ACLs are disabled.
+    authz = authorize_rpc(server, name, args)
+    if authz is None:
+        return await fn(server, args)
+    return filter_rpc_result(authz, name, await fn(server, args))
 
 
 def _load_all() -> None:
     from lictor.server.endpoints import catalog, kvs, operator, session, status, txn  # noqa: F401
     from lictor.server.endpoints import connect_ca  # noqa: F401
     from lictor.server.endpoints import config_entries, discovery_chain, intentions, mesh_views  # noqa: F401
+    from lictor.server.endpoints import acl  # noqa: F401
+    from lictor.server.endpoints import coordinate  # noqa: F401
 
 
 _load_all()

@@ -230,14 +230,16 @@ def test_deregister_critical_service_after(dev_agent: Any) -> None:
 def test_events_fire_and_blocking_list(dev_agent: Any) -> None:
     import threading
 
-    ev = dev_agent.json("PUT", "/v1/event/fire/deploy?service=web", b"v42")
-    assert ev["Name"] == "deploy" and ev["ServiceFilter"] == "web"
+    filtered = dev_agent.json("PUT", "/v1/event/fire/deploy?service=^web$", b"v41")
+    assert filtered["Name"] == "deploy" and filtered["ServiceFilter"] == "^web$"
+    ev = dev_agent.json("PUT", "/v1/event/fire/deploy", b"v42")
     import urllib.request
 
     with urllib.request.urlopen(dev_agent.url + "/v1/event/list?name=deploy") as r:
         index = r.headers["X-Consul-Index"]
         rows = json.loads(r.read())
-    assert rows[-1]["ID"] == ev["ID"]
+    # filters are applied by each receiving agent (issue 4): this one runs no "web" service
+    assert rows[-1]["ID"] == ev["ID"] and filtered["ID"] not in [e["ID"] for e in rows]
     got: dict[str, Any] = {}
 
     def wait() -> None:

@@ -1,0 +1,143 @@
+"""Client agents' RPC to the servers: ``ServerPool.call(name, args)`` is ``Agent.rpc`` when
+the agent has no server of its own, so a client agent's HTTP API is the server's API.
+
+::
+
+    servers() (alive role=consul members from gossip)  ->  pool order (shuffled once per
+        rebalance_interval, Consul's manager.RebalanceServers; a failed server goes to the back)
+    call: [leader hint first, for reads that need the leader and for writes]
+          -> RPCClient.call(addr)  (one multiplexed connection per server, common/rpc)
+             NotLeaderError(leader) -> remember the hint, retry there
+             NoLeaderError          -> wait a little, retry (within `hold`)
+             TransportError before the request left (connect failed) -> next server
+             TransportError after   -> reads: next server; writes: raised (outcome unknown)
+
+Blocking queries pass through unchanged (``min_index``/``wait`` in args); their request timeout
+is the wait plus Consul's jitter (wait/16) plus a margin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lictor.common.errors import NoLeaderError, NotLeaderError, TransportError
+from lictor.common.rpc import RPCClient
+
+__all__ = ["ServerPool"]
+
+log = logging.getLogger("lictor.rpc.pool")
+
+_WRITE_PREFIXES = ("Register", "Deregister", "Apply", "Update", "Set", "Delete", "Create", "Destroy",
+                   "Renew", "Restore", "Sign", "Rotate", "Bootstrap", "Login", "Logout")
+
+
+def is_write(name: str) -> bool:
+    return name.rpartition(".")[2].startswith(_WRITE_PREFIXES)
+
+
+class ServerPool:
+    def __init__(self, servers: Callable[[], list[str]], *, ssl: Any = None, server_hostname: str | None = None,
+                 hold: float = 7.0, rebalance_interval: float = 120.0, rng: random.Random | None = None,
+                 request_timeout: float = 30.0) -> None:
+        self._servers = servers
+        self.rpc = RPCClient(connect_timeout=2.0, request_timeout=request_timeout, backoff_base=0.05,
+                             backoff_max=1.0, ssl=ssl, server_hostname=server_hostname,
+                             reconnect_linger=60.0)
+        self.hold = hold
+        self.rebalance_interval = rebalance_interval
+        self._rng = rng or random.Random()
+        self._order: list[str] = []
+        self._rebalanced = 0.0
+        self.leader_hint: str | None = None
+        self.stats = {"calls": 0, "retries": 0, "failovers": 0, "leader_redirects": 0}
+
+    # ---------------------------------------------------------------- server selection
+
+    def order(self) -> list[str]:
+        """Known servers in the order calls try them."""
+        known = self._servers()
+        now = time.monotonic()
+        if set(known) != set(self._order) or now - self._rebalanced > self.rebalance_interval:
+            keep = [s for s in self._order if s in known]
+            new = [s for s in known if s not in keep]
+            if now - self._rebalanced > self.rebalance_interval:
+                keep += new
+                self._rng.shuffle(keep)
+                self._rebalanced = now
+            else:
+                self._rng.shuffle(new)
+                keep += new
+            self._order = keep
+            if self.leader_hint not in known:
+                self.leader_hint = None
+        return list(self._order)
+
+    def _demote(self, addr: str) -> None:
+        if addr in self._order:
+            self._order.remove(addr)
+            self._order.append(addr)
+        if self.leader_hint == addr:
+            self.leader_hint = None
+
+    # ---------------------------------------------------------------- calls
+
+    async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        self.stats["calls"] += 1
+        wait = float(args.get("wait") or 0) if args.get("min_index") else 0.0
+        timeout = wait + wait / 16 + 10.0 if wait else None
+        deadline = time.monotonic() + self.hold
+        needs_leader = not args.get("stale")
+        write = is_write(name)
+        tried: list[str] = []
+        redirect: str | None = None
+        while True:
+            servers = self.order()
+            if not servers:
+                if time.monotonic() >= deadline:
+                    raise NoLeaderError("No known Consul servers")
+                await asyncio.sleep(0.1)
+                continue
+            if redirect is not None:
+                addr, redirect = redirect, None
+            elif needs_leader and self.leader_hint in servers and self.leader_hint not in tried:
+                addr = self.leader_hint  # type: ignore[assignment]
+            else:
+                fresh = [s for s in servers if s not in tried]
+                addr = fresh[0] if fresh else servers[0]
+            tried.append(addr)
+            connected = False
+            try:
+                await self.rpc.connect(addr)
+                connected = True
+                out = await self.rpc.call(addr, name, args, timeout=timeout)
+                if needs_leader:
+                    self.leader_hint = addr
+                return out  # type: ignore[no-any-return]
+            except NotLeaderError as exc:
+                self.stats["leader_redirects"] += 1
+                if exc.leader and exc.leader != addr:
+                    redirect = self.leader_hint = exc.leader
+                elif time.monotonic() >= deadline:
+                    raise
+                else:
+                    await asyncio.sleep(0.1)
+            except NoLeaderError:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+            except TransportError:
+                self.stats["failovers"] += 1
+                self._demote(addr)
+                if (connected and write) or time.monotonic() >= deadline:
+                    raise
+                if len(tried) >= 2 * max(1, len(servers)):
+                    await asyncio.sleep(0.1)
+            self.stats["retries"] += 1
+
+    async def close(self) -> None:
+        await self.rpc.close()
