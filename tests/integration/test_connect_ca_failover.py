@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 
 from lictor.server.connect import ca
-from tests.integration.conftest import eventually
+from .conftest import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""Keep `@pytest.mark.slow` simulations out of the default run without counting them as skipped.
+"""Keep `@pytest.mark.slow` tests (long simulations, long chaos runs) out of the default run
+without counting them as skipped.
 
 They are *deselected* (not skipped) unless a `-m` expression is given, e.g. `-m slow`.
 """
