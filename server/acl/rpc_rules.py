@@ -241,6 +241,12 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Operator.AutopilotGetConfiguration": (_fixed("operator", "read"), None),
     "Operator.ServerHealth": (_fixed("operator", "read"), None),
     "Operator.Usage": (_fixed("operator", "read"), None),
+    # an agent may get a client certificate (or report coordinates) only for a node it may write
+    "AutoEncrypt.Sign": (_fixed("node", "write", "node"), None),
+    "Coordinate.Update": (_fixed("node", "write", "node"), None),
+    "Coordinate.ListNodes": (_none, _rows(lambda z, c: not isinstance(c, dict) or _node_ok(z, c.get("Node")))),
+    "Coordinate.Node": (_fixed("node", "read", "node"), None),
+    "Coordinate.ListDatacenters": (_none, None),
     "Snapshot.Save": (_fixed("acl", "write"), None),      # management: a snapshot holds every secret
     "Snapshot.Restore": (_fixed("acl", "write"), None),
 }
