@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.integration.procutil import ManagedProcess
 
 LICTOR = [sys.executable, "-m", "lictor.cli.main"]
 
@@ -30,7 +29,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class AgentProcess:
+class AgentProcess(ManagedProcess):
     """A running agent: its HTTP address, its PID, and a tiny JSON client for assertions."""
 
     def __init__(self, workdir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
@@ -67,46 +66,6 @@ class AgentProcess:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"agent did not answer within {timeout}s:\n{self.log_text()}")
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10.0,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        status, raw = self.request(method, path, body, **kw)
-        assert 200 <= status < 300, f"{method} {path} -> {status}: {raw!r}"
-        return json.loads(raw) if raw else None
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -151,7 +110,7 @@ CLUSTER_HCL = ('performance { raft_multiplier = 1 }\n'
                'autopilot { server_stabilization_time = "1s" }')
 
 
-class ServerProcess:
+class ServerProcess(ManagedProcess):
     """One `lictor agent -server` process with its own data dir and ports (all on 127.0.0.1).
     Restartable with the same data dir and ports; stopped by PID."""
 
@@ -200,46 +159,9 @@ class ServerProcess:
                                      env={**os.environ, **CLUSTER_ENV}, cwd=self.workdir)
         return self
 
-    def wait_http(self, timeout: float = 45.0) -> ServerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                status, _ = self.request("GET", "/v1/status/leader", timeout=0.5)
-                if status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not answer within {timeout}s:\n{self.log_text()[-4000:]}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10.0,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        status, raw = self.request(method, path, body, **kw)
-        assert 200 <= status < 300, f"{self.name}: {method} {path} -> {status}: {raw!r}"
-        return json.loads(raw) if raw else None
+    def wait_http(self, timeout: float = 45.0) -> ServerProcess:  # type: ignore[override]
+        super().wait_http("/v1/status/leader", timeout)
+        return self
 
     def leader(self) -> str:
         try:
@@ -247,26 +169,6 @@ class ServerProcess:
         except OSError:
             return ""
         return json.loads(raw) if status == 200 else ""
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-        self.proc.wait(15)
-        self._log.close()
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self._log is not None and not self._log.closed:
-            self._log.close()
-        return self.proc.returncode
 
 
 class RaftCluster:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.integration.procutil import ManagedProcess
 
 LICTOR = [sys.executable, "-m", "lictor.cli.main"]
 
@@ -42,7 +43,7 @@ def free_port(host: str = "127.0.0.1") -> int:
             continue
 
 
-class MeshAgent:
+class MeshAgent(ManagedProcess):
     def __init__(self, root: Path, name: str, *, server: bool, host: str, distinct_ports: bool,
                  join: list[str], expect: int = 3, extra: tuple[str, ...] = (),
                  netns: str | None = None, env: dict[str, str] | None = None) -> None:
@@ -96,45 +97,9 @@ class MeshAgent:
                                      env={**os.environ, **MESH_ENV, **self.env}, cwd=self.workdir)
         return self
 
-    def wait_http(self, timeout: float = 60.0) -> MeshAgent:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.log_text()[-4000:]}")
-            try:
-                status, _ = self.request("GET", "/v1/agent/self", timeout=0.5)
-                if status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not answer:\n{self.log_text()[-4000:]}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10.0) -> tuple[int, bytes]:
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        status, raw = self.request(method, path, body, **kw)
-        assert 200 <= status < 300, f"{self.name}: {method} {path} -> {status}: {raw!r}"
-        return json.loads(raw) if raw else None
+    def wait_http(self, timeout: float = 60.0) -> MeshAgent:  # type: ignore[override]
+        super().wait_http("/v1/agent/self", timeout)
+        return self
 
     def indexed(self, path: str, timeout: float = 10.0) -> tuple[int, Any]:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
@@ -147,32 +112,9 @@ class MeshAgent:
             return None
         return json.loads(raw) if status == 200 and raw else None
 
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(15)
-
     def wait_exit(self, timeout: float = 15.0) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self._log is not None and not self._log.closed:
-            self._log.close()
 
 
 class Mesh:

@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from lictor.cli.tls import create_ca, create_cert
+from lictor.cli.tls import create_cert
 from lictor.common.errors import LictorError, PermissionDeniedError
 from lictor.common.rpc import RPCClient
 
