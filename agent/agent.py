@@ -277,9 +277,20 @@ class Agent:
         watcher that trusts Connect roots for auto-encrypt client certificates."""
         if self.audit is not None:
             await self.audit.start()
-        if self.server is None:
-            return
         from lictor.agent import autoencrypt
+
+        if self.server is None:
+            # A client agent with auto_encrypt.tls asks the servers gossip finds for its RPC
+            # certificate; until it has one its RPC pool cannot pass verify_incoming, and the
+            # client's loop retries with backoff until servers are known.
+            if self.tls is not None and self.config.auto_encrypt.tls:
+                pool = self.pool
+                client = autoencrypt.AutoEncryptClient(
+                    self.tls, servers=self.membership.servers, node=self.node_name,
+                    token=self.acl.agent_token(), on_certificate=pool.reconnect_all if pool is not None else None)
+                self.auto_encrypt_client = client
+                self._tasks.append(asyncio.get_running_loop().create_task(client.run(), name="auto-encrypt"))
+            return
 
         c = self.config
         manual: list[str] = []

@@ -48,7 +48,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -316,8 +316,12 @@ class AutoEncryptClient:
     (retrying with jittered backoff while servers are unreachable)."""
 
     def __init__(self, tls: TLSManager, *, servers: Callable[[], Sequence[str]], node: str, token: str = "",
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_certificate: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``on_certificate`` runs after each certificate is installed, e.g. to drop RPC
+        connections that were opened without (or with an older) client certificate."""
         self.tls = tls
+        self.on_certificate = on_certificate
         self.servers = servers
         self.node = node
         self.token = token
@@ -332,6 +336,8 @@ class AutoEncryptClient:
                                          dns_san=ae.dns_san, ip_san=ae.ip_san)
         self.tls.use_auto_cert(cert.cert_pem, cert.key_pem, list(cert.manual_roots) + list(cert.connect_roots))
         self.current = cert
+        if self.on_certificate is not None:
+            await self.on_certificate()
         log.info("auto-encrypt: client certificate valid until %s", cert.valid_before.isoformat())
         return cert
 

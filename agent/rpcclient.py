@@ -139,5 +139,11 @@ class ServerPool:
                     await asyncio.sleep(0.1)
             self.stats["retries"] += 1
 
+    async def reconnect_all(self) -> None:
+        """Drop every open connection so the next calls make new TLS handshakes (after a new
+        client certificate arrived, e.g. from auto-encrypt); callers reconnect on demand."""
+        for addr in list(self.rpc._endpoints):
+            await self.rpc.forget(addr)
+
     async def close(self) -> None:
         await self.rpc.close()

@@ -312,3 +312,52 @@ def test_secrets_never_appear_in_logs_self_metrics_or_errors(tls_cluster: Any) -
     for where, text in seen.items():
         for secret in forbidden:
             assert secret not in text, f"key material found in {where}"
+
+
+def test_client_agent_gets_its_rpc_certificate_by_auto_encrypt_and_uses_it(tls_cluster: Any) -> None:
+    """A client agent with only the CA (no certificate of its own) joins by gossip, is issued a
+    client certificate by the servers, and can then make RPCs through verify_incoming."""
+    from .conftest import CLUSTER_ENV
+    from .procutil import ManagedProcess
+
+    cluster, pki, _ = tls_cluster
+    workdir = cluster.servers[0].workdir.parent / "ae-client"
+    workdir.mkdir(exist_ok=True)
+    conf = workdir / "client.hcl"
+    conf.write_text(f'''
+encrypt = "{GOSSIP_KEY}"
+tls {{
+  defaults {{
+    ca_file = "{pki.ca}"
+    verify_outgoing = true
+  }}
+  internal_rpc {{ verify_server_hostname = true }}
+}}
+auto_encrypt {{ tls = true }}
+''')
+    http_port = free_port()
+
+    class Client(ManagedProcess):
+        name = "ae-client"
+
+    c = Client()
+    c.url = f"http://127.0.0.1:{http_port}"
+    c.log_path = workdir / "agent.log"
+    c._log = open(c.log_path, "ab")
+    args = [sys.executable, "-m", "lictor.cli.main", "agent", "-node", "ae-client", "-data-dir", str(workdir / "data"),
+            "-bind", "127.0.0.1", f"-http-port={http_port}", "-dns-port=-1", f"-serf-lan-port={free_port()}",
+            "-config-file", str(conf), "-retry-join", f"127.0.0.1:{cluster.servers[0].serf_port}",
+            "-retry-interval", "200ms"]
+    c.proc = subprocess.Popen(args, stdout=c._log, stderr=subprocess.STDOUT, env={**os.environ, **CLUSTER_ENV},
+                              cwd=workdir)
+    try:
+        c.wait_http("/v1/agent/self", 45)
+        c.json("PUT", "/v1/agent/service/register", {"Name": "ae-web", "Port": 8080})
+        leader = cluster.wait_leader()
+        eventually(lambda: leader.json("GET", "/v1/catalog/service/ae-web"), timeout=45,
+                   what="the client's service reached the catalog over auto-encrypted RPC")
+        assert "auto-encrypt: client certificate valid until" in c.log_text()
+        # reads from the client agent also go to the servers over the same TLS pool
+        assert c.json("GET", "/v1/catalog/service/ae-web")[0]["ServiceName"] == "ae-web"
+    finally:
+        c.stop()
