@@ -393,7 +393,30 @@ class MemoryNetwork:
             target.handler(msgs)
 
 
-class MemoryTransport:
+class _AddressBook:
+    """The peer address book both transports keep (node id -> "host:port")."""
+
+    local_id: NodeID
+    local_address: str
+    _peers: dict[NodeID, str]
+
+    def set_peer(self, peer: NodeID, address: str) -> None:
+        if peer != self.local_id:
+            self._peers[peer] = address
+
+    def remove_peer(self, peer: NodeID) -> None:
+        self._peers.pop(peer, None)
+
+    def peer_address(self, peer: NodeID) -> str | None:
+        if peer == self.local_id:
+            return self.local_address
+        return self._peers.get(peer)
+
+    def peers(self) -> dict[NodeID, str]:
+        return dict(self._peers)
+
+
+class MemoryTransport(_AddressBook):
     """`RaftTransportProtocol` on a `MemoryNetwork` (shipped, not test-only)."""
 
     def __init__(self, network: MemoryNetwork, node: NodeID, address: str) -> None:
@@ -411,21 +434,6 @@ class MemoryTransport:
 
     def set_unreachable_handler(self, handler: UnreachableHandler) -> None:
         self.on_unreachable = handler
-
-    def set_peer(self, peer: NodeID, address: str) -> None:
-        if peer != self.local_id:
-            self._peers[peer] = address
-
-    def remove_peer(self, peer: NodeID) -> None:
-        self._peers.pop(peer, None)
-
-    def peer_address(self, peer: NodeID) -> str | None:
-        if peer == self.local_id:
-            return self.local_address
-        return self._peers.get(peer)
-
-    def peers(self) -> dict[NodeID, str]:
-        return dict(self._peers)
 
     def send(self, messages: Sequence[Message]) -> None:
         if self.closed or not messages:
@@ -453,7 +461,7 @@ class MemoryTransport:
 # ================================================================================== TCP
 
 
-class TCPRaftTransport:
+class TCPRaftTransport(_AddressBook):
     """`RaftTransportProtocol` over `lictor.common.rpc`: one-way `Raft.Msgs` notes.
 
     `send()` groups messages per destination and hands each group to `RPCClient.notify` as one
@@ -498,21 +506,6 @@ class TCPRaftTransport:
 
     def set_unreachable_handler(self, handler: UnreachableHandler) -> None:
         self._on_unreachable = handler
-
-    def set_peer(self, peer: NodeID, address: str) -> None:
-        if peer != self.local_id:
-            self._peers[peer] = address
-
-    def remove_peer(self, peer: NodeID) -> None:
-        self._peers.pop(peer, None)
-
-    def peer_address(self, peer: NodeID) -> str | None:
-        if peer == self.local_id:
-            return self.local_address
-        return self._peers.get(peer)
-
-    def peers(self) -> dict[NodeID, str]:
-        return dict(self._peers)
 
     # ---- lifecycle
     async def start(self) -> None:

@@ -204,7 +204,7 @@ def test_fast_backtracking_takes_round_trips_per_term_not_per_entry() -> None:
     c.elect(1)
     c.stabilize()
     rejects = [m for m in c.sent_of(MT.APPEND_RESP, src=2) if m.reject]
-    assert 1 <= len(rejects) <= 3, len(rejects)
+    assert len(rejects) in (1, 2, 3), len(rejects)  # one per conflicting term, not per entry
     assert c[2].log.last_index() == c[1].log.last_index()
     assert [e.term for e in c[2].log.all_entries()] == [e.term for e in c[1].log.all_entries()]
 
