@@ -278,6 +278,7 @@ class Agent:
         if self.audit is not None:
             await self.audit.start()
         from lictor.agent import autoencrypt
+        from lictor.server.endpoints import autoencrypt as autoencrypt_server
 
         if self.server is None:
             # A client agent with auto_encrypt.tls asks the servers gossip finds for its RPC
@@ -297,11 +298,11 @@ class Agent:
         if c.tls.internal_rpc.ca_file:
             with open(c.tls.internal_rpc.ca_file, encoding="ascii", errors="replace") as f:
                 manual.append(f.read())  # a CA certificate: public
-        autoencrypt.install_server(self.server, allowed=c.auto_encrypt.allow_tls, domain=c.domain,
+        autoencrypt_server.install_server(self.server, allowed=c.auto_encrypt.allow_tls, domain=c.domain,
                                    manual_ca_pems=manual,
                                    verify_server_hostname=c.tls.internal_rpc.verify_server_hostname)
         if c.auto_encrypt.allow_tls and self.tls is not None:
-            watcher = autoencrypt.ServerRootsWatcher(self.server, self.tls)
+            watcher = autoencrypt_server.ServerRootsWatcher(self.server, self.tls)
             self._tasks.append(asyncio.get_running_loop().create_task(watcher.run(), name="auto-encrypt-roots"))
 
     async def _start_http(self) -> None:

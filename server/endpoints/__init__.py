@@ -48,7 +48,7 @@ def _load_all() -> None:
     from lictor.server.endpoints import catalog, kvs, operator, session, status, txn  # noqa: F401
     from lictor.server.endpoints import connect_ca  # noqa: F401
     from lictor.server.endpoints import config_entries, discovery_chain, intentions, mesh_views  # noqa: F401
-    from lictor.server.endpoints import acl  # noqa: F401
+    from lictor.server.endpoints import acl, autoencrypt  # noqa: F401
     from lictor.server.endpoints import coordinate  # noqa: F401
 
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from lictor.agent.autoencrypt import sign_agent_csr
+from lictor.server.endpoints.autoencrypt import sign_agent_csr
 from lictor.common.errors import ValidationError
 from lictor.common.tls import RPCPeerPolicy, peer_dns_names
 from lictor.server.connect import ca
