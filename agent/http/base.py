@@ -191,6 +191,8 @@ def json_response(req: web.Request, data: Any, *, meta: dict[str, Any] | None = 
     immutable query result whose encoding may be reused by identity."""
     pretty = "pretty" in req.query
     headers = meta_headers(meta) if meta is not None else {}
+    if meta is not None and "results_filtered_by_acls" in meta:
+        shared = False  # the server filtered a shared result for this token: a fresh object
     acl_filter = req.get("lictor_acl_filter")
     if acl_filter is not None:  # ACLs: drop what the token may not read (a new object, never shared)
         data, dropped = acl_filter(data)
