@@ -247,6 +247,17 @@ async def token_list(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q)
 
 
+def _delete_endpoint(name: str, op: str, key: str) -> None:
+    """Register ``name``: with acl:write, propose ``{"op": op, key: args[key]}`` (idempotent)."""
+
+    @endpoint(name)
+    async def delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+        _enabled(server)
+        authorize(server, a, "acl", None, "write")
+        await server.apply(MessageType.ACL, {"op": op, key: str(a.get(key) or "")})
+        return {"result": True}
+
+
 @endpoint("ACL.TokenDelete")
 async def token_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
@@ -348,12 +359,7 @@ async def policy_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": policy_to_api(out)}
 
 
-@endpoint("ACL.PolicyDelete")
-async def policy_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
-    _enabled(server)
-    authorize(server, a, "acl", None, "write")
-    await server.apply(MessageType.ACL, {"op": "policy_delete", "id": str(a.get("id") or "")})
-    return {"result": True}
+_delete_endpoint("ACL.PolicyDelete", "policy_delete", "id")
 
 
 @endpoint("ACL.RoleSet")
@@ -373,12 +379,7 @@ async def role_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": role_to_api(server.store, out)}
 
 
-@endpoint("ACL.RoleDelete")
-async def role_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
-    _enabled(server)
-    authorize(server, a, "acl", None, "write")
-    await server.apply(MessageType.ACL, {"op": "role_delete", "id": str(a.get("id") or "")})
-    return {"result": True}
+_delete_endpoint("ACL.RoleDelete", "role_delete", "id")
 
 
 # ----- auth methods and binding rules ------------------------------------------------------------------------
@@ -428,12 +429,7 @@ async def auth_method_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": {k: v for k, v in out.items() if k != "MaxTokenTTLSeconds"}}
 
 
-@endpoint("ACL.AuthMethodDelete")
-async def auth_method_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
-    _enabled(server)
-    authorize(server, a, "acl", None, "write")
-    await server.apply(MessageType.ACL, {"op": "auth_method_delete", "name": str(a.get("name") or "")})
-    return {"result": True}
+_delete_endpoint("ACL.AuthMethodDelete", "auth_method_delete", "name")
 
 
 @endpoint("ACL.BindingRuleList")
@@ -487,12 +483,7 @@ async def binding_rule_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": dict(out)}
 
 
-@endpoint("ACL.BindingRuleDelete")
-async def binding_rule_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
-    _enabled(server)
-    authorize(server, a, "acl", None, "write")
-    await server.apply(MessageType.ACL, {"op": "binding_rule_delete", "id": str(a.get("id") or "")})
-    return {"result": True}
+_delete_endpoint("ACL.BindingRuleDelete", "binding_rule_delete", "id")
 
 
 # ----- login / logout ---------------------------------------------------------------------------------------
