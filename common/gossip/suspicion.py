@@ -46,7 +46,7 @@ class Suspicion:
     suspicion (``sender``) never counts as one, nor does anybody twice.
     """
 
-    __slots__ = ("start", "k", "min_timeout", "max_timeout", "_confirmed", "_count")
+    __slots__ = ("start", "k", "min_timeout", "max_timeout", "_confirmed", "_count", "_verdict")
 
     def __init__(self, *, sender: str, k: int, min_timeout: float, max_timeout: float,
                  start: float) -> None:
@@ -58,6 +58,7 @@ class Suspicion:
         self.max_timeout = max_timeout if k >= 1 else min_timeout
         self._confirmed = {sender}
         self._count = 0
+        self._verdict = False
 
     @property
     def confirmations(self) -> int:
@@ -71,7 +72,15 @@ class Suspicion:
         self._count += 1
         return True
 
+    def verdict_heard(self) -> None:
+        """Another member's timer already ran out (we heard its Dead): the failure is as
+        confirmed as it gets, so ours ends ``min_timeout`` after it started, not later. It
+        does not end at once: ``min_timeout`` is the time the member is owed to refute."""
+        self._verdict = True
+
     def timeout(self) -> float:
+        if self._verdict:
+            return self.min_timeout
         return remaining_timeout(self.k, self._count, self.min_timeout, self.max_timeout)
 
     def deadline(self) -> float:

@@ -638,7 +638,20 @@ class SwimCore:
             # member can refute rather than kill a healthy member (agent integration, issue 4).
             self._counters.extra["dead_as_suspect"] = self._counters.extra.get("dead_as_suspect", 0) + 1
             self._on_suspect(Suspect(incarnation=msg.incarnation, node=msg.node, sender=msg.sender))
+            if (fresh := self._suspicions.get(msg.node)) is not None:
+                fresh.verdict_heard()
             return
+        timer = self._suspicions.get(msg.node)
+        if not left and not is_self and timer is not None and current.state is MemberState.SUSPECT:
+            # Someone else's timer ran out before ours. If our suspicion has run for
+            # min_timeout the member had its chance to refute: apply the verdict. If it is
+            # younger (a healed partition delivers the isolated side's stale Suspect and Dead
+            # back to back) let it run to min_timeout first, so a refutation can still arrive.
+            timer.confirm(msg.sender)
+            timer.verdict_heard()
+            if timer.deadline() > self._now:
+                self._counters.extra["dead_deferred"] = self._counters.extra.get("dead_deferred", 0) + 1
+                return
         self._suspicions.pop(msg.node, None)
         current.incarnation = msg.incarnation
         current.state = MemberState.LEFT if left else MemberState.DEAD

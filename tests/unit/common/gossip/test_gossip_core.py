@@ -239,3 +239,39 @@ def test_undecodable_bytes_raise_codec_error_and_change_nothing() -> None:
     with pytest.raises(GossipCodecError):
         core.receive(("10.0.0.9", 1), b"\xc1garbage", 1.0)
     assert core.members() == before and not core.has_ready()
+
+
+def test_stale_suspect_then_dead_from_a_healed_partition_leaves_time_to_refute() -> None:
+    """The isolated side of a partition gossips Suspect(p0) and, right behind it, Dead(p0) when
+    the link comes back. The Dead must not kill p0 before p0's refutation (Alive inc+1) arrives;
+    it only confirms the suspicion (CI flake of test_gossip_partition, issue 4)."""
+    from lictor.common.gossip.messages import Dead
+    core = core_with_peers()
+    src = ("10.0.1.4", 7946)
+    core.receive(src, [Suspect(incarnation=1, node="p0", sender="p3"),
+                       Dead(incarnation=1, node="p0", sender="p3")], 1.0)
+    assert core.member_states()["p0"] is MemberState.SUSPECT
+    core.receive(("10.0.1.1", 7946), [Alive(incarnation=2, node="p0", addr=("10.0.1.1", 7946))], 1.2)
+    assert core.member_states()["p0"] is MemberState.ALIVE
+    assert not [e for e in core.ready().events if e.kind is EventKind.FAILED]
+
+
+def test_dead_from_others_while_suspecting_fails_the_member_when_our_timer_runs_out() -> None:
+    from lictor.common.gossip.messages import Dead
+    core = core_with_peers()
+    core.receive(("10.0.1.4", 7946), [Suspect(incarnation=1, node="p0", sender="p3")], 1.0)
+    timer = core.suspicion_of("p0")
+    assert timer is not None
+    before = timer.deadline()
+    core.receive(("10.0.1.3", 7946), [Dead(incarnation=1, node="p0", sender="p2")], 1.1)
+    assert core.member_states()["p0"] is MemberState.SUSPECT
+    assert timer.deadline() <= before  # the Dead counted as a confirmation (or k was 0 already)
+    now = 1.1
+    while core.member_states()["p0"] is MemberState.SUSPECT:
+        now = core.next_deadline()
+        assert now <= timer.deadline() + 1e-9
+        core.tick(now)
+    assert core.member_states()["p0"] is MemberState.DEAD
+    # after our own timer ran out, a late Dead is simply ignored
+    core.receive(("10.0.1.3", 7946), [Dead(incarnation=1, node="p0", sender="p1")], now + 0.1)
+    assert core.member_states()["p0"] is MemberState.DEAD

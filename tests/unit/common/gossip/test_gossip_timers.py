@@ -42,6 +42,13 @@ def test_confirmations_must_be_independent_and_are_capped() -> None:
     assert s.confirmations == 2 and s.timeout() == 1.0
 
 
+def test_a_heard_verdict_ends_the_timer_at_min_timeout_after_its_start() -> None:
+    s = Suspicion(sender="a", k=3, min_timeout=2.0, max_timeout=12.0, start=100.0)
+    s.verdict_heard()
+    assert s.timeout() == 2.0 and s.deadline() == 102.0
+    assert not s.confirm("a") and s.deadline() == 102.0
+
+
 def test_k_zero_means_min_timeout_at_once() -> None:
     s = Suspicion(sender="a", k=0, min_timeout=3.0, max_timeout=18.0, start=5.0)
     assert s.deadline() == 8.0
