@@ -1,7 +1,8 @@
 """Runs the agent's health checks: builds one check object per definition and reports results
 into the local state (it is the checks' :class:`~lictor.agent.checks.base.CheckNotifier`).
 
-One shared aiohttp session serves every HTTP check, so a thousand checks share one connection pool.
+One shared ``CheckHTTPClient`` serves every HTTP check: one bound on concurrent connections
+and one set of TLS contexts for a thousand checks.
 """
 
 from __future__ import annotations
@@ -10,13 +11,11 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from lictor.agent.checks.alias import AliasCheck
 from lictor.agent.checks.base import MIN_INTERVAL, Check, StatusHandler
 from lictor.agent.checks.grpc import GRPCCheck
 from lictor.agent.checks.h2ping import H2PingCheck
-from lictor.agent.checks.http import HTTPCheck, create_check_session
+from lictor.agent.checks.http import CheckHTTPClient, HTTPCheck
 from lictor.agent.checks.script import ScriptCheck
 from lictor.agent.checks.tcp import TCPCheck
 from lictor.agent.checks.ttl import TTLCheck
@@ -37,16 +36,16 @@ class CheckRunner:
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
         self._checks: dict[str, Check] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._http: CheckHTTPClient | None = None
 
     # CheckNotifier
     def update_check(self, check_id: str, status: HealthStatus, output: str) -> None:
         self._agent.local.update_check(check_id, str(status), output)
 
-    def _http_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = create_check_session()
-        return self._session
+    def _http_client(self) -> CheckHTTPClient:
+        if self._http is None or self._http.closed:
+            self._http = CheckHTTPClient()
+        return self._http
 
     def add(self, check_id: str, c: CheckDefinition) -> None:
         check = self._build(check_id, c)
@@ -69,8 +68,8 @@ class CheckRunner:
     async def stop_all(self) -> None:
         for cid in list(self._checks):
             await self.remove(cid)
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
     def __len__(self) -> int:
         return len(self._checks)
@@ -92,7 +91,7 @@ class CheckRunner:
                             initial_status=HealthStatus(c.status) if c.status else None,
                             output_max_size=c.output_max_size)
         if t == "http":
-            return HTTPCheck(session=self._http_session(), url=c.http or "", method=c.method or "GET",
+            return HTTPCheck(client=self._http_client(), url=c.http or "", method=c.method or "GET",
                              header=c.header, body=c.body, tls_skip_verify=c.tls_skip_verify,
                              tls_server_name=c.tls_server_name or None, disable_redirects=c.disable_redirects,
                              output_max_size=c.output_max_size, **common)

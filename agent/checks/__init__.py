@@ -45,7 +45,7 @@ from .base import (
 )
 from .grpc import GRPCCheck
 from .h2ping import H2PingCheck
-from .http import HTTPCheck, create_check_session
+from .http import CheckHTTPClient, HTTPCheck
 from .script import DEFAULT_SCRIPT_TIMEOUT, ScriptCheck
 from .tcp import TCPCheck
 from .ttl import TTLCheck
@@ -59,6 +59,7 @@ __all__ = [
     "AliasCheck",
     "AliasSource",
     "Check",
+    "CheckHTTPClient",
     "CheckNotifier",
     "GRPCCheck",
     "H2PingCheck",
@@ -70,5 +71,4 @@ __all__ = [
     "TTLCheck",
     "UDPCheck",
     "aggregate_alias",
-    "create_check_session",
 ]

@@ -1,19 +1,16 @@
 """HTTP checks: one request per run; 2xx is passing, 429 is warning, anything else critical.
 
-All HTTP checks of an agent share one ``aiohttp.ClientSession`` (one connector, one DNS cache),
-built by ``create_check_session()``: the agent owns and closes it, the checks only borrow it.
-Like Consul, the connector does not keep connections alive, so every run really connects.
+All HTTP checks of an agent share one ``CheckHTTPClient`` (httpclient.py: a connection bound
+and the TLS contexts), which the agent owns and closes; the checks only borrow it. Like Consul,
+every run opens a new connection. The request is validated and serialised when the check is
+built, so a bad method, URL or header is a configuration error naming the field.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import ssl
 from collections.abc import Mapping, Sequence
-
-import aiohttp
-from multidict import CIMultiDict
 
 from lictor.common.clock import Clock
 from lictor.common.errors import ConfigError
@@ -24,30 +21,16 @@ from .base import (
     DEFAULT_TIMEOUT,
     IntervalCheck,
     StatusHandler,
+    describe_error,
     format_seconds,
     truncate_head,
 )
+from .httpclient import CheckHTTPClient, HTTPCheckError, RequestSpec, reason_phrase
 
-__all__ = ["USER_AGENT", "HTTPCheck", "create_check_session"]
+__all__ = ["USER_AGENT", "HTTPCheck", "CheckHTTPClient"]
 
 USER_AGENT = "Lictor Health Check"
 DEFAULT_ACCEPT = "text/plain, text/*, */*"
-
-
-def create_check_session(*, limit: int = 256) -> aiohttp.ClientSession:
-    """The session HTTP checks share. Call from inside the event loop; the caller closes it.
-
-    ``limit`` bounds concurrent connections; a run queued behind it spends its own timeout.
-    No cookies are kept (checks must not influence each other) and proxy variables from the
-    environment are ignored.
-    """
-    connector = aiohttp.TCPConnector(limit=limit, force_close=True)
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-        timeout=aiohttp.ClientTimeout(total=None),  # each check enforces its own deadline
-    )
 
 
 class HTTPCheck(IntervalCheck):
@@ -57,7 +40,7 @@ class HTTPCheck(IntervalCheck):
         self,
         *,
         handler: StatusHandler,
-        session: aiohttp.ClientSession,
+        client: CheckHTTPClient,
         url: str,
         interval: float,
         method: str = "GET",
@@ -75,74 +58,46 @@ class HTTPCheck(IntervalCheck):
         """``ssl_context`` carries the agent's CA (``enable_agent_tls_for_checks``); it is
         ignored when ``tls_skip_verify`` is set."""
         super().__init__(handler=handler, interval=interval, timeout=timeout, clock=clock, rng=rng)
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"invalid URL {url!r}: scheme must be http or https", path="http")
         if output_max_size < 1:
             raise ConfigError("must be at least 1", path="output_max_size")
-        self._session = session
-        self._url = url
-        self._method = method.upper() or "GET"
-        self._body = body
-        self._disable_redirects = disable_redirects
-        self._output_max_size = output_max_size
-        self._server_name = tls_server_name or None
-        self._ssl: ssl.SSLContext | bool | None
-        if tls_skip_verify:
-            self._ssl = False
-        else:
-            self._ssl = ssl_context  # None: aiohttp's default verifying context
-        headers: CIMultiDict[str] = CIMultiDict()
+        headers: list[tuple[str, str]] = []
         for name, values in (header or {}).items():
             for value in values:
-                headers.add(name, value)
-        headers.setdefault("User-Agent", USER_AGENT)
-        headers.setdefault("Accept", DEFAULT_ACCEPT)
-        self._headers = headers
+                headers.append((name, value))
+        given = {name.lower() for name, _ in headers}
+        if "user-agent" not in given:
+            headers.append(("User-Agent", USER_AGENT))
+        if "accept" not in given:
+            headers.append(("Accept", DEFAULT_ACCEPT))
+        self._spec = RequestSpec(method=method, url=url, headers=headers,
+                                 body=body.encode() if body is not None else None)
+        self._client = client
+        self._url = url
+        self._describe_text = f"HTTP {self._spec.method} {url}"
+        self._follow = not disable_redirects
+        self._output_max_size = output_max_size
+        self._server_name = tls_server_name or None
+        # the context for an https URL, and for https redirect targets of an http URL
+        self._tls = client.tls_context(skip_verify=tls_skip_verify, base=ssl_context)
 
     def _describe(self) -> str:
-        return f"HTTP {self._method} {self._url}"
+        return self._describe_text
 
     def _timeout_output(self) -> str:
-        return f"{self._describe()}: timed out after {format_seconds(self._timeout)}"
+        return f"{self._describe_text}: timed out after {format_seconds(self._timeout)}"
 
     async def run_once(self) -> tuple[HealthStatus, str]:
         try:
-            async with self._session.request(
-                self._method,
-                self._url,
-                headers=self._headers,
-                data=self._body,
-                allow_redirects=not self._disable_redirects,
-                ssl=self._ssl,
-                server_hostname=self._server_name,
-            ) as resp:
-                body, more = await _read_prefix(resp.content, self._output_max_size)
-                code, reason = resp.status, resp.reason or ""
-        except (aiohttp.ClientError, OSError) as exc:
-            return HealthStatus.CRITICAL, f"{self._describe()}: {_describe_error(exc)}"
-        except asyncio.IncompleteReadError as exc:  # pragma: no cover - defensive
-            return HealthStatus.CRITICAL, f"{self._describe()}: {exc}"
-        text = truncate_head(body, self._output_max_size, more=more)
-        output = f"{self._describe()}: {code} {reason} Output: {text}"
+            resp = await self._client.fetch(self._spec, max_body=self._output_max_size,
+                                            follow_redirects=self._follow, tls=self._tls,
+                                            server_name=self._server_name)
+        except (OSError, HTTPCheckError) as exc:  # OSError includes ssl.SSLError, refused, DNS
+            return HealthStatus.CRITICAL, f"{self._describe_text}: {describe_error(exc)}"
+        code = resp.status
+        text = truncate_head(resp.body, self._output_max_size, more=resp.more)
+        output = f"{self._describe_text}: {code} {reason_phrase(code, resp.reason)} Output: {text}"
         if 200 <= code < 300:
             return HealthStatus.PASSING, output
         if code == 429:  # Too Many Requests: alive but shedding load
             return HealthStatus.WARNING, output
         return HealthStatus.CRITICAL, output
-
-
-async def _read_prefix(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
-    """Read at most ``limit`` bytes; the flag says whether more would have followed."""
-    buf = bytearray()
-    while len(buf) <= limit:
-        chunk = await stream.read(limit + 1 - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    more = len(buf) > limit
-    return bytes(buf[:limit]), more
-
-
-def _describe_error(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

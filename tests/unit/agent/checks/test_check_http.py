@@ -1,4 +1,5 @@
-"""HTTPCheck against a real aiohttp server on 127.0.0.1."""
+"""HTTPCheck against a real aiohttp server on 127.0.0.1 (the wire-level cases of the client
+itself are in test_check_httpclient.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from lictor.agent.checks.base import StatusHandler
-from lictor.agent.checks.http import USER_AGENT, HTTPCheck, create_check_session
+from lictor.agent.checks.http import USER_AGENT, CheckHTTPClient, HTTPCheck
 from lictor.agent.checks.testing import RecordingNotifier
 from lictor.common.errors import ConfigError
 from lictor.common.types import HealthStatus
@@ -96,16 +96,16 @@ async def tls_server(self_signed: Any) -> AsyncIterator[Server]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    s = create_check_session()
+async def session() -> AsyncIterator[CheckHTTPClient]:
+    s = CheckHTTPClient()
     yield s
     await s.close()
 
 
 def check(
-    handler: StatusHandler, session: aiohttp.ClientSession, url: str, **kw: Any
+    handler: StatusHandler, session: CheckHTTPClient, url: str, **kw: Any
 ) -> HTTPCheck:
-    return HTTPCheck(handler=handler, session=session, url=url, interval=10, **kw)
+    return HTTPCheck(handler=handler, client=session, url=url, interval=10, **kw)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def check(
 )
 async def test_status_mapping(
     server: Server,
-    session: aiohttp.ClientSession,
+    session: CheckHTTPClient,
     handler: StatusHandler,
     path: str,
     status: HealthStatus,
@@ -131,7 +131,7 @@ async def test_status_mapping(
 
 
 async def test_disable_redirects_makes_a_redirect_critical(
-    server: Server, session: aiohttp.ClientSession, handler: StatusHandler
+    server: Server, session: CheckHTTPClient, handler: StatusHandler
 ) -> None:
     status, output = await check(
         handler, session, server.base + "/redirect", disable_redirects=True
@@ -140,7 +140,7 @@ async def test_disable_redirects_makes_a_redirect_critical(
 
 
 async def test_method_headers_and_body_reach_the_server(
-    server: Server, session: aiohttp.ClientSession, handler: StatusHandler
+    server: Server, session: CheckHTTPClient, handler: StatusHandler
 ) -> None:
     c = check(
         handler,
@@ -160,7 +160,7 @@ async def test_method_headers_and_body_reach_the_server(
 
 
 async def test_default_headers(
-    server: Server, session: aiohttp.ClientSession, handler: StatusHandler
+    server: Server, session: CheckHTTPClient, handler: StatusHandler
 ) -> None:
     await check(handler, session, server.base + "/ok").check_once()
     headers = dict(server.seen[0].headers)
@@ -169,7 +169,7 @@ async def test_default_headers(
 
 
 async def test_output_is_truncated_with_a_marker(
-    server: Server, session: aiohttp.ClientSession, handler: StatusHandler
+    server: Server, session: CheckHTTPClient, handler: StatusHandler
 ) -> None:
     status, output = await check(
         handler, session, server.base + "/big", output_max_size=100
@@ -179,7 +179,7 @@ async def test_output_is_truncated_with_a_marker(
 
 
 async def test_slow_server_times_out_critical(
-    server: Server, session: aiohttp.ClientSession, handler: StatusHandler
+    server: Server, session: CheckHTTPClient, handler: StatusHandler
 ) -> None:
     url = server.base + "/slow"
     c = check(handler, session, url, timeout=0.1)
@@ -190,16 +190,16 @@ async def test_slow_server_times_out_critical(
 
 
 async def test_connection_refused_is_critical_with_the_error(
-    session: aiohttp.ClientSession, handler: StatusHandler, closed_tcp_port: int
+    session: CheckHTTPClient, handler: StatusHandler, closed_tcp_port: int
 ) -> None:
     url = f"http://127.0.0.1:{closed_tcp_port}/health"
     status, output = await check(handler, session, url).check_once()
     assert status == HealthStatus.CRITICAL
-    assert output.startswith(f"HTTP GET {url}: ClientConnectorError")
+    assert output == f"HTTP GET {url}: connection refused"
 
 
 async def test_tls_skip_verify_accepts_a_self_signed_cert(
-    tls_server: Server, session: aiohttp.ClientSession, handler: StatusHandler
+    tls_server: Server, session: CheckHTTPClient, handler: StatusHandler
 ) -> None:
     url = tls_server.base + "/ok"
     status, output = await check(handler, session, url).check_once()
@@ -210,7 +210,7 @@ async def test_tls_skip_verify_accepts_a_self_signed_cert(
 
 async def test_tls_server_name_is_used_for_verification(
     tls_server: Server,
-    session: aiohttp.ClientSession,
+    session: CheckHTTPClient,
     handler: StatusHandler,
     self_signed: Any,
 ) -> None:
@@ -223,7 +223,7 @@ async def test_tls_server_name_is_used_for_verification(
 
 
 async def test_many_checks_share_one_session(
-    server: Server, session: aiohttp.ClientSession, notifier: RecordingNotifier
+    server: Server, session: CheckHTTPClient, notifier: RecordingNotifier
 ) -> None:
     checks = [
         check(StatusHandler(f"c{i}", notifier), session, server.base + "/ok")
@@ -234,6 +234,6 @@ async def test_many_checks_share_one_session(
     assert len(server.seen) == 50
 
 
-def test_invalid_url(session: aiohttp.ClientSession, handler: StatusHandler) -> None:
+def test_invalid_url(session: CheckHTTPClient, handler: StatusHandler) -> None:
     with pytest.raises(ConfigError):
         check(handler, session, "ftp://example.com/")
