@@ -128,11 +128,16 @@ class StateSyncer:
                     await self._wait(self.retry_interval + self._rng.random() * self.retry_interval)
                     continue
                 self.state = SyncState.PARTIAL_SYNC
-            deadline = asyncio.get_running_loop().time() + self.next_full_delay()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.next_full_delay()
             while self.state is SyncState.PARTIAL_SYNC:
-                remaining = deadline - asyncio.get_running_loop().time()
-                reason = await self._wait(max(remaining, 0.0))
-                if reason in ("full", "timeout"):
+                # wake for the next periodic full sync, or earlier when a deferred output falls due
+                wait = deadline - loop.time()
+                due = self.local.next_deferred_in()
+                if due is not None:
+                    wait = min(wait, due)
+                reason = await self._wait(max(wait, 0.0))
+                if reason == "full" or (reason == "timeout" and loop.time() >= deadline):
                     self.state = SyncState.FULL_SYNC
                     break
                 await self._resumed.wait()
@@ -199,6 +204,9 @@ class StateSyncer:
                 continue
             remote = remote_checks.get(cid)
             mine = check_to_api(CheckRow(node=loc.node_name, **st.payload))
+            if remote is not None and st.deferred:
+                # Consul: a deferred output is pushed when its interval ends, not by this sweep
+                remote, mine = remote | {"Output": ""}, mine | {"Output": ""}
             st.in_sync = remote is not None and _comparable(remote) == _comparable(mine)
         self.syncs += 1
         return await self.sync_changes()
@@ -216,15 +224,16 @@ class StateSyncer:
                     del loc.services[sid]
                     res.deleted += 1
                     continue
-                checks = [(cid, c) for cid, c in loc.checks.items()
+                # what is pushed, kept apart from the live state: it may change during the RPC
+                checks = [(cid, c.payload) for cid, c in loc.checks.items()
                           if not c.deleted and c.payload.get("service_id") == sid]
                 args = self._node_args() | {"service": st.payload,
-                                            "checks": [dict(c.payload) for _, c in checks]}
+                                            "checks": [dict(p) for _, p in checks]}
                 await self._rpc("Catalog.Register", args)
-                st.in_sync = True
+                st.in_sync = not st.deleted
                 loc.node_in_sync = True
-                for cid, c in checks:
-                    loc.mark_check_synced(cid, c.payload)
+                for cid, pushed in checks:
+                    loc.mark_check_synced(cid, pushed)
                 res.pushed += 1
             except Exception as exc:  # noqa: BLE001 - per-item errors do not abort the run
                 res.errors.append(f"service {sid}: {exc}")

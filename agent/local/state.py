@@ -5,7 +5,8 @@ catalog must forget it). Mutations flip the flags and call ``on_change``; the an
 syncer (agent/ae.py) decides *when* to push. :meth:`LocalState.update_check` keeps check output
 updates from flooding the servers: when only the output changed, the item stays in sync until
 ``check_update_interval`` has passed since the last push of that check (Consul's deferred sync),
-while a status change is pushed at once.
+while a status change is pushed at once. A check that starts deferring calls ``on_change`` once so
+the syncer can plan to wake at :meth:`LocalState.next_deferred_in` and :meth:`flush_deferred` it.
 """
 
 from __future__ import annotations
@@ -123,19 +124,27 @@ class LocalState:
         if old.get("status") == status and self.check_update_interval > 0 and st.in_sync:
             # output only: defer unless the interval since the last push has passed
             if now - st.last_synced < self.check_update_interval:
-                st.deferred = True
+                if not st.deferred:
+                    st.deferred = True
+                    self.on_change()  # not to push now: so the syncer learns when this falls due
                 return True
         st.in_sync = False
         st.deferred = False
         self.on_change()
         return True
 
+    def next_deferred_in(self) -> float | None:
+        """Seconds until the first deferred output update falls due (0 if one is due); None if none waits."""
+        due = [st.last_synced + self.check_update_interval for st in self.checks.values()
+               if st.deferred and not st.deleted]
+        return max(min(due) - self.clock(), 0.0) if due else None
+
     def flush_deferred(self) -> int:
         """Mark deferred output updates whose interval has passed as out of sync."""
         now = self.clock()
         n = 0
         for st in self.checks.values():
-            if st.deferred and now - st.last_synced >= self.check_update_interval:
+            if st.deferred and not st.deleted and now - st.last_synced >= self.check_update_interval:
                 st.deferred = False
                 st.in_sync = False
                 n += 1
@@ -160,10 +169,20 @@ class LocalState:
                 or any(not c.in_sync for c in self.checks.values()))
 
     def mark_check_synced(self, check_id: str, payload: dict[str, Any]) -> None:
+        """The catalog now holds ``payload`` for this check. A change made while it was being pushed
+        keeps the check out of sync, except an output-only one: that waits for the interval, as if
+        it had come just after the push (Consul holds its lock while syncing, so it would have)."""
         st = self.checks.get(check_id)
-        if st is not None and st.payload is payload:
-            st.in_sync = True
-            st.last_synced = self.clock()
+        if st is None or st.deleted:
+            return
+        if st.payload is payload:
+            st.deferred = False  # the push carried the latest output
+        elif self.check_update_interval > 0 and _without_output(st.payload) == _without_output(payload):
+            st.deferred = True  # the syncer looks at next_deferred_in() after every sync
+        else:
+            return
+        st.in_sync = True
+        st.last_synced = self.clock()
 
     def replace_payload(self, check_id: str, **changes: Any) -> None:
         st = self.checks.get(check_id)
@@ -173,3 +192,5 @@ class LocalState:
             self.on_change()
 
 
+def _without_output(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k != "output"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -20,10 +22,12 @@ class Clock:
         return self.t
 
 
-def make(fail: set[str] | None = None) -> tuple[Server, LocalState, StateSyncer, Clock]:
+def make(fail: set[str] | None = None, *, check_update_interval: float = 300.0,
+         real_clock: bool = False) -> tuple[Server, LocalState, StateSyncer, Clock]:
     server = Server(ServerConfig(datacenter="dc1", node_name="s", rpc_address="127.0.0.1:8300"))
     clock = Clock()
-    local = LocalState(node_name="n1", check_update_interval=300.0, clock=clock)
+    local = LocalState(node_name="n1", check_update_interval=check_update_interval,
+                       clock=time.monotonic if real_clock else clock)
     local.node_address = "10.0.0.1"
     calls: list[tuple[str, dict[str, Any]]] = []
 
@@ -125,6 +129,158 @@ async def test_output_only_updates_are_deferred_status_changes_are_not() -> None
     assert local.out_of_sync()
     await syncer.sync_changes()
     assert server.store.checks[("n1", "c")].status == "critical"
+
+
+async def test_a_full_sync_leaves_a_deferred_output_to_its_interval() -> None:
+    # Consul's updateSyncState: while an output waits, the periodic sweep ignores the output
+    server, local, syncer, clock = make()
+    local.add_check(chk("c", output="v1"))
+    await syncer.sync_full()
+    local.update_check("c", "passing", "v2")
+    res = await syncer.sync_full()
+    assert res.pushed == 0 and server.store.checks[("n1", "c")].output == "v1"
+    assert local.checks["c"].deferred
+    # anything else that differs is still pushed, with the latest output, which ends the wait
+    await endpoints.call(server, "Catalog.Register", {"node": "n1", "address": "10.0.0.1",
+                                                      "checks": [chk("c", status="critical", output="v1")]})
+    res = await syncer.sync_full()
+    assert res.pushed == 1
+    row = server.store.checks[("n1", "c")]
+    assert (row.status, row.output) == ("passing", "v2")
+    assert not local.checks["c"].deferred and local.next_deferred_in() is None
+
+
+async def test_a_push_that_carries_the_latest_output_ends_the_deferral() -> None:
+    server, local, syncer, clock = make()
+    local.add_service(svc("web"))
+    local.add_check(chk("c", "web", output="v1"))
+    await syncer.sync_full()
+    clock.t += 100
+    local.update_check("c", "passing", "v2")
+    assert local.next_deferred_in() == 200.0
+    local.add_service(svc("web", 81))  # the service push carries its checks
+    await syncer.sync_changes()
+    assert server.store.checks[("n1", "c")].output == "v2"
+    assert local.next_deferred_in() is None
+    clock.t += 301
+    assert local.flush_deferred() == 0
+
+
+async def test_an_output_change_made_during_the_push_waits_for_the_interval() -> None:
+    # Consul holds the state lock while it syncs, so such an update lands after the push and is
+    # deferred; here it lands during the RPC and must not cause a second push straight away.
+    server, local, syncer, clock = make()
+    local.add_check(chk("c", output="v1"))
+    rpc = syncer._rpc
+
+    async def racing(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        out = await rpc(name, args)
+        if name == "Catalog.Register" and local.checks["c"].payload["output"] == "v1":
+            local.update_check("c", "passing", "v2")  # arrives while the push is in flight
+        return out
+
+    syncer._rpc = racing
+    await syncer.sync_full()
+    assert server.store.checks[("n1", "c")].output == "v1"
+    assert not local.out_of_sync() and local.next_deferred_in() == 300.0
+    clock.t += 300
+    assert local.flush_deferred() == 1
+    await syncer.sync_changes()
+    assert server.store.checks[("n1", "c")].output == "v2"
+    # a status change during the push is still pushed at once
+    local.update_check("c", "passing", "v3")
+    clock.t += 300
+    local.flush_deferred()
+
+    async def flipping(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        out = await rpc(name, args)
+        if local.checks["c"].payload["status"] == "passing":
+            local.update_check("c", "critical", "down")
+        return out
+
+    syncer._rpc = flipping
+    await syncer.sync_changes()
+    assert local.out_of_sync()
+    syncer._rpc = rpc
+    await syncer.sync_changes()
+    assert server.store.checks[("n1", "c")].status == "critical"
+
+
+async def test_a_check_removed_during_its_push_is_still_deregistered() -> None:
+    server, local, syncer, _ = make()
+    local.add_check(chk("c"))
+    rpc = syncer._rpc
+
+    async def removing(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        out = await rpc(name, args)
+        local.remove_check("c")
+        return out
+
+    syncer._rpc = removing
+    await syncer.sync_changes()
+    syncer._rpc = rpc
+    assert local.out_of_sync()
+    await syncer.sync_changes()
+    assert ("n1", "c") not in server.store.checks and "c" not in local.checks
+
+
+async def test_changes_made_during_a_service_push_are_not_lost() -> None:
+    server, local, syncer, _ = make()
+    local.add_service(svc("web"))
+    local.add_check(chk("web-c", "web"))
+    local.add_service(svc("db"))
+    rpc = syncer._rpc
+
+    async def racing(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        out = await rpc(name, args)
+        if (args.get("service") or {}).get("id") == "web":
+            local.update_check("web-c", "critical", "down")  # a status change mid-push
+        if (args.get("service") or {}).get("id") == "db":
+            local.remove_service("db")
+        return out
+
+    syncer._rpc = racing
+    await syncer.sync_changes()
+    syncer._rpc = rpc
+    assert local.out_of_sync()
+    await syncer.sync_changes()
+    assert server.store.checks[("n1", "web-c")].status == "critical"
+    assert ("n1", "db") not in server.store.services and "db" not in local.services
+
+
+async def test_running_syncer_pushes_a_deferred_output_when_its_interval_ends() -> None:
+    """Nothing but the interval's end may wake the syncer: no other change, no full sync (60 s)."""
+    server, local, syncer, _ = make(check_update_interval=0.5, real_clock=True)
+    local.on_change = syncer.trigger_changes
+    local.add_check(chk("c", output="v1"))
+
+    def output() -> str | None:
+        row = server.store.checks.get(("n1", "c"))
+        return row.output if row is not None else None
+
+    async def until(value: str, timeout: float) -> float:
+        t0 = time.monotonic()
+        while output() != value:
+            assert time.monotonic() - t0 < timeout, f"server output {output()!r}, want {value!r}"
+            await asyncio.sleep(0.01)
+        return time.monotonic() - t0
+
+    task = asyncio.create_task(syncer.run())
+    try:
+        await until("v1", 5)
+        local.update_check("c", "passing", "v2")
+        local.update_check("c", "passing", "v3")
+        await asyncio.sleep(0.05)
+        assert output() == "v1"  # held back
+        assert 0 < (local.next_deferred_in() or 0) <= 0.5
+        took = await until("v3", 5)  # the latest output, at the interval's end
+        assert took > 0.2
+        assert local.next_deferred_in() is None and not local.out_of_sync()
+        assert syncer.syncs == 1  # pushed by a partial sync, not by a periodic full one
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 def test_critical_services_reaped_after_threshold() -> None:
