@@ -2,9 +2,12 @@
 
 ``store.ext["coordinates"]``: (node, segment) -> {"Node", "Segment", "Coord", "ModifyIndex"}.
 One COORDINATES command carries a batch (``{"updates": [{node, segment, coord}, ...]}``, made by
-the leader from many ``Coordinate.Update`` calls). Updates for nodes not in the catalog are
-skipped (Consul's rule: a coordinate lives and dies with its node); reads also hide rows whose
-node has been deregistered since. Imported by ``lictor.server.fsm`` through ``EXTENSIONS``.
+the leader from many ``Coordinate.Update`` calls). A coordinate lives and dies with its node
+(Consul's rule): updates for nodes not in the catalog are skipped, and deregistering a node
+deletes its rows in the same transaction (``catalog.node_delete_txn``), bumping the
+``coordinates`` index row; a restore drops orphans an older snapshot may carry. So the table only
+ever holds coordinates of catalog nodes and reads need no filter. Imported by
+``lictor.server.fsm`` through ``EXTENSIONS``.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from typing import Any
 
 from lictor.common.commands import MessageType
 from lictor.server.fsm import register_handler
+from lictor.server.state.catalog import COORDINATES
 from lictor.server.state.store import Store, WriteTxn, register_row_codec
 from lictor.server.state.watch import WatchSet
 
 __all__ = ["TABLE", "apply_coordinates", "coordinate_rows", "valid_coord"]
 
-TABLE = "coordinates"
+TABLE = COORDINATES
 
 
 def valid_coord(c: Any) -> bool:
@@ -49,11 +53,11 @@ def apply_coordinates(tx: WriteTxn, p: dict[str, Any], now: float) -> int:
 
 
 def coordinate_rows(store: Store, ws: WatchSet | None, node: str | None = None) -> tuple[int, list[dict[str, Any]]]:
-    store.watch(ws, TABLE, "nodes")
+    store.watch(ws, TABLE)
     rows = [{"Node": r["Node"], "Segment": r["Segment"], "Coord": r["Coord"]}
             for (n, _), r in sorted(store.ext[TABLE].items())
-            if n in store.nodes and (node is None or n == node)]
-    return store.index(TABLE, "nodes"), rows
+            if node is None or n == node]
+    return store.index(TABLE), rows
 
 
 register_handler(MessageType.COORDINATES, apply_coordinates)

@@ -264,6 +264,9 @@ def _load(stream: IO[bytes]) -> Store:
             raise ValueError(f"unknown snapshot table {table!r}")
     if not ended:
         raise ValueError("snapshot stream is truncated")
+    # Snapshots written before a node's deregistration took its coordinates along may carry
+    # orphans; drop them here so no read needs to filter (catalog.node_delete_txn).
+    catalog.prune_orphan_coordinates(st)
     st.latest_index = max(st.indexes.values(), default=0)
     return st
 

@@ -8,6 +8,10 @@ Index rows (all bumped to the writing Raft index):
   for one service read and watch this row only, which makes 1,000 blocking queries on one
   service cheap and exact.
 * ``connect.<name>``: connect-capable instances (sidecar proxies and native apps) for <name>.
+* ``coordinates``: the network coordinates (``store.ext["coordinates"]``, written by
+  lictor.server.coordinates). A coordinate lives and dies with its node: deleting a node deletes
+  its coordinate rows in the same transaction and bumps this row (Consul's deleteNodeTxn), so
+  neither reads nor snapshots ever carry the coordinate of a node that is gone.
 Watch-only keys: ``node:<name>`` fires for any change to a node, its services or checks.
 """
 
@@ -26,6 +30,7 @@ from lictor.server.state.watch import WatchSet
 __all__ = [
     "check_delete_txn",
     "check_set_txn",
+    "coordinates_delete_node_txn",
     "ensure_registration_txn",
     "health_checks_in_state",
     "health_node_checks",
@@ -34,6 +39,7 @@ __all__ = [
     "node_delete_txn",
     "node_services",
     "node_set_txn",
+    "prune_orphan_coordinates",
     "nodes",
     "service_delete_txn",
     "service_index",
@@ -41,6 +47,10 @@ __all__ = [
     "service_set_txn",
     "services",
 ]
+
+
+#: The extension table of network coordinates: (node, segment) -> row (lictor.server.coordinates).
+COORDINATES = "coordinates"
 
 
 def _row(cls: type, data: dict[str, Any]) -> Any:
@@ -238,10 +248,36 @@ def node_delete_txn(tx: WriteTxn, node: str, *, now: float) -> bool:
         check_delete_txn(tx, node, cid, now=now)
     for sess in list(store.sessions_by_node.get(node, ())):
         session_destroy_txn(tx, sess, now=now)
+    coordinates_delete_node_txn(tx, node)
     tx.delete(store.nodes, node)
     tx.bump("nodes")
     tx.touch(f"node:{node}")
     return True
+
+
+def coordinates_delete_node_txn(tx: WriteTxn, node: str) -> int:
+    """Delete every coordinate row of `node` (all segments); bumps ``coordinates`` when any
+    went. Returns how many rows were deleted."""
+    table = tx.store.ext[COORDINATES]
+    if not table:
+        return 0
+    keys = [k for k in table if k[0] == node]  # one row per segment; segments are few
+    for k in keys:
+        tx.delete(table, k)
+    if keys:
+        tx.bump(COORDINATES)
+    return len(keys)
+
+
+def prune_orphan_coordinates(store: Store) -> int:
+    """Drop coordinate rows whose node is not in the catalog, outside any transaction: for a
+    store just loaded from a snapshot written before node deletes took their coordinates
+    along (restore only; deterministic, so every server prunes the same rows)."""
+    table = store.ext[COORDINATES]
+    orphans = [k for k in table if k[0] not in store.nodes]
+    for k in orphans:
+        del table[k]
+    return len(orphans)
 
 
 def ensure_registration_txn(tx: WriteTxn, req: dict[str, Any], *, now: float) -> None:
