@@ -105,9 +105,9 @@ def cluster_config(config: RuntimeConfig, address: str) -> ClusterConfig:
     return ClusterConfig(
         node_name=config.node_name, node_id=config.node_id, datacenter=config.datacenter,
         rpc_addr=format_addr(address, config.ports.server), bind=(bind, config.ports.server),
+        serf_addr=format_addr(address, config.ports.serf_lan),
         data_dir=config.data_dir, bootstrap=config.bootstrap,
-        bootstrap_expect=config.bootstrap_expect, retry_join=tuple(config.retry_join),
-        retry_interval=config.retry_interval, retry_max=config.retry_max,
+        bootstrap_expect=config.bootstrap_expect, retry_interval=config.retry_interval,
         tick_interval=tick if tick is not None else 0.1, raft_multiplier=config.raft_multiplier,
         autopilot=ap, forward_hold=hold if hold is not None else 7.0,
         rpc_frame_timeout=frame_timeout if frame_timeout is not None else 30.0)
@@ -266,7 +266,13 @@ class Agent:
             log.warning("gossip disabled in -dev mode: %s", exc)
             return
         if self.cluster is not None:
-            self.cluster.gossip_servers = self.membership.servers
+            # servers find each other through gossip (retry_join is a gossip join list), and the
+            # leader takes servers gossip reports as left out of the Raft configuration
+            from lictor.server.members import left_servers
+
+            membership, dc = self.membership, self.datacenter
+            self.cluster.gossip_servers = membership.servers
+            self.cluster.left_servers = lambda: left_servers(membership.records.values(), datacenter=dc)
 
     def http_addresses(self) -> list[str]:
         port = self.config.ports.http
@@ -353,9 +359,18 @@ class Agent:
         log.info("agent stopped")
 
     async def leave(self) -> None:
-        """Graceful leave: deregister this node (through the leader's reconcile) and shut down."""
+        """Graceful leave, then shut down: the others see this node *left* (not failed) and the
+        leader deregisters it. A server also leaves the Raft configuration, as Consul's
+        ``Server.Leave``: it hands leadership over if it leads, leaves gossip (the leader then
+        removes it, shrinking the quorum) and waits, bounded, until it is out."""
         self.left = True
+        cluster = self.cluster
+        if cluster is not None:
+            sentence = await cluster.prepare_leave()
+            log.info("leave: %s", sentence)
         await self.membership.leave()
+        if cluster is not None:
+            await cluster.wait_removed()
         if self.server is not None:
             self.server.trigger_reconcile()
             await asyncio.sleep(0)

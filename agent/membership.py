@@ -17,6 +17,18 @@
       | probe acks -> CoordinateKeeper (Vivaldi); our coordinate rides on our acks
       `-- retry_join loop, snapshot of peers for rejoin, graceful leave
 
+retry_join is a gossip join list, as Consul's: LAN gossip addresses (``host``, ``host:port``, DNS
+names; port 8301 when none is given), all tried every retry_interval until one member answers.
+Servers then find each other in the member tags (``Cluster`` formation says Hello to them on the
+RPC port); nothing dials a retry_join entry on the RPC port. The one exception is explicit: an
+entry no gossip join reaches is probed once on the RPC protocol (``probe_rpc_port``, after the
+connection is accepted), so a legacy entry naming a server's RPC port (``host:8300``) gets one
+clear warning and is replaced by that server's gossip address.
+
+A graceful leave of a server is three steps driven by ``Agent.leave``: ``Cluster.prepare_leave``
+(hand leadership over), :meth:`Membership.leave` (gossip), ``Cluster.wait_removed`` (until the
+leader, seeing this member *left*, has taken it out of the Raft configuration).
+
 Tags (Consul's names): ``role`` consul|node, ``dc``, ``id`` (node id), ``build``, ``vsn``,
 ``port`` (server RPC port; servers only), ``bootstrap`` = 1 / ``expect`` = n (servers), ``kh``
 (short hashes of the installed gossip keys, primary first: how ``keyring -list`` counts the
@@ -66,6 +78,7 @@ from lictor.common.gossip.driver import GossipJoinError, GossipNode, parse_addre
 from lictor.common.gossip.keyring import Keyring, KeyringError, decode_key, encode_key
 from lictor.common.gossip.swim import EventKind, MemberEvent, ProbeAck, SwimConfig
 from lictor.common.rpc.conn import format_addr
+from lictor.server.cluster import DEFAULT_SERF_LAN_PORT, ProbeVerdict, parse_join_address, probe_rpc_port
 
 if TYPE_CHECKING:
     from lictor.agent.agent import Agent
@@ -76,6 +89,8 @@ log = logging.getLogger("lictor.gossip")
 
 #: Consul's /v1/agent/members Status: none, alive, leaving, left, failed
 STATUS_CODES = {"none": 0, "alive": 1, "leaving": 2, "left": 3, "failed": 4}
+#: retry_join failures in the first seconds (peers still starting) are logged at INFO only.
+JOIN_GRACE = 10.0
 
 
 @dataclass(slots=True)
@@ -254,30 +269,129 @@ class Membership:
             parse_address(a)  # ValueError -> 400 below
         return await self.node.join(addrs, attempts=1)
 
+    def _retry_join_addresses(self) -> list[str]:
+        """The configured retry_join entries as gossip ``host:port`` (port 8301 when none is
+        given); malformed ones are reported once and left out."""
+        out: list[str] = []
+        for text in self.config.retry_join:
+            try:
+                host, port = parse_join_address(text)
+            except ValueError as exc:
+                log.error("retry_join: %s: ignored", exc)
+                continue
+            a = format_addr(host, port)
+            if a not in out:
+                out.append(a)
+        return out
+
     async def _join_loop(self) -> None:
+        """Consul's retry_join: a LAN gossip join list, tried (each entry at once) every
+        retry_interval until one member answers; gossip then spreads the rest, servers
+        included (formation finds them in the member tags). Peers from the rejoin snapshot are
+        tried too. An entry no gossip join reaches is probed once on the server RPC protocol
+        (``probe_rpc_port``): a legacy entry naming a server's RPC port is replaced by that
+        server's gossip address, with one warning saying how to fix the config."""
         cfg = self.config
-        addrs = list(cfg.retry_join)
+        configured = self._retry_join_addresses()
         snap = self._read_snapshot()
+        peers: list[str] = []
         if snap and (not snap.get("left") or cfg.rejoin_after_leave):
-            addrs += [a for a in snap.get("peers", []) if a not in addrs]
+            peers = [a for a in snap.get("peers", []) if isinstance(a, str)]
         elif snap and snap.get("left"):
             log.info("gossip: left the cluster last time; not rejoining previous peers "
                      "(set rejoin_after_leave to do so)")
-        if not addrs:
+        if not configured and not peers:
             return
+        classified: set[str] = set()  # entries whose protocol is known: never probed again
+        started = time.monotonic()
+        said: tuple[int, str] = (0, "")
         attempt = 0
         while True:
             attempt += 1
-            try:
-                n = await self.node.join(addrs, attempts=1) if self.node else 0
-                log.info("gossip: joined %d of %d addresses", n, len(addrs))
+            addrs = configured + [a for a in peers if a not in configured]
+            failed = await self._join_each(addrs)
+            fixes = await self._classify(configured, failed, classified)
+            for old, new in fixes.items():
+                i = configured.index(old)
+                if new is None or new in configured:
+                    del configured[i]
+                else:
+                    configured[i] = new
+            if len(failed) < len(addrs):
+                log.info("gossip: joined through %d of %d addresses", len(addrs) - len(failed), len(addrs))
                 return
-            except GossipJoinError as exc:
-                if cfg.retry_max and attempt >= cfg.retry_max:
-                    log.error("retry_join: gave up after %d attempts: %s", attempt, exc)
-                    return
-                log.warning("retry_join: attempt %d failed: %s", attempt, exc)
+            if any(new is not None for new in fixes.values()):
+                continue  # a corrected entry: try it at once
+            if not configured and not peers:
+                log.error("retry_join: no usable address left")
+                return
+            if cfg.retry_max and attempt >= cfg.retry_max:
+                log.error("retry_join: gave up after %d attempts: could not join %s", attempt,
+                          "; ".join(f"{a}: {why}" for a, why in failed.items()))
+                return
+            # peers still starting are normal for a while: INFO at first, WARNING when it
+            # lasts; each distinct failure once
+            sentence = "; ".join(f"{a}: {why}" for a, why in failed.items())
+            level = logging.WARNING if time.monotonic() - started >= JOIN_GRACE else logging.INFO
+            if (level, sentence) != said:
+                said = (level, sentence)
+                log.log(level, "retry_join: no member answered yet (%s); retrying every %gs",
+                        sentence, cfg.retry_interval)
             await asyncio.sleep(cfg.retry_interval * random.uniform(0.9, 1.1))
+
+    async def _join_each(self, addrs: list[str]) -> dict[str, str]:
+        """Gossip-join every address at once; {address: why} for those that did not answer."""
+        node = self.node
+
+        async def one(a: str) -> str | None:
+            if node is None:
+                return "gossip is not running"
+            try:
+                await node.join([a], attempts=1)
+            except GossipJoinError as exc:
+                return str(exc).removeprefix("could not join: ").removeprefix(f"{a}: ")
+            except (OSError, ValueError) as exc:
+                return str(exc)
+            return None
+
+        results = await asyncio.gather(*(one(a) for a in addrs))
+        return {a: why for a, why in zip(addrs, results, strict=True) if why is not None}
+
+    async def _classify(self, configured: list[str], failed: dict[str, str],
+                        classified: set[str]) -> dict[str, str | None]:
+        """Probe the configured entries gossip could not join (once each, until a connection is
+        accepted): {entry: its server's gossip address, or None to drop it} for the entries that
+        turned out to be server RPC ports. One message per such entry."""
+        todo = [a for a in configured if a in failed and a not in classified]
+        if not todo:
+            return {}
+        tls = self.agent.tls
+        ctx = tls.rpc_client_context if tls is not None else None
+        hostname = tls.rpc_server_name if ctx is not None and tls is not None else None
+        probes = await asyncio.gather(*(probe_rpc_port(a, ssl=ctx, server_hostname=hostname)
+                                        for a in todo))
+        fixes: dict[str, str | None] = {}
+        for a, probe in zip(todo, probes, strict=True):
+            if probe.verdict is ProbeVerdict.UNREACHABLE:
+                continue  # down or still starting: ask again next round
+            classified.add(a)
+            if probe.verdict is ProbeVerdict.NOT_RPC:
+                continue  # a gossip port (or something else) that did not answer: keep trying
+            info = probe.info
+            if info is not None and info.serf_addr:
+                log.warning("retry_join: %s is the server RPC port of %s, not a gossip address: "
+                            "joining its gossip address %s instead. retry_join takes LAN gossip "
+                            "addresses (port %d when none is given): change the entry to %s",
+                            a, info.node_name, info.serf_addr, DEFAULT_SERF_LAN_PORT, info.serf_addr)
+                classified.add(info.serf_addr)
+                fixes[a] = info.serf_addr
+            else:
+                log.error("retry_join: %s answers the server RPC protocol, not gossip: ignoring "
+                          "it. retry_join takes LAN gossip addresses (port %d when none is "
+                          "given)%s", a, DEFAULT_SERF_LAN_PORT,
+                          f" ({probe.detail})" if probe.detail else "")
+                fixes[a] = None
+        return fixes
 
     # ---------------------------------------------------------------- snapshot for rejoin
 

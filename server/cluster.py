@@ -1,8 +1,12 @@
-"""A server's place in its cluster: formation, the server RPC dispatcher, forwarding, autopilot.
+"""A server's place in its cluster: formation, the server RPC dispatcher, forwarding, autopilot,
+graceful leave.
 
 ::
 
-    retry_join addrs --Cluster.Hello--> peers          peers --Cluster.Hello/Join--> RPCServer
+    LAN gossip (agent/membership.py: retry_join is a gossip join list, default port 8301)
+      | alive servers of our dc, from member tags (role=consul, dc, port, expect, id)
+      v
+    gossip_servers() + known --Cluster.Hello--> peers    peers --Cluster.Hello/Join/Info--> RPCServer
            |  (every retry_interval; replies carry          |      (port 8300)           |
            |   the peer's view of every server)              |     Raft.Msgs notes -------+--> TCPRaftTransport
            v                                                 |     ENDPOINTS names -------+--> endpoints.call (local)
@@ -17,44 +21,66 @@
         else runs on the leader (here, or forwarded whole over RPCClient; retried once when the
         leader changes or cannot be reached, within `forward_hold` seconds)
 
-    leader only, every autopilot_interval: view (configuration, progress, contacts) ->
+    leader only, every autopilot_interval (and at once on a gossip change of a server):
+        view (configuration, progress, contacts, servers gossip reports as left) ->
         decide_autopilot(view, config) -> AutopilotDecision (promote / remove + a sentence)
 
-Formation protocol (no gossip yet; issue 4 replaces the Hello exchange with Serf-like events):
+Formation protocol (servers find each other through gossip; Hello checks what tags cannot say):
 
 * ``Cluster.Hello`` args and reply are a :class:`ServerInfo` as a map (``node_name``,
-  ``node_id``, ``rpc_addr``, ``datacenter``, ``bootstrap_expect``, ``has_state``, ``leader``)
-  plus ``servers`` (the sender's known servers, same shape) and, in the reply from a leader,
-  ``members`` (node ids of the Raft configuration). Each side records the other; knowledge
-  spreads transitively, so servers only need to retry-join one of their peers.
+  ``node_id``, ``rpc_addr``, ``serf_addr``, ``datacenter``, ``bootstrap_expect``, ``has_state``,
+  ``leader``) plus ``servers`` (the sender's known servers, same shape) and, in the reply from a
+  leader, ``members`` (node ids of the Raft configuration). Each side records the other. The
+  targets are the servers LAN gossip reports alive (their ``port`` tag) and the servers already
+  known; ``retry_join`` entries are never dialled on this port (see :func:`probe_rpc_port` for
+  the one exception: telling a wrong-port entry apart).
 * A datacenter mismatch is refused (``ValidationError``) and logged on both sides. A
   bootstrap_expect mismatch between two stateless servers is logged and the peer is left out of
   the bootstrap count, so nobody bootstraps with a configuration others would not compute.
 * ``Cluster.Join`` {node_id, node_name, rpc_addr, datacenter} on the leader adds the server as a
   non-voter (idempotent); autopilot promotes it once it is caught up and stable for
   ``server_stabilization_time``. A follower answers ``NotLeaderError(leader)``.
-* A server that is running Raft but is not in its own configuration (new, or removed while it
-  was away) and knows a leader sends ``Cluster.Join`` again, as Consul's leader re-adds alive
-  servers it finds in Serf.
+* A server that is running Raft but is not in the configuration (its own, or the one the
+  leader's last Hello reply listed: new, or removed while it was away or when it left) and knows
+  a leader sends ``Cluster.Join`` again, as Consul's leader re-adds alive servers it finds in
+  Serf.
+* ``Cluster.Info`` (read-only, any caller): this server's name, datacenter, RPC and gossip
+  addresses. It answers :func:`probe_rpc_port`.
+
+Leaving (Consul's ``Server.Leave`` and the leader's ``handleLeftMember``):
+
+* The leaving server stops formation (it must not ask to be re-added), hands leadership to the
+  most caught-up voter if it leads (falling back to removing itself, as Consul's leader does),
+  leaves gossip, then waits up to ``leave_drain_time`` until the leader's configuration no
+  longer lists it: it keeps acknowledging Raft meanwhile, so the removal can commit even when
+  its vote is needed (a 2-server cluster shrinking to 1).
+* The leader removes servers that gossip reports as *left* (graceful leave, or an operator's
+  force-leave) from the Raft configuration in :func:`decide_autopilot`, so the quorum shrinks.
+  A server that merely *failed* is never removed there: that is the dead-server cleanup, with its
+  own thresholds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import socket
+import ssl as _ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lictor.common.errors import (
     LeadershipLostError,
+    LictorError,
     NoLeaderError,
     NotLeaderError,
     PermissionDeniedError,
     RemoteProtocolError,
+    TLSError,
     TransportError,
     ValidationError,
 )
@@ -73,17 +99,25 @@ __all__ = [
     "AutopilotView",
     "Cluster",
     "ClusterConfig",
+    "DEFAULT_SERF_LAN_PORT",
+    "LEAVE_DRAIN_TIME",
+    "ProbeVerdict",
+    "RPCProbe",
     "ServerHealth",
     "ServerInfo",
     "bootstrap_voters",
     "decide_autopilot",
     "parse_join_address",
+    "probe_rpc_port",
     "server_health",
 ]
 
 log = logging.getLogger("lictor.cluster")
 
-DEFAULT_SERVER_PORT = 8300
+DEFAULT_SERF_LAN_PORT = 8301
+"""The port of a ``retry_join`` entry that names none (a LAN gossip address, as Consul's)."""
+LEAVE_DRAIN_TIME = 5.0
+"""How long a leaving voter waits to be out of the Raft configuration (Consul's leave_drain_time)."""
 #: Endpoints every server answers from its own state (Consul's Status.* are local too).
 LOCAL_ENDPOINTS = frozenset({"Status.Leader", "Status.Peers", "Operator.AutopilotGetConfiguration"})
 #: Calls that only read: a forward that failed in transit may be retried without risk.
@@ -138,11 +172,12 @@ class ClusterConfig:
     """Advertised ``host:port`` of this server's RPC port (what peers dial)."""
     bind: tuple[str, int]
     data_dir: str
+    serf_addr: str = ""
+    """Advertised ``host:port`` of this server's LAN gossip port (told by ``Cluster.Info``)."""
     bootstrap: bool = False
     bootstrap_expect: int = 0
-    retry_join: tuple[str, ...] = ()
     retry_interval: float = 30.0
-    retry_max: int = 0
+    """Formation round cadence (Hello to the servers gossip and earlier replies named)."""
     tick_interval: float = 0.1
     raft_multiplier: int = 1
     autopilot: AutopilotConfig = field(default_factory=AutopilotConfig)
@@ -164,6 +199,8 @@ class ServerInfo:
     bootstrap_expect: int = 0
     has_state: bool = False
     leader: str = ""
+    serf_addr: str = ""
+    """The server's LAN gossip address ("" from servers that do not say)."""
 
     @property
     def raft_id(self) -> NodeID:
@@ -172,7 +209,7 @@ class ServerInfo:
     def to_wire(self) -> dict[str, Any]:
         return {"node_name": self.node_name, "node_id": self.node_id, "rpc_addr": self.rpc_addr,
                 "datacenter": self.datacenter, "bootstrap_expect": self.bootstrap_expect,
-                "has_state": self.has_state, "leader": self.leader}
+                "has_state": self.has_state, "leader": self.leader, "serf_addr": self.serf_addr}
 
     @classmethod
     def from_wire(cls, v: Any, what: str = "server info") -> ServerInfo:
@@ -202,9 +239,15 @@ class ServerInfo:
         except ValueError as exc:
             raise ValidationError(f"{what}: rpc_addr: {exc}") from None
         leader = text("leader", required=False)
+        serf = text("serf_addr", required=False)
+        if serf:
+            try:
+                _split_hostport(serf)
+            except ValueError as exc:
+                raise ValidationError(f"{what}: serf_addr: {exc}") from None
         return cls(node_name=text("node_name"), node_id=text("node_id"), rpc_addr=addr,
                    datacenter=text("datacenter"), bootstrap_expect=expect, has_state=has_state,
-                   leader=leader)
+                   leader=leader, serf_addr=serf)
 
 
 def _split_hostport(addr: str) -> tuple[str, int]:
@@ -214,9 +257,10 @@ def _split_hostport(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port_s)
 
 
-def parse_join_address(text: str, default_port: int = DEFAULT_SERVER_PORT) -> tuple[str, int]:
-    """A retry_join entry: ``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6
-    address; host may be a DNS name. ``ValueError`` with a readable message otherwise."""
+def parse_join_address(text: str, default_port: int = DEFAULT_SERF_LAN_PORT) -> tuple[str, int]:
+    """A retry_join entry, i.e. a LAN gossip address: ``host``, ``host:port``, ``[v6]``,
+    ``[v6]:port`` or a bare IPv6 address; host may be a DNS name; the port defaults to 8301.
+    ``ValueError`` with a readable message otherwise."""
     t = text.strip()
     if not t:
         raise ValueError("empty retry_join address")
@@ -241,6 +285,55 @@ def parse_join_address(text: str, default_port: int = DEFAULT_SERVER_PORT) -> tu
     if not port_s.isdigit() or not 0 < int(port_s) < 65536:
         raise ValueError(f"invalid retry_join address {text!r}: port must be 1-65535")
     return host, int(port_s)
+
+
+class ProbeVerdict(enum.Enum):
+    UNREACHABLE = "unreachable"
+    """Nothing accepted a connection: ask again later (the peer may still be starting)."""
+    NOT_RPC = "not-rpc"
+    """A connection was accepted but the server RPC protocol was not spoken: never ask again."""
+    SERVER_RPC = "server-rpc"
+    """A Lictor server's RPC port answered (``info`` is set when it said who it is)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RPCProbe:
+    verdict: ProbeVerdict
+    info: ServerInfo | None = None
+    detail: str = ""
+
+
+async def probe_rpc_port(addr: str, *, ssl: _ssl.SSLContext | None = None,
+                         server_hostname: str | None = None, timeout: float = 2.0) -> RPCProbe:
+    """Is `addr` (``host:port``) a server RPC port? One read-only ``Cluster.Info`` call on a
+    connection of its own, closed afterwards (no background reconnects).
+
+    Only for a ``retry_join`` entry that a gossip join could not reach: it tells a legacy
+    entry naming a server's RPC port (the answer carries that server's gossip address) from a
+    peer that is down. The connection is opened first, so an address nobody listens on gets no
+    bytes at all; a gossip port that accepted the connection drops the frame silently."""
+    client = RPCClient(connect_timeout=timeout, request_timeout=timeout, reconnect_linger=0.0,
+                       ssl=ssl, server_hostname=server_hostname)
+    try:
+        try:
+            await client.connect(addr)
+        except TLSError as exc:
+            return RPCProbe(verdict=ProbeVerdict.NOT_RPC, detail=f"TLS handshake failed: {exc}")
+        except TransportError as exc:
+            return RPCProbe(verdict=ProbeVerdict.UNREACHABLE, detail=str(exc))
+        try:
+            reply = await client.call(addr, "Cluster.Info", {}, timeout=timeout)
+        except (TransportError, RemoteProtocolError) as exc:
+            return RPCProbe(verdict=ProbeVerdict.NOT_RPC, detail=str(exc))
+        except LictorError as exc:  # an error reply: it speaks the protocol (older, or refused us)
+            return RPCProbe(verdict=ProbeVerdict.SERVER_RPC, detail=str(exc))
+        try:
+            info = ServerInfo.from_wire(reply, f"Cluster.Info reply from {addr}")
+        except ValidationError as exc:
+            return RPCProbe(verdict=ProbeVerdict.SERVER_RPC, detail=str(exc))
+        return RPCProbe(verdict=ProbeVerdict.SERVER_RPC, info=info)
+    finally:
+        await client.close()
 
 
 def bootstrap_voters(me: ServerInfo, known: Mapping[str, ServerInfo],
@@ -312,6 +405,8 @@ class AutopilotView:
     """When each server was first seen healthy without interruption (from earlier iterations)."""
     expected_servers: int = 0
     heartbeat_interval: float = 0.1
+    left: frozenset[NodeID] = frozenset()
+    """Servers LAN gossip reports as *left* (graceful leave or force-leave; never failed ones)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -370,26 +465,54 @@ def decide_autopilot(view: AutopilotView, cfg: AutopilotConfig) -> AutopilotDeci
     """One autopilot iteration on the leader (pure): at most one promotion and one removal.
 
     * promote a non-voter that is healthy and has been for ``server_stabilization_time``;
-    * with ``cleanup_dead_servers``: remove a server the leader has not heard from for
+    * remove a server that gossip reports as *left* (Consul's leader removes left servers at
+      once, whatever ``cleanup_dead_servers`` says): a non-voter always; a voter only if the
+      change can commit (the healthy voters, the leaver counted while it still answers, are a
+      quorum of the current voters) and the healthy voters left are a quorum of the voters
+      left. The leader itself is never removed here (a leaving leader hands leadership over
+      first); ``min_quorum`` does not hold back a server that left on purpose;
+    * otherwise, with ``cleanup_dead_servers``: remove a server the leader has not heard from for
       ``dead_server_last_contact_threshold`` (counting from when this leadership began),
       non-voters always, a voter only if the voters left stay >= max(min_quorum,
       bootstrap_expect) and the healthy voters left still form a quorum of them.
     """
     health, since = server_health(view, cfg)
-    by_id = {h.id: h for h in health}
     said: list[str] = []
     promote: list[NodeID] = []
     for h in sorted(health, key=lambda h: h.id):
-        if h.voter or not h.healthy:
+        if h.voter or not h.healthy or h.id in view.left:
             continue
         stable = view.now - since[h.id]
         if stable >= cfg.server_stabilization_time:
             promote.append(h.id)
             said.append(f"promoting {h.name or h.id} (caught up, stable {stable:.1f}s)")
             break
+    voters = [h for h in health if h.voter]
     remove: list[NodeID] = []
-    if cfg.cleanup_dead_servers:
-        voters = [h for h in health if h.voter]
+    for h in sorted(health, key=lambda h: h.id):
+        if h.id not in view.left or h.leader:
+            continue
+        name = h.name or str(h.id)
+        if not h.voter:
+            remove.append(h.id)
+            said.append(f"removing non-voter {name}: it left the cluster")
+            break
+        healthy_now = sum(1 for v in voters if v.healthy)
+        if healthy_now < len(voters) // 2 + 1:
+            said.append(f"not removing {name} (left): only {healthy_now} of {len(voters)} voters "
+                        f"are healthy, the change could not commit")
+            continue
+        rest = [v for v in voters if v.id != h.id]
+        healthy_rest = sum(1 for v in rest if v.healthy)
+        if healthy_rest < len(rest) // 2 + 1:
+            said.append(f"not removing {name} (left): the {healthy_rest} healthy voters left "
+                        f"would not be a quorum of {len(rest)}")
+            continue
+        remove.append(h.id)
+        said.append(f"removing server {name}: it left the cluster ({len(rest)} "
+                    f"{'voter remains' if len(rest) == 1 else 'voters remain'})")
+        break
+    if cfg.cleanup_dead_servers and not remove:
         floor = max(cfg.min_quorum, view.expected_servers)
         for s in sorted(view.servers, key=lambda s: s.id):
             if s.leader:
@@ -415,7 +538,6 @@ def decide_autopilot(view: AutopilotView, cfg: AutopilotConfig) -> AutopilotDeci
             remove.append(s.id)
             said.append(f"removing dead server {name} (silent {silent:.0f}s)")
             break
-    del by_id
     return AutopilotDecision(promote=tuple(promote), remove=tuple(remove), health=health,
                              healthy_since=since, sentence="; ".join(said) or "nothing to do")
 
@@ -460,20 +582,27 @@ class Cluster:
                                     ssl=tls.rpc_server_context if tls is not None else None)
         self.known: dict[str, ServerInfo] = {}
         self.members_of_leader: frozenset[str] = frozenset()
+        """Node ids (or Raft ids as strings) of the configuration, as the leader's last Hello
+        reply listed them (empty: not heard from a leader)."""
         self._had_state = self.raft.has_state()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self.leaving = False
+        """Set by :meth:`prepare_leave`: formation no longer asks to be (re-)added."""
         self._said: dict[str, str] = {}
         self._healthy_since: dict[NodeID, float] = {}
         self._leader_since = time.monotonic()
         self.last_decision: AutopilotDecision | None = None
         self.bootstrapped_with: dict[NodeID, str] | None = None
-        self.join_attempts = 0
         self.raft.add_leadership_listener(self._on_leadership)
-        # issue 4: RPC addresses of the servers LAN gossip knows (lictor.agent.membership);
-        # they are Hello targets as retry_join addresses are, and a new one wakes formation.
-        self.gossip_servers: Any = lambda: []
+        # LAN gossip (lictor.agent.membership) is how servers find each other: the RPC
+        # addresses of the alive servers it knows are the Hello targets (a new one wakes
+        # formation), and the node ids of the servers it reports as left are taken out of the
+        # Raft configuration by the leader (decide_autopilot).
+        self.gossip_servers: Callable[[], Iterable[str]] = lambda: []
+        self.left_servers: Callable[[], Iterable[str]] = lambda: []
         self._wake = asyncio.Event()
+        self._autopilot_wake = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -515,15 +644,27 @@ class Cluster:
         raft_multiplier 5) before anyone campaigns. All voters computed the same voter set, so
         the one with the lowest Raft id campaigns at once, again every 0.25 s while the others
         are still starting Raft (campaigning is always safe in Raft; only liveness is at stake).
-        Stops when any leader is known, after 5 s, or on close."""
+        Stops for good as soon as any leader is known (watched every tick, so a leadership
+        transfer moments later is not mistaken for "no leader yet"), on leave, after 5 s, or
+        on close."""
+        def done() -> bool:
+            return (self._closed or self.leaving or not self.raft.started
+                    or self.raft.leader_id() is not None)
+
+        loop = asyncio.get_running_loop()
+        step = max(0.005, self.raft.config.tick_seconds)
         for _ in range(20):
-            if self._closed or not self.raft.started or self.raft.leader_id() is not None:
+            if done():
                 return
             try:
                 self.raft.campaign()
             except Exception:  # noqa: BLE001 - shut down meanwhile
                 return
-            await asyncio.sleep(0.25)
+            until = loop.time() + 0.25
+            while loop.time() < until:
+                await asyncio.sleep(step)
+                if done():
+                    return
 
     async def close(self) -> None:
         if self._closed:
@@ -544,7 +685,7 @@ class Cluster:
         return ServerInfo(node_name=c.node_name, node_id=c.node_id, rpc_addr=c.rpc_addr,
                           datacenter=c.datacenter, bootstrap_expect=c.bootstrap_expect,
                           has_state=self.raft.started or self._had_state,
-                          leader=self.raft.leader() or "")
+                          leader=self.raft.leader() or "", serf_addr=c.serf_addr)
 
     def name_of(self, pid: NodeID) -> tuple[str, str]:
         """(node name, node id string) of a Raft id, when known."""
@@ -632,16 +773,13 @@ class Cluster:
     # ---------------------------------------------------------------- formation
 
     def _targets(self) -> list[str]:
+        """Hello targets: servers already known (unless gossip reports them left) and the alive
+        servers gossip reports (never a retry_join entry: those are gossip addresses, joined by
+        lictor.agent.membership)."""
         out: list[str] = []
-        for entry in self.config.retry_join:
-            try:
-                host, port = parse_join_address(entry)
-            except ValueError as exc:
-                self._note(f"bad:{entry}", f"retry_join: {exc}", logging.ERROR)
-                continue
-            out.append(format_addr(host, port))
+        gone = set(self.left_servers())  # left for good: no more Hellos to them
         for s in self.known.values():
-            if s.rpc_addr not in out:
+            if s.rpc_addr not in out and s.node_id not in gone:
                 out.append(s.rpc_addr)
         for a in self.gossip_servers():
             if a not in out:
@@ -649,8 +787,9 @@ class Cluster:
         return [a for a in out if a != self.config.rpc_addr]
 
     def wake(self) -> None:
-        """Run a formation round now (gossip saw a server join)."""
+        """Gossip saw a server change: run a formation round and an autopilot iteration now."""
         self._wake.set()
+        self._autopilot_wake.set()
 
     async def _resolve(self, addr: str) -> list[str]:
         host, port = _split_hostport(addr)
@@ -663,7 +802,7 @@ class Cluster:
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            self._note(f"dns:{host}", f"retry_join: cannot resolve {host!r}: {exc}", logging.WARNING)
+            self._note(f"dns:{host}", f"formation: cannot resolve {host!r}: {exc}", logging.WARNING)
             return []
         seen: list[str] = []
         for _fam, _, _, _, sa in infos:
@@ -708,9 +847,10 @@ class Cluster:
 
     async def _formation_loop(self) -> None:
         cfg = self.config
-        attempts = 0
         while not self._closed:
             try:
+                if self.leaving:
+                    return
                 targets = self._targets()
                 resolved: list[str] = []
                 for t in targets:
@@ -719,12 +859,6 @@ class Cluster:
                             resolved.append(a)
                 replies = await asyncio.gather(*(self._hello(a) for a in resolved))
                 ok = [r for r in replies if r is not None]
-                if cfg.retry_join and not ok and not self._settled():
-                    attempts += 1
-                    if cfg.retry_max and attempts == cfg.retry_max:
-                        log.error("retry_join: gave up after %d attempts to reach %s", attempts,
-                                  ", ".join(cfg.retry_join))
-                self.join_attempts = attempts
                 await self._decide(ok)
             except asyncio.CancelledError:
                 raise
@@ -739,10 +873,16 @@ class Cluster:
                 pass
 
     def _settled(self) -> bool:
+        """Raft runs and this server is in the configuration: its own, and the one the leader's
+        last Hello reply listed (a server removed while it was away, or when it left, may
+        still find itself in its own log: it was never sent the entry that removed it)."""
         if not self.raft.started:
             return False
         voters, learners = self.raft.members()
-        return self.id in voters or self.id in learners
+        if self.id not in voters and self.id not in learners:
+            return False
+        ml = self.members_of_leader
+        return not ml or self.config.node_id in ml or str(self.id) in ml
 
     def _leader_hint(self, replies: list[ServerInfo]) -> str | None:
         own = self.raft.leader()
@@ -758,6 +898,8 @@ class Cluster:
 
     async def _decide(self, replies: list[ServerInfo]) -> None:
         cfg = self.config
+        if self.leaving:
+            return
         if not self.raft.started:
             leader = self._leader_hint(replies)
             if leader:
@@ -772,7 +914,8 @@ class Cluster:
                 return
             else:
                 self._note("form", "no bootstrap settings and no cluster leader found yet: waiting "
-                                   "(set bootstrap_expect, or retry_join a running cluster)")
+                                   "(set bootstrap_expect, or retry_join a member of a running "
+                                   "cluster)")
                 return
         if self._settled() or self.raft.is_leader():
             return
@@ -790,6 +933,79 @@ class Cluster:
                     self._note("join", f"join via {exc.leader} failed: {exc2}", logging.WARNING)
         except Exception as exc:  # noqa: BLE001 - retried next round
             self._note("join", f"join via {leader} failed: {exc}", logging.WARNING)
+
+    # ---------------------------------------------------------------- leaving
+
+    async def prepare_leave(self) -> str:
+        """First step of a graceful leave (before gossip's): stop formation, and if this server
+        leads others, hand leadership to the most caught-up voter so the next leader removes
+        it once gossip reports it left. Should that fail, remove this server itself, as
+        Consul's leader does (it steps down once the change applies). Returns a sentence."""
+        self.leaving = True
+        self._wake.set()
+        raft = self.raft
+        if not raft.started or not raft.is_leader():
+            return "not the leader: nothing to hand over"
+        voters, _ = raft.members()
+        if not voters - {self.id}:
+            return "the only voter: nothing to hand over"
+        try:
+            new = await raft.transfer_leadership()
+        except (LeadershipLostError, NotLeaderError, ValueError) as exc:
+            if not raft.is_leader():
+                return f"lost leadership meanwhile ({exc})"
+            log.warning("leave: leadership transfer failed (%s): removing this server from the "
+                        "raft configuration itself", exc)
+            try:
+                await raft.remove_server(self.id)
+            except Exception as exc2:  # noqa: BLE001 - leaving goes on; the drain reports it
+                log.warning("leave: could not remove this server: %s", exc2)
+                return f"leadership transfer failed: {exc}"
+            return "removed itself from the raft configuration"
+        return f"handed leadership to {self.name_of(new)[0] or new}"
+
+    async def wait_removed(self, timeout: float = LEAVE_DRAIN_TIME) -> bool:
+        """Last step of a graceful leave (after gossip's): until the leader's configuration no
+        longer lists this server, at most `timeout` seconds (Consul's leave drain). Raft keeps
+        running meanwhile, so this server still acknowledges the entry that removes it. True
+        at once for a non-voter (its removal needs nothing from it), the only voter, or
+        without Raft."""
+        raft = self.raft
+        if not raft.started:
+            return True
+        voters, learners = raft.members()
+        if self.id in learners or voters == {self.id}:
+            return True  # a non-voter, or the last voter (nobody could remove it)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._closed:
+            voters, learners = raft.members()
+            out = self.id not in voters and self.id not in learners  # applied here already
+            if not out:
+                members = await self._leader_members()
+                out = (members is not None and self.config.node_id not in members
+                       and str(self.id) not in members)
+            if out:
+                log.info("leave: removed from the raft configuration")
+                return True
+            await asyncio.sleep(0.1)
+        log.warning("leave: still in the raft configuration after %.0fs: shutting down anyway "
+                    "(the leader removes this server once gossip reports it left)", timeout)
+        return False
+
+    async def _leader_members(self) -> frozenset[str] | None:
+        """The configuration as the leader lists it in its Hello reply (None: no leader known
+        or it did not answer; this server when it leads)."""
+        leader = self.raft.leader()
+        if not leader or leader == self.config.rpc_addr:
+            return None
+        try:
+            reply = await self.rpc.call(leader, "Cluster.Hello", self._hello_payload(), timeout=1.0)
+        except Exception:  # noqa: BLE001 - asked again on the next round
+            return None
+        members = reply.get("members") if isinstance(reply, dict) else None
+        if not isinstance(members, list):
+            return None  # it is not the leader any more
+        return frozenset(m for m in members if isinstance(m, str))
 
     # ---------------------------------------------------------------- forwarding
 
@@ -885,7 +1101,8 @@ class Cluster:
             commit_index=raft.commit_index(), servers=tuple(servers),
             leader_since=self._leader_since, healthy_since=dict(self._healthy_since),
             expected_servers=self.config.bootstrap_expect,
-            heartbeat_interval=raft.config.tick_seconds * raft.config.heartbeat_ticks)
+            heartbeat_interval=raft.config.tick_seconds * raft.config.heartbeat_ticks,
+            left=frozenset(raft_id(nid) for nid in self.left_servers() if nid))
 
     def autopilot_interval(self) -> float:
         ap = self.config.autopilot
@@ -909,7 +1126,11 @@ class Cluster:
 
     async def _autopilot_loop(self) -> None:
         while not self._closed:
-            await asyncio.sleep(self.autopilot_interval())
+            self._autopilot_wake.clear()
+            try:
+                await asyncio.wait_for(self._autopilot_wake.wait(), self.autopilot_interval())
+            except TimeoutError:
+                pass
             try:
                 await self.autopilot_once()
             except asyncio.CancelledError:
@@ -970,6 +1191,8 @@ class _Dispatcher:
             return c.handle_hello(args, peer)
         if method == "Cluster.Join":
             return await c.handle_join(args)
+        if method == "Cluster.Info":
+            return c.info().to_wire()
         if method in endpoints.ENDPOINTS:
             if c.server is None:
                 raise NoLeaderError("server is starting")

@@ -15,6 +15,11 @@ reaped (failed longer     node deregistered; remembered for a while so a new lea
 than reconnect_timeout)
 ========================  ================================================================
 
+A *server* that left gracefully (or was force-left) also leaves the Raft configuration: the
+leader's autopilot (``decide_autopilot`` in server/cluster.py) removes the servers
+:func:`left_servers` names, as Consul's ``handleLeftMember`` does. A failed or reaped server stays
+in the configuration here; autopilot's dead-server cleanup decides about it with its own rules.
+
 Node metadata is the agent's (anti-entropy writes it); reconciliation keeps whatever the
 catalog has, so the two never fight. Every server runs gossip, so whichever becomes leader has
 its own view; failed and left members are kept by the agent (the SWIM core forgets them after
@@ -29,7 +34,7 @@ from typing import Any, Protocol
 from lictor.server.leader import Member
 from lictor.server.state.store import Store
 
-__all__ = ["GossipRecord", "members_for_reconcile"]
+__all__ = ["GossipRecord", "left_servers", "members_for_reconcile"]
 
 
 class GossipRecord(Protocol):
@@ -61,3 +66,12 @@ def members_for_reconcile(store: Store, records: Iterable[GossipRecord], reaped:
         if name not in seen:
             out.append(Member(name=name, address="", status="left"))
     return out
+
+
+def left_servers(records: Iterable[GossipRecord], *, datacenter: str) -> frozenset[str]:
+    """Node ids of the servers of `datacenter` that gossip reports as *left* (a graceful leave
+    or a force-leave): the leader takes them out of the Raft configuration. Failed servers are
+    never here."""
+    return frozenset(r.tags.get("id", "") for r in records
+                     if r.status == "left" and r.tags.get("role") == "consul"
+                     and r.tags.get("dc") == datacenter and r.tags.get("id"))

@@ -135,6 +135,11 @@ class ServerProcess(ManagedProcess):
         return f"127.0.0.1:{self.server_port}"
 
     @property
+    def serf_addr(self) -> str:
+        """The LAN gossip address: what retry_join takes."""
+        return f"127.0.0.1:{self.serf_port}"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -152,6 +157,7 @@ class ServerProcess(ManagedProcess):
     def spawn(self) -> ServerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
+        self._close_log()  # it may have exited on its own (a graceful leave)
         self._log = open(self.log_path, "ab")
         self._log.write(f"\n===== start #{self.starts} =====\n".encode())
         self._log.flush()
@@ -172,7 +178,7 @@ class ServerProcess(ManagedProcess):
 
 
 class RaftCluster:
-    """N servers that retry-join each other with -bootstrap-expect N."""
+    """N servers that retry-join each other's gossip (serf LAN) port with -bootstrap-expect N."""
 
     def __init__(self, root: Path, n: int = 3) -> None:
         self.root = root
@@ -181,9 +187,8 @@ class RaftCluster:
             d = root / f"s{i + 1}"
             d.mkdir(parents=True)
             self.servers.append(ServerProcess(d, f"s{i + 1}", expect=n))
-        addrs = [s.rpc_addr for s in self.servers]
         for s in self.servers:
-            s.join = [a for a in addrs if a != s.rpc_addr]
+            s.join = [o.serf_addr for o in self.servers if o is not s]
 
     def add(self, name: str, *, join: list[str], expect: int = 0) -> ServerProcess:
         d = self.root / name

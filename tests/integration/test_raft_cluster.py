@@ -307,7 +307,7 @@ def test_add_fourth_server_and_remove_one_under_writes(cluster_factory: Any, wai
     leader = c.wait_leader()
     w = Writer(c, "member", clients=2).start()
     try:
-        fourth = c.add("s4", join=[c.servers[0].rpc_addr])
+        fourth = c.add("s4", join=[c.servers[0].serf_addr])
         fourth.spawn().wait_http()
 
         def fourth_is_voter() -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+from dataclasses import dataclass
 
 import pytest
 
@@ -23,6 +24,7 @@ from lictor.server.cluster import (
     parse_join_address,
 )
 from lictor.server.fsm import FSM, Rejected
+from lictor.server.members import left_servers
 from lictor.server.raft.transport import raft_id
 from lictor.server.snapshot_archive import build_archive, read_archive, state_summary
 
@@ -79,14 +81,15 @@ def test_joining_servers_without_expect_are_not_first_voters() -> None:
 # ------------------------------------------------------------------------- addresses
 
 
+# retry_join entries are LAN gossip addresses: the port defaults to 8301 (Consul's serf_lan)
 @pytest.mark.parametrize("text,want", [
-    ("10.0.0.1", ("10.0.0.1", 8300)),
-    ("10.0.0.1:9300", ("10.0.0.1", 9300)),
-    ("consul.service.internal", ("consul.service.internal", 8300)),
-    ("servers.local:8301", ("servers.local", 8301)),
-    ("[::1]:8300", ("::1", 8300)),
-    ("[fe80::1]", ("fe80::1", 8300)),
-    ("fe80::1", ("fe80::1", 8300)),
+    ("10.0.0.1", ("10.0.0.1", 8301)),
+    ("10.0.0.1:9301", ("10.0.0.1", 9301)),
+    ("consul.service.internal", ("consul.service.internal", 8301)),
+    ("servers.local:18401", ("servers.local", 18401)),
+    ("[::1]:8301", ("::1", 8301)),
+    ("[fe80::1]", ("fe80::1", 8301)),
+    ("fe80::1", ("fe80::1", 8301)),
 ])
 def test_parse_join_address(text: str, want: tuple[str, int]) -> None:
     assert parse_join_address(text) == want
@@ -120,10 +123,11 @@ def sv(i: int, *, voter: bool = True, leader: bool = False, match: int = 100,
 
 
 def view(*servers: ServerView, now: float = 100.0, since: dict[int, float] | None = None,
-         expected: int = 3, leader_since: float = 0.0) -> AutopilotView:
+         expected: int = 3, leader_since: float = 0.0, left: tuple[int, ...] = ()) -> AutopilotView:
     return AutopilotView(now=now, term=4, last_index=100, commit_index=100, servers=servers,
                          leader_since=leader_since, healthy_since=since or {},
-                         expected_servers=expected, heartbeat_interval=0.05)
+                         expected_servers=expected, heartbeat_interval=0.05,
+                         left=frozenset(left))
 
 
 CFG = AutopilotConfig(server_stabilization_time=10.0, dead_server_last_contact_threshold=30.0)
@@ -177,6 +181,64 @@ def test_health_and_failure_tolerance() -> None:
     assert failure_tolerance(d.health) == 0
     d = decide_autopilot(view(sv(1, leader=True), sv(2), sv(3)), CFG)
     assert failure_tolerance(d.health) == 1
+
+
+# ------------------------------------------------------------------------- left servers
+
+
+def test_a_server_that_left_is_removed_at_once_and_the_quorum_shrinks() -> None:
+    servers = (sv(1, leader=True), sv(2), sv(3))
+    d = decide_autopilot(view(*servers, left=(3,)), CFG)
+    assert d.remove == (3,) and "removing server s3: it left the cluster (2 voters remain)" in d.sentence
+    # neither min_quorum/bootstrap_expect nor cleanup_dead_servers holds back a server that left
+    strict = AutopilotConfig(cleanup_dead_servers=False, min_quorum=3)
+    assert decide_autopilot(view(*servers, left=(3,), expected=3), strict).remove == (3,)
+    # without gossip saying "left" nothing happens to a healthy server
+    assert decide_autopilot(view(*servers), CFG).remove == ()
+
+
+def test_two_voters_shrink_to_one_while_the_leaver_still_acknowledges() -> None:
+    d = decide_autopilot(view(sv(1, leader=True), sv(2), left=(2,), expected=2), CFG)
+    assert d.remove == (2,)
+    # once it is gone its vote is missing: the change could not commit, so it is not proposed
+    d = decide_autopilot(view(sv(1, leader=True), sv(2, contact=5.0), left=(2,), expected=2), CFG)
+    assert d.remove == () and "could not commit" in d.sentence
+
+
+def test_a_left_voter_is_kept_when_the_voters_left_would_lack_a_healthy_quorum() -> None:
+    servers = (sv(1, leader=True), sv(2, contact=5.0), sv(3))  # s2 failed (not dead yet), s3 left
+    d = decide_autopilot(view(*servers, left=(3,)), CFG)
+    assert d.remove == () and "would not be a quorum of 2" in d.sentence
+
+
+def test_failed_servers_and_the_leader_are_never_removed_as_left() -> None:
+    # s3 failed 10 s ago: below the dead-server threshold, and gossip does not say it left
+    d = decide_autopilot(view(sv(1, leader=True), sv(2), sv(3, contact=10.0), sv(4)), CFG)
+    assert d.remove == ()
+    # the leader leaving hands leadership over first; autopilot never removes the leader
+    assert decide_autopilot(view(sv(1, leader=True), sv(2), sv(3), left=(1,)), CFG).remove == ()
+
+
+def test_a_left_non_voter_is_removed_and_never_promoted() -> None:
+    servers = (sv(1, leader=True), sv(2), sv(3), sv(4, voter=False))
+    d = decide_autopilot(view(*servers, now=200.0, since={4: 0.0}, left=(4,)), CFG)
+    assert d.promote == () and d.remove == (4,) and "removing non-voter s4" in d.sentence
+
+
+def test_left_servers_come_from_gossip_status_role_and_datacenter() -> None:
+    @dataclass
+    class Rec:
+        name: str
+        status: str
+        tags: dict[str, str]
+        host: str = "10.0.0.1"
+
+    recs = [Rec("s1", "alive", {"role": "consul", "dc": "dc1", "id": "id-1"}),
+            Rec("s2", "left", {"role": "consul", "dc": "dc1", "id": "id-2"}),
+            Rec("s3", "failed", {"role": "consul", "dc": "dc1", "id": "id-3"}),
+            Rec("s4", "left", {"role": "consul", "dc": "dc2", "id": "id-4"}),
+            Rec("c1", "left", {"role": "node", "dc": "dc1", "id": "id-5"})]
+    assert left_servers(recs, datacenter="dc1") == {"id-2"}
 
 
 # ------------------------------------------------------------------------- snapshots, FSM
