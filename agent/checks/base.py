@@ -50,6 +50,12 @@ DEFAULT_TIMEOUT = 10.0
 #: so tests here can use short intervals.
 MIN_INTERVAL = 1.0
 
+_SHARED_RNG = random.Random()
+
+#: Interval checks start their runs on multiples of this on the loop clock, so that the checks
+#: due within the same 100 ms share one wake-up of the process (scheduler.py says why).
+WAKE_GRANULARITY = 0.1
+
 
 class CheckNotifier(Protocol):
     """Where check results go (in the agent: the local state, then anti-entropy).
@@ -292,7 +298,11 @@ class IntervalCheck(Check):
         self._interval = float(interval)
         self._timeout = float(timeout)
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._rng = rng if rng is not None else random.Random()
+        # one generator for every check (the stagger is all it is used for): a Random holds
+        # ~2.5 KB of state, 2.5 MB of RSS for a thousand checks of their own
+        self._rng = rng if rng is not None else _SHARED_RNG
+        #: runs start on multiples of this (0: exactly on the interval grid)
+        self.wake_granularity = WAKE_GRANULARITY
 
     @property
     def interval(self) -> float:
@@ -338,4 +348,5 @@ class IntervalCheck(Check):
             clock=self._clock,
             rng=self._rng,
             name=self._check_id,
+            granularity=self.wake_granularity,
         )

@@ -10,6 +10,13 @@ Rules (each one has a test in ``test_check_scheduler.py``):
   never overlap.
 * A run that overruns its slot makes the runner skip to the next grid slot strictly in the
   future. Missed slots are skipped, not queued.
+* With ``granularity`` > 0 a run starts at its slot rounded *up* to a multiple of
+  ``granularity`` on the clock (never early, at most ``granularity`` late, still no drift: the
+  slots themselves stay on the interval grid). Every check of an agent uses the same
+  granularity, so the checks due within one granule wake the process once, together. On a
+  2-core VM a wake-up from sleep costs far more than the Python a check runs (cold caches):
+  1,000 HTTP checks at 10 s took 7.5% of a core woken one by one and 3.5% with a 100 ms
+  granule (bench/cluster/checks_cpu.py).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Awaitable, Callable
 
 from lictor.common.clock import Clock
 
-__all__ = ["next_slot", "run_periodic"]
+__all__ = ["align_up", "next_slot", "run_periodic"]
 
 log = logging.getLogger("lictor.checks")
 
@@ -43,6 +50,13 @@ def next_slot(*, origin: float, interval: float, now: float, last: int) -> int:
     return max(k, last + 1)
 
 
+def align_up(t: float, granularity: float) -> float:
+    """``t`` rounded up to a multiple of ``granularity`` (``t`` itself when granularity <= 0)."""
+    if granularity <= 0:
+        return t
+    return math.ceil(t / granularity) * granularity
+
+
 async def run_periodic(
     run: Callable[[], Awaitable[None]],
     *,
@@ -50,11 +64,14 @@ async def run_periodic(
     clock: Clock,
     rng: random.Random,
     name: str = "",
+    granularity: float = 0.0,
 ) -> None:
     """Call ``run()`` on the interval grid forever (until cancelled). ``run`` must not raise."""
+    granularity = min(granularity, interval / 10)  # never more than a tenth of the interval
     stagger = rng.random() * interval
-    origin = clock.monotonic() + stagger
-    await clock.sleep(stagger)
+    now = clock.monotonic()
+    origin = now + stagger
+    await clock.sleep(align_up(origin, granularity) - now)
     slot = 0
     while True:
         await run()
@@ -64,4 +81,4 @@ async def run_periodic(
             skipped = following - slot - 1
             log.debug("check %s overran its interval: skipped %d run(s)", name, skipped)
         slot = following
-        await clock.sleep(origin + slot * interval - clock.monotonic())
+        await clock.sleep(align_up(origin + slot * interval, granularity) - clock.monotonic())

@@ -37,9 +37,10 @@ class SlowFakeCheck(IntervalCheck):
 
 
 def make(
-    notifier: RecordingNotifier, clock: ManualClock, *, interval: float, duration: float, seed: int
+    notifier: RecordingNotifier, clock: ManualClock, *, interval: float, duration: float, seed: int,
+    granularity: float = 0.0,
 ) -> SlowFakeCheck:
-    return SlowFakeCheck(
+    check = SlowFakeCheck(
         handler=StatusHandler("fake", notifier),
         interval=interval,
         duration=duration,
@@ -47,6 +48,8 @@ def make(
         clock=clock,
         rng=random.Random(seed),
     )
+    check.wake_granularity = granularity  # exactly on the interval grid unless a test asks
+    return check
 
 
 async def test_runs_stay_on_the_interval_grid(notifier: RecordingNotifier) -> None:
@@ -64,6 +67,39 @@ async def test_runs_stay_on_the_interval_grid(notifier: RecordingNotifier) -> No
     assert notifier.updates("fake") == len(finished)
 
 
+async def test_runs_start_on_the_wake_granule_never_early_and_do_not_drift(
+    notifier: RecordingNotifier,
+) -> None:
+    clock = ManualClock(1000.0)
+    check = make(notifier, clock, interval=10, duration=0.01, seed=7, granularity=0.1)
+    stagger = random.Random(7).random() * 10
+    check.start()
+    await clock.advance(200)
+    await check.stop()
+    origin = 1000.0 + stagger
+    assert len(check.starts) == 20
+    for k, start in enumerate(check.starts):
+        slot = origin + 10 * k
+        assert slot <= start < slot + 0.1 + 1e-9  # at most one granule late, never early
+        assert round(start / 0.1, 6).is_integer()  # on the shared 100 ms grid
+
+
+def test_the_default_wake_granule_is_shared_and_small() -> None:
+    from lictor.agent.checks.base import MIN_INTERVAL, WAKE_GRANULARITY
+    check = SlowFakeCheck(handler=StatusHandler("x", RecordingNotifier()), interval=10, duration=0)
+    assert check.wake_granularity == WAKE_GRANULARITY <= MIN_INTERVAL / 10
+
+
+async def test_a_short_interval_is_not_stretched_by_the_granule(notifier: RecordingNotifier) -> None:
+    clock = ManualClock()
+    check = make(notifier, clock, interval=0.5, duration=0.0, seed=3, granularity=0.1)
+    check.start()
+    await clock.advance(50.0)
+    await check.stop()
+    gaps = [b - a for a, b in zip(check.starts, check.starts[1:])]
+    assert len(check.starts) >= 99 and max(gaps) < 0.5 + 0.05 + 1e-9  # granule capped at interval/10
+
+
 async def test_a_slow_check_never_overlaps_and_skips_missed_slots(
     notifier: RecordingNotifier, zero_rng: random.Random
 ) -> None:
@@ -76,6 +112,7 @@ async def test_a_slow_check_never_overlaps_and_skips_missed_slots(
         clock=clock,
         rng=zero_rng,
     )
+    check.wake_granularity = 0.0
     check.start()
     await clock.advance(100)
     await check.stop()
