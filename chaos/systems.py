@@ -237,6 +237,7 @@ class LictorSystem(System):
     name = "lictor"
     http_port = 8500
     server_port = 8300
+    serf_lan_port = 8301
 
     def command(self, i: int) -> list[str]:
         s = self.servers[i]
@@ -244,11 +245,13 @@ class LictorSystem(System):
         cmd = [sys.executable, "-m", "lictor.cli.main", "agent", "-server",
                "-bootstrap-expect", str(len(self.servers)), "-data-dir", str(s.workdir / "data"),
                "-node", s.name, "-bind", a, "-client", a, f"-http-port={self.http_port}",
-               f"-server-port={self.server_port}", "-serf-lan-port=8301", "-dns-port=-1",
-               "-retry-interval", "200ms", "-hcl", LICTOR_HCL]
+               f"-server-port={self.server_port}", f"-serf-lan-port={self.serf_lan_port}",
+               "-dns-port=-1", "-retry-interval", "200ms", "-hcl", LICTOR_HCL]
+        # retry_join is a LAN gossip join list (as Consul's): name the others' serf LAN ports,
+        # never their server RPC ports
         for j in range(len(self.servers)):
             if j != i:
-                cmd += ["-retry-join", f"{self.net.addr(j)}:{self.server_port}"]
+                cmd += ["-retry-join", f"{self.net.addr(j)}:{self.serf_lan_port}"]
         return cmd
 
     def env(self) -> dict[str, str]:

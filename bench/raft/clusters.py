@@ -257,7 +257,8 @@ class EtcdCluster(Cluster):
 
 
 class LictorCluster(Cluster):
-    """Three `lictor agent -server -bootstrap-expect 3` processes joined by -retry-join on loopback."""
+    """Three `lictor agent -server -bootstrap-expect 3` processes on loopback, each joining the
+    others' gossip (serf LAN) ports with -retry-join."""
 
     system = "lictor"
     mode = "lictor"
@@ -277,9 +278,11 @@ class LictorCluster(Cluster):
                 "-data-dir", str(self.dir / "data" / self.names[i]), "-node", self.names[i],
                 "-bind", HOST, "-http-port", str(self.http_ports[i]), "-server-port", str(self.server_ports[i]),
                 "-serf-lan-port", str(self.serf_ports[i]), "-dns-port", "-1"]
+        # retry_join is a LAN gossip join list (as Consul's): the others' serf LAN ports, never
+        # their server RPC ports
         for j in range(3):
             if j != i:
-                args += ["-retry-join", f"{HOST}:{self.server_ports[j]}"]
+                args += ["-retry-join", f"{HOST}:{self.serf_ports[j]}"]
         # join retries every 1 s instead of Consul's 30 s: only cluster formation gets quicker
         args += ["-retry-interval", "1s"]
         if self.raft_multiplier is not None:

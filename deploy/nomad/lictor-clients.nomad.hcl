@@ -20,9 +20,10 @@ job "lictor-clients" {
           "-bind=${attr.unique.network.ip-address}",
           "-client=127.0.0.1",
           "-grpc-port=8502",
-          "-retry-join=lictor-server-1.internal",
-          "-retry-join=lictor-server-2.internal",
-          "-retry-join=lictor-server-3.internal",
+          # the servers' LAN gossip (serf) port 8301, never the server RPC port 8300
+          "-retry-join=lictor-server-1.internal:8301",
+          "-retry-join=lictor-server-2.internal:8301",
+          "-retry-join=lictor-server-3.internal:8301",
         ]
       }
 

@@ -36,9 +36,10 @@ job "lictor-servers" {
           "-data-dir=/var/lib/lictor",
           "-bind=${attr.unique.network.ip-address}",
           "-client=127.0.0.1",
-          "-retry-join=lictor-server-1.internal",
-          "-retry-join=lictor-server-2.internal",
-          "-retry-join=lictor-server-3.internal",
+          # the servers' LAN gossip (serf) port 8301, never the server RPC port 8300
+          "-retry-join=lictor-server-1.internal:8301",
+          "-retry-join=lictor-server-2.internal:8301",
+          "-retry-join=lictor-server-3.internal:8301",
           # Consul's production recommendation (built-in default 5): election timeout 1-2 s.
           "-hcl=performance { raft_multiplier = 1 }",
         ]

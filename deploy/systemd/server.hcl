@@ -5,6 +5,7 @@ server           = true
 bootstrap_expect = 3
 bind_addr        = "{{ this machine's private IP }}"
 client_addr      = "127.0.0.1"
+# LAN gossip (serf) addresses; a bare IP means port 8301 (never the server RPC port 8300)
 retry_join       = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
 log_level        = "info"
 # Consul's production recommendation (its built-in default, 5, is sized for tiny dev VMs):

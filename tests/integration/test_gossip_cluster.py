@@ -167,6 +167,38 @@ def test_user_events_reach_every_agent_with_filters(mesh: Mesh) -> None:
     assert rows and time.monotonic() - t0 < 5
 
 
+def server_coordinates(mesh: Mesh) -> tuple[int, dict[str, Coordinate]] | None:
+    """(X-Consul-Index, {node: coordinate}) of the coordinates every server holds locally (stale
+    reads: what a ``?near`` sort answered by that server uses), or None while they differ."""
+    seen = [s.indexed("/v1/coordinate/nodes?stale") for s in mesh.servers]
+    index, rows = seen[0]
+    if any(i != index or r != rows for i, r in seen[1:]):
+        return None  # a coordinate batch is still being applied somewhere
+    return index, {r["Node"]: Coordinate.from_api(r["Coord"]) for r in rows if not r.get("Segment")}
+
+
+def near_sorted_with_coordinates(mesh: Mesh, a: MeshAgent, path: str,
+                                 timeout: float = 20.0) -> tuple[list[str], dict[str, Coordinate]]:
+    """The node names of a ``?near`` list from ``a`` and the coordinates it was sorted by.
+
+    The leader applies a coordinate batch every 0.2 s, so coordinates read separately from the
+    sorted list may be newer or older than the ones the sort used. The pair is retried until
+    every server held the same coordinates (same index, same rows) before and after the sorted
+    read: whichever server answered it (a client agent's RPC may reach any of them) sorted by
+    exactly those coordinates."""
+    deadline = time.monotonic() + timeout
+    attempts = 0
+    while True:
+        attempts += 1
+        before = server_coordinates(mesh)
+        names = [n["Node"] for n in a.json("GET", path)]
+        after = server_coordinates(mesh)
+        if before is not None and before == after:
+            return names, before[1]
+        assert time.monotonic() < deadline, f"coordinates never held still around {path} ({attempts} tries)"
+        time.sleep(0.05)
+
+
 def test_coordinates_and_near_sorting(mesh: Mesh) -> None:
     s1 = mesh.servers[0]
     mesh.clients[0].json("PUT", "/v1/agent/service/register", {"Name": "web", "ID": "web-c1", "Port": 8080})
@@ -180,10 +212,9 @@ def test_coordinates_and_near_sorting(mesh: Mesh) -> None:
     assert all(c["s1"].distance(x) < 0.05 for x in c.values()), rows
     one = mesh.clients[0].json("GET", f"/v1/coordinate/node/{mesh.clients[1].name}")
     assert one[0]["Node"] == mesh.clients[1].name
-    coords = {r["Node"]: Coordinate.from_api(r["Coord"]) for r in s1.json("GET", "/v1/coordinate/nodes")}
     for a, near in ((mesh.clients[0], "_agent"), (s1, mesh.servers[2].name)):
+        names, coords = near_sorted_with_coordinates(mesh, a, f"/v1/catalog/nodes?near={near}")
         origin = coords[a.name if near == "_agent" else near]
-        names = [n["Node"] for n in a.json("GET", f"/v1/catalog/nodes?near={near}")]
         assert sorted(names) == sorted(x.name for x in mesh.agents)
         dists = [origin.distance(coords[n]) for n in names]
         assert dists == sorted(dists), (names, dists)
