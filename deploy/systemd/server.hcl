@@ -3,7 +3,7 @@ datacenter       = "dc1"
 data_dir         = "/var/lib/lictor"
 server           = true
 bootstrap_expect = 3
-bind_addr        = "{{ this machine's private IP }}"
+bind_addr        = "10.0.0.11"  # this machine's private IP (10.0.0.11-13 for the three servers)
 client_addr      = "127.0.0.1"
 # LAN gossip (serf) addresses; a bare IP means port 8301 (never the server RPC port 8300)
 retry_join       = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]

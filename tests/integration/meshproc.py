@@ -161,6 +161,8 @@ class Mesh:
         for a in self.agents:
             for port in (a.http_port, a.rpc_port, a.serf_port):
                 with socket.socket() as s:
+                    # as the agent's listeners do: a TIME_WAIT left by the previous run is no clash
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     try:
                         s.bind((a.host, port))
                     except OSError:
