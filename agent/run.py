@@ -24,7 +24,7 @@ def run_agent(source: ConfigSource, first: LoadResult) -> int:
     try:
         import uvloop
         uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is optional
+    except ImportError:  # pragma: no cover - not on Windows (see pyproject.toml)
         pass
     broadcaster = LogBroadcaster()
     cfg = first.config
