@@ -862,7 +862,9 @@ class RaftNode:
         if self._closed or self._failed is not None:
             raise ShutdownError("raft node is shut down")
         if self.core is None:
-            raise ShutdownError("raft node is not started")
+            # a server waiting for bootstrap_expect: up, but no cluster (leader) exists yet.
+            # Consul answers this "No cluster leader", which callers already hold and retry on.
+            raise NoLeaderError()
 
     def _address(self, node: NodeID | None) -> str | None:
         return None if node is None else self.transport.peer_address(node)

@@ -343,3 +343,16 @@ async def test_single_node_bootstrap_in_memory() -> None:
         assert leader.peers() == [c.addr(7)]
     finally:
         await c.close()
+
+
+async def test_a_node_not_started_yet_answers_no_cluster_leader() -> None:
+    """A server waiting for bootstrap_expect has no Raft core yet: callers get Consul's
+    "No cluster leader" (which they hold and retry on), not a shutdown error."""
+    from lictor.common.errors import NoLeaderError
+    c = Cluster(ids=[1])
+    node = c.make(1)
+    with pytest.raises(NoLeaderError, match="No cluster leader"):
+        await node.apply(kv_set("a", "1"))
+    await node.close()
+    with pytest.raises(ShutdownError):
+        await node.apply(kv_set("a", "1"))
