@@ -21,7 +21,6 @@ import itertools
 import random
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 

@@ -115,12 +115,12 @@ def measure_point(cl, target: int | None, conc: int, duration: float, prefix: st
         spread, port = None, cl.http_ports[target]
     pids = cl.pids()
     cpu0 = {pid: proc_cpu_seconds(pid) for pid in pids}
-    ch0, (b0, t0) = children_cpu(), box_cpu()
+    ch0, (b0, _) = children_cpu(), box_cpu()
     w0 = time.monotonic()
     doc = run_wrk(port, conc, duration, mode, prefix, threads, spread)
     wall = time.monotonic() - w0
     cpu1 = {pid: proc_cpu_seconds(pid) for pid in pids}
-    ch1, (b1, t1) = children_cpu(), box_cpu()
+    ch1, (b1, _) = children_cpu(), box_cpu()
     e = doc["errors"]
     secs = doc["duration_us"] / 1e6
     ok = doc["requests"] - e["status"]

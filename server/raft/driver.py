@@ -73,7 +73,6 @@ from .messages import (
     ConfChangeType,
     EntryKind,
     Message,
-    MessageType,
     NodeID,
     ProposalDroppedError,
     RaftIndex,

@@ -3,7 +3,6 @@ port (who is refused), the RPC peer policy, reload in place, gRPC credentials.""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ssl
 from pathlib import Path
