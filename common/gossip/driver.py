@@ -402,7 +402,7 @@ class GossipNode:
             body = self._open(frame)
             if self._core is None or self._stopped:
                 return False
-            self._core.receive(addr, body, asyncio.get_running_loop().time())
+            self._core.receive(addr, body, asyncio.get_running_loop().time(), stream_reply=True)
             self._flush()
             return True
         except _Drop as d:

@@ -259,7 +259,7 @@ class SimNetwork:
             m = self._deliverable(src, dst)
             if m is None:
                 return
-            m.core.receive(src, payload, self.now)
+            m.core.receive(src, payload, self.now, stream_reply=True)
             self._flush(m)
 
     def _deliverable(self, src: Address, dst: Address) -> SimMember | None:

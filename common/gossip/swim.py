@@ -44,6 +44,7 @@ from __future__ import annotations
 import enum
 import math
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ from lictor.common.gossip.members import (
     judge_suspect,
 )
 from lictor.common.gossip.messages import (
+    MAX_PACKET_SIZE,
     MAX_STREAM_SIZE,
     Ack,
     Address,
@@ -94,6 +96,7 @@ __all__ = [
 ]
 
 _PACKET_OVERHEAD = 3  # the msgpack array header of a compound packet
+MAX_USER_REPLAY = 64  # application messages kept for push-pull replay (SwimConfig.user_replay_time)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,6 +122,11 @@ class SwimConfig:
     tcp_fallback: bool = True
     initial_incarnation: int = 0
     max_broadcast_queue: int = 4096
+    # Serf carries recent user events in push-pull, so a member that missed a broadcast (its
+    # retransmits ran out while it was restarting) still gets it: application messages broadcast
+    # within this many seconds (at most MAX_USER_REPLAY of them), and after the peer became alive,
+    # ride along on the periodic push-pulls we start. Joins and replies carry none.
+    user_replay_time: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout <= self.probe_interval:
@@ -148,7 +156,7 @@ class SwimConfig:
         base: dict[str, object] = dict(probe_interval=0.2, probe_timeout=0.1, suspicion_mult=3,
                                        suspicion_max_timeout_mult=3, gossip_interval=0.05,
                                        gossip_to_the_dead_time=3.0, push_pull_interval=2.0,
-                                       reconnect_interval=1.0)
+                                       reconnect_interval=1.0, user_replay_time=10.0)
         base.update(overrides)
         return cls(name=name, **base)  # type: ignore[arg-type]
 
@@ -278,6 +286,7 @@ class SwimCore:
         self._out_streams: list[StreamRequest] = []
         self._out_events: list[MemberEvent] = []
         self._out_user: list[bytes] = []
+        self._recent_user: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._out_acks: list[ProbeAck] = []
         self.ack_payload = b""  # put on every ack we send (at most MAX_ACK_PAYLOAD bytes)
         self._next_probe = now + rng.uniform(0, config.probe_interval)
@@ -408,12 +417,14 @@ class SwimCore:
         if self._gone:
             self._reap()
 
-    def receive(self, addr: Address, packet: bytes | Sequence[Message], now: float) -> None:
-        """Handle a UDP packet from ``addr``. Bytes are decoded first and may raise
-        ``GossipCodecError`` (nothing is changed then); the caller counts and drops it."""
+    def receive(self, addr: Address, packet: bytes | Sequence[Message], now: float, *,
+                stream_reply: bool = False) -> None:
+        """Handle a UDP packet from ``addr`` (or, with ``stream_reply``, the TCP reply to one of
+        our stream requests, which may be as large as a stream). Bytes are decoded first and may
+        raise ``GossipCodecError`` (nothing is changed then); the caller counts and drops it."""
         self._now = now
-        msgs = decode_packet(packet) if isinstance(packet, (bytes, bytearray, memoryview)) \
-            else packet
+        msgs = decode_packet(packet, max_size=MAX_STREAM_SIZE if stream_reply else MAX_PACKET_SIZE) \
+            if isinstance(packet, (bytes, bytearray, memoryview)) else packet
         for msg in msgs:
             self._handle(addr, msg)
 
@@ -472,6 +483,10 @@ class SwimCore:
         ``key`` identifies it in the queue: a newer message with the same key replaces it."""
         self._now = now
         self._broadcasts.queue("user:" + key, encode_message(User(payload=bytes(payload))))
+        self._recent_user.pop(key, None)
+        self._recent_user[key] = (now, bytes(payload))
+        while len(self._recent_user) > MAX_USER_REPLAY:
+            self._recent_user.popitem(last=False)
 
     def force_leave(self, name: str, now: float) -> bool:
         """Treat a failed (or suspect) member as left: no more reconnect attempts, a LEAVE
@@ -489,12 +504,21 @@ class SwimCore:
         self._event(EventKind.LEAVE, st)
         return True
 
-    def push_pull_payload(self, *, join: bool) -> bytes:
+    def push_pull_payload(self, *, join: bool, replay_to: NodeState | None = None) -> bytes:
+        """Our full state. With ``replay_to`` (a periodic push-pull we start with that member)
+        also the application messages broadcast within ``user_replay_time`` *after* it became
+        alive, as User messages after the PushPull: it may have missed them while restarting,
+        and it must not get ones from before it was here (Consul joins ignore old events)."""
         states = tuple(
             PushNodeState(name=m.name, addr=m.addr, tags=m.tags, incarnation=m.incarnation,
                           state=m.state.wire)
             for m in self._members.values())
-        return encode_packet([encode_message(PushPull(join=join, states=states))])
+        parts = [encode_message(PushPull(join=join, states=states))]
+        if replay_to is not None and not join:
+            since = max(self._now - self.config.user_replay_time, replay_to.state_change)
+            parts += [encode_message(User(payload=p)) for t, p in self._recent_user.values()
+                      if t >= since]
+        return encode_packet(parts)
 
     # -- message handling ---------------------------------------------------------------------
 
@@ -784,7 +808,7 @@ class SwimCore:
         peers = self._random_members(1, lambda m: m.state is MemberState.ALIVE)
         if peers:
             self._stream(StreamRequest(kind=StreamKind.PUSH_PULL, addr=peers[0].addr,
-                                       payload=self.push_pull_payload(join=False)))
+                                       payload=self.push_pull_payload(join=False, replay_to=peers[0])))
 
     def _reconnect(self) -> None:
         if self._leaving or not self._failed:

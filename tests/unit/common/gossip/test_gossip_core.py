@@ -275,3 +275,35 @@ def test_dead_from_others_while_suspecting_fails_the_member_when_our_timer_runs_
     # after our own timer ran out, a late Dead is simply ignored
     core.receive(("10.0.1.3", 7946), [Dead(incarnation=1, node="p0", sender="p1")], now + 0.1)
     assert core.member_states()["p0"] is MemberState.DEAD
+
+
+def test_recent_user_messages_ride_on_periodic_push_pull_to_members_that_were_there() -> None:
+    """A member that missed a user broadcast (its retransmits ran out while it restarted) gets
+    it on a push-pull we start with it, as Serf carries recent events; a member that became
+    alive after the message, a join and a reply carry none."""
+    from lictor.common.gossip.messages import MAX_STREAM_SIZE, PushPull, User, decode_packet
+
+    def users(payload: bytes) -> list[bytes]:
+        msgs = decode_packet(payload, max_size=MAX_STREAM_SIZE)
+        assert isinstance(msgs[0], PushPull)
+        return [m.payload for m in msgs if isinstance(m, User)]
+
+    core = core_with_peers()  # p0..p3 alive since t=0
+    core.receive(("10.0.1.9", 7946), [Alive(incarnation=1, node="late", addr=("10.0.1.9", 7946))], 5.0)
+    core.broadcast_user("ev1", b"payload-1", 3.0)
+    p0, late = core._members["p0"], core._members["late"]
+    assert users(core.push_pull_payload(join=False, replay_to=p0)) == [b"payload-1"]
+    assert users(core.push_pull_payload(join=False, replay_to=late)) == []  # joined after it
+    assert users(core.push_pull_payload(join=True, replay_to=p0)) == []
+    assert users(core.push_pull_payload(join=False)) == []  # a reply: we do not know to whom
+    core.tick(3.0 + core.config.user_replay_time + 1)  # older than user_replay_time: dropped
+    assert users(core.push_pull_payload(join=False, replay_to=p0)) == []
+
+
+def test_a_push_pull_reply_delivers_its_user_messages() -> None:
+    a, b = core_with_peers(seed=4), core_with_peers(seed=5)
+    a.broadcast_user("k", b"hello", 1.0)
+    b.ready()
+    b.receive(("10.0.1.1", 7946), a.push_pull_payload(join=False, replay_to=a._members["p0"]), 1.5,
+              stream_reply=True)
+    assert b.ready().user == (b"hello",)
