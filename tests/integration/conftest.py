@@ -24,20 +24,31 @@ LICTOR = [sys.executable, "-m", "lictor.cli.main"]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: the sockets stay bound until all are picked, so the kernel
+    cannot hand the same port out twice (which one-at-a-time picking did, now and then)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class AgentProcess(ManagedProcess):
     """A running agent: its HTTP address, its PID, and a tiny JSON client for assertions."""
 
     def __init__(self, workdir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.http_port = free_port()
+        self.http_port, server_port, serf_port = free_ports(3)
         self.workdir = workdir
         self.log_path = workdir / "agent.log"
         self.args = [*LICTOR, "agent", "-dev", "-node", "lictor-test", f"-http-port={self.http_port}",
-                     "-dns-port=-1", f"-server-port={free_port()}", f"-serf-lan-port={free_port()}", *extra]
+                     "-dns-port=-1", f"-server-port={server_port}", f"-serf-lan-port={serf_port}", *extra]
         self._env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -119,9 +130,7 @@ class ServerProcess(ManagedProcess):
         self.name = name
         self.workdir = workdir
         self.data_dir = workdir / "data"
-        self.http_port = free_port()
-        self.server_port = free_port()
-        self.serf_port = free_port()
+        self.http_port, self.server_port, self.serf_port = free_ports(3)
         self.expect = expect
         self.join = list(join or [])
         self.extra = extra
