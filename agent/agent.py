@@ -45,6 +45,7 @@ from lictor.server.acl.config import configure as configure_acl
 from lictor.server.acl.config import parse_acl_config
 from lictor.server.cluster import AutopilotConfig, Cluster, ClusterConfig, read_raft_timing_env
 from lictor.server.leader import Member
+from lictor.server.members import left_servers
 from lictor.server.server import Server, ServerConfig
 
 __all__ = ["Agent"]
@@ -268,8 +269,6 @@ class Agent:
         if self.cluster is not None:
             # servers find each other through gossip (retry_join is a gossip join list), and the
             # leader takes servers gossip reports as left out of the Raft configuration
-            from lictor.server.members import left_servers
-
             membership, dc = self.membership, self.datacenter
             self.cluster.gossip_servers = membership.servers
             self.cluster.left_servers = lambda: left_servers(membership.records.values(), datacenter=dc)

@@ -80,9 +80,6 @@ class HTTPCheck(IntervalCheck):
         # the context for an https URL, and for https redirect targets of an http URL
         self._tls = client.tls_context(skip_verify=tls_skip_verify, base=ssl_context)
 
-    def _describe(self) -> str:
-        return self._describe_text
-
     def _timeout_output(self) -> str:
         return f"{self._describe_text}: timed out after {format_seconds(self._timeout)}"
 

@@ -88,6 +88,7 @@ class Response:
     reason: str
     body: bytes  # at most max_body bytes
     more: bool  # the body went on beyond ``body``
+    location: str = ""  # the Location header of a 3xx (redirects), else ""
 
 
 class RequestSpec:
@@ -337,7 +338,9 @@ class _Exchange(asyncio.Protocol):
 
     def _finish(self) -> None:
         if not self.done.done():
-            self.done.set_result(Response(self._status, self._reason, bytes(self._body), self._more))
+            location = self._headers.get("location", "") if 300 <= self._status < 400 else ""
+            self.done.set_result(Response(self._status, self._reason, bytes(self._body), self._more,
+                                          location))
         if self._transport is not None:
             self._transport.close()
 
@@ -396,16 +399,13 @@ class CheckHTTPClient:
         raise HTTPCheckError(f"stopped after {MAX_REDIRECTS} redirects")
 
     async def _exchange(self, spec: RequestSpec, *, max_body: int, tls: ssl.SSLContext | None,
-                        server_name: str | None) -> _Located:
+                        server_name: str | None) -> Response:
         loop = asyncio.get_running_loop()
         target = spec.target
         done: asyncio.Future[Response] = loop.create_future()
-        proto: _Exchange | None = None
 
         def factory() -> _Exchange:
-            nonlocal proto
-            proto = _Exchange(spec.wire, head_only=spec.method == "HEAD", max_body=max_body, done=done)
-            return proto
+            return _Exchange(spec.wire, head_only=spec.method == "HEAD", max_body=max_body, done=done)
 
         ctx: ssl.SSLContext | None = None
         if target.tls:
@@ -415,17 +415,9 @@ class CheckHTTPClient:
                 factory, target.host, target.port, ssl=ctx,
                 server_hostname=(server_name or target.host) if ctx is not None else None)
             try:
-                resp = await done
+                return await done
             finally:
                 transport.close()
-        assert proto is not None
-        return _Located(resp.status, resp.reason, resp.body, resp.more,
-                        proto._headers.get("location", "") if 300 <= resp.status < 400 else "")
-
-
-@dataclass(frozen=True, slots=True)
-class _Located(Response):
-    location: str = ""
 
 
 def reason_phrase(status: int, reason: str) -> str:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -256,7 +256,7 @@ class _Counters:
     refutations: int = 0
     probes: int = 0
     probes_failed: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    extra: Counter[str] = field(default_factory=Counter)
 
 
 class SwimCore:
@@ -660,7 +660,7 @@ class SwimCore:
             # precedes it, so our timer would be running). Stale DEADs arrive when a partition
             # heals: the isolated side declared everybody dead. Take it as a suspicion the
             # member can refute rather than kill a healthy member (agent integration, issue 4).
-            self._counters.extra["dead_as_suspect"] = self._counters.extra.get("dead_as_suspect", 0) + 1
+            self._counters.extra["dead_as_suspect"] += 1
             self._on_suspect(Suspect(incarnation=msg.incarnation, node=msg.node, sender=msg.sender))
             if (fresh := self._suspicions.get(msg.node)) is not None:
                 fresh.verdict_heard()
@@ -674,7 +674,7 @@ class SwimCore:
             timer.confirm(msg.sender)
             timer.verdict_heard()
             if timer.deadline() > self._now:
-                self._counters.extra["dead_deferred"] = self._counters.extra.get("dead_deferred", 0) + 1
+                self._counters.extra["dead_deferred"] += 1
                 return
         self._suspicions.pop(msg.node, None)
         current.incarnation = msg.incarnation
