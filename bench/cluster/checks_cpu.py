@@ -53,8 +53,8 @@ def rss_mb(pid: int) -> float:
 
 
 def profile(pid: int, seconds: int, out: Path, *, native: bool = False) -> None:
-    from bench.http.run import _pyspy, summarise_profile
-    spy = _pyspy()
+    from bench.http.run import pyspy_path, summarise_profile
+    spy = pyspy_path()
     if spy is None:
         raise SystemExit("py-spy not found: .venv/bin/pip install py-spy")
     subprocess.run([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",

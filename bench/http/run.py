@@ -367,7 +367,7 @@ def _rss_mb(pid: int) -> float:
 # ----------------------------------------------------------------------------------------------
 # profile (py-spy)
 # ----------------------------------------------------------------------------------------------
-def _pyspy() -> str | None:
+def pyspy_path() -> str | None:
     cand = Path(sys.executable).parent / "py-spy"
     if cand.exists():
         return str(cand)
@@ -474,7 +474,7 @@ def run_profile(a: argparse.Namespace, stamp: str, log_path: Path) -> dict[str, 
     """KV GET -c16 on a fresh agent, sampled by py-spy in three passes of --duration each:
     Python frames (collapsed stacks: the top lists), the same as a flamegraph SVG, and --native
     (C frames too, so the write()/read() syscalls separate from aiohttp's Python code)."""
-    spy = _pyspy()
+    spy = pyspy_path()
     if spy is None:
         raise RuntimeError("py-spy not found: .venv/bin/pip install py-spy")
     passes = [("python", "raw", RESULTS / f"profile-kv16-{stamp}.txt", []),
