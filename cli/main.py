@@ -39,7 +39,9 @@ def _version() -> str:
 
         return version("lictor")
     except Exception:  # noqa: BLE001 - not installed (running from a checkout)
-        return "0.1.0"
+        from lictor import __version__
+
+        return __version__
 
 
 VERSION = _version()
