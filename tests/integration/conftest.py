@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.procutil import ManagedProcess
+from tests.integration.wheelenv import WheelInstall, build_and_install
 
 LICTOR = [sys.executable, "-m", "lictor.cli.main"]
 
@@ -93,6 +94,13 @@ def agent_factory(tmp_path: Path) -> Iterator[Any]:
     yield make
     for a in started:
         a.stop()
+
+
+@pytest.fixture(scope="session")
+def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> WheelInstall:
+    """The sdist and wheel built from this checkout, the wheel installed into a fresh venv without
+    test extras: one build for the whole session (tests/integration/wheelenv.py)."""
+    return build_and_install(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")
