@@ -347,6 +347,9 @@ class Agent:
         leafcerts = getattr(self, "leafcerts", None)
         if leafcerts is not None:
             await leafcerts.close()
+        intentions = getattr(self, "intentions", None)  # /v1/agent/connect/authorize's watches
+        if intentions is not None:
+            await intentions.close()
         for r in self._runners:
             await r.cleanup()
         if self.audit is not None:
