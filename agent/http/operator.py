@@ -66,4 +66,16 @@ async def autopilot_configuration(req: web.Request, agent: Agent) -> web.StreamR
 async def usage(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Operator.Usage", _read_args(opts))
-    return json_response(req, out["result"], meta=out)
+    # Consul's OperatorUsageResponse embeds its QueryMeta in the body as well as the headers
+    body = {**out["result"], **query_meta_body(out)}
+    return json_response(req, body, meta=out)
+
+
+def query_meta_body(meta: dict[str, object]) -> dict[str, object]:
+    """Consul's QueryMeta as body fields (for responses that embed it)."""
+    return {"Index": int(meta.get("index", 0) or 0),  # type: ignore[call-overload]
+            "LastContact": int(float(meta.get("last_contact", 0) or 0) * 1e9),  # type: ignore[arg-type]
+            "KnownLeader": bool(meta.get("known_leader", False)),
+            "ConsistencyLevel": str(meta.get("consistency", "leader")),
+            "NotModified": False, "Backend": 0,
+            "ResultsFilteredByACLs": bool(meta.get("results_filtered_by_acls", False))}

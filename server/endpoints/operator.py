@@ -57,9 +57,9 @@ async def _read_check(server: Server, a: dict[str, Any]) -> None:
 @endpoint("Operator.RaftGetConfiguration")
 async def raft_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     await _read_check(server, a)
-    c = server.cluster
-    index = c.raft.commit_index() if c is not None else int(getattr(server.log, "last_index", 0))
-    return {"result": {"Servers": _servers(server), "Index": index}}
+    # Consul's "Index" comes from hashicorp/raft's GetConfiguration future, which carries the
+    # latest configuration without its index: it is always 0, and clients compare it as such.
+    return {"result": {"Servers": _servers(server), "Index": 0}}
 
 
 def _find_peer(server: Server, a: dict[str, Any]) -> int:
