@@ -295,7 +295,29 @@ async def self_(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def members(req: web.Request, agent: Agent) -> web.StreamResponse:
     from lictor.agent.http.cluster import members_api  # issue 4: every gossip member
 
-    return json_response(req, members_api(agent))
+    members = members_api(agent)
+    if _flag_set(req, "wan"):
+        members = wan_members(agent, members)
+    return json_response(req, members)
+
+
+def _flag_set(req: web.Request, name: str) -> bool:
+    return name in req.query and req.query.get(name, "").lower() not in ("false", "0")
+
+
+def wan_members(agent: Agent, lan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consul's WAN pool as a server sees it: every server of the datacenter, named
+    ``<node>.<dc>``. Lictor's servers gossip on the LAN pool only, so the WAN view is drawn from
+    it (same addresses, ports and status). A client agent has no WAN pool: an empty list."""
+    if agent.server is None:
+        return []
+    out = []
+    for m in lan:
+        tags = m.get("Tags") or {}
+        if tags.get("role") != "consul" or tags.get("dc", agent.datacenter) != agent.datacenter:
+            continue
+        out.append({**m, "Name": f"{m['Name']}.{agent.datacenter}", "Tags": dict(tags)})
+    return out
 
 
 @route("GET", "/v1/agent/version", acl=ACL("none", "read"))

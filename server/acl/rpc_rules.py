@@ -240,6 +240,7 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Operator.RaftRemovePeer": (_fixed("operator", "write"), None),
     "Operator.RaftTransferLeader": (_fixed("operator", "write"), None),
     "Operator.AutopilotGetConfiguration": (_fixed("operator", "read"), None),
+    "Operator.ApplyAutopilotConfiguration": (_fixed("operator", "write"), None),
     "Operator.ServerHealth": (_fixed("operator", "read"), None),
     "Operator.Usage": (_fixed("operator", "read"), None),
     # an agent may get a client certificate (or report coordinates) only for a node it may write

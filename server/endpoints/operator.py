@@ -12,7 +12,9 @@ import asyncio
 import io
 from typing import Any
 
-from lictor.common.errors import NotFound, ValidationError
+from lictor.common.commands import MessageType
+from lictor.common.errors import NoLeaderError, NotFound, NotLeaderError, ValidationError
+from lictor.server.autopilot_config import parse_autopilot_config, stored_autopilot
 from lictor.server.endpoints import endpoint
 from lictor.server.server import Server
 from lictor.server.snapshot_archive import MAX_STATE_BYTES, build_archive, read_archive
@@ -111,13 +113,36 @@ async def raft_transfer_leader(server: Server, a: dict[str, Any]) -> dict[str, A
     return {"result": {"Success": True, "NewLeader": c.name_of(new)[1]}}
 
 
-@endpoint("Operator.AutopilotGetConfiguration")
-async def autopilot_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+def _own_autopilot(server: Server) -> Any:
     from lictor.server.cluster import AutopilotConfig
 
     c = server.cluster
-    cfg = c.config.autopilot if c is not None else AutopilotConfig()
-    return {"result": cfg.to_api()}
+    return c.config.autopilot if c is not None else AutopilotConfig()
+
+
+@endpoint("Operator.AutopilotGetConfiguration")
+async def autopilot_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """The configuration an operator stored through Raft, else this server's own (its agent
+    configuration's ``autopilot`` block)."""
+    await _read_check(server, a)
+    stored = stored_autopilot(server.store)
+    return {"result": stored if stored is not None else _own_autopilot(server).to_api()}
+
+
+@endpoint("Operator.ApplyAutopilotConfiguration")
+async def autopilot_set_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """Args: ``config`` (the API body), optional ``cas`` (the ModifyIndex it must replace).
+    Stores the configuration through Raft; the result is Consul's bool (false: CAS lost)."""
+    cas = a.get("cas")
+    if cas is not None and (isinstance(cas, bool) or not isinstance(cas, int) or cas < 0):
+        raise ValidationError(f"cas must be an unsigned integer, got {cas!r}")
+    if not server.log.is_leader():
+        leader = server.log.leader()
+        raise NotLeaderError(leader) if leader else NoLeaderError()
+    current = stored_autopilot(server.store) or _own_autopilot(server).to_api()
+    config = parse_autopilot_config(a.get("config"), current=current)
+    ok = await server.apply(MessageType.SYSTEM_METADATA, {"op": "autopilot-set", "config": config, "cas": cas})
+    return {"result": bool(ok)}
 
 
 def _rfc3339(monotonic_ts: float) -> str:
