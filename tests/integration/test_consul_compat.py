@@ -360,3 +360,71 @@ def test_the_statuses_of_bad_requests_are_consuls(mesh: Mesh) -> None:
     client = mesh.clients[0]
     assert client.request("GET", "/v1/acl/policies") == (401, b"ACL support disabled")
     assert client.request("DELETE", "/v1/operator/raft/peer?id=compat-nope")[0] == 404
+
+
+# ----------------------------------------------------------------------------- with ACLs enabled
+
+ACL_HCL = (f'acl {{ enabled = true\n default_policy = "allow"\n'
+           f' tokens {{ initial_management = "{MGMT}"\n agent = "{MGMT}" }} }}')
+
+
+@pytest.fixture(scope="module")
+def acl_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    m = Mesh(tmp_path_factory.mktemp("compat-acl-mesh"), servers=1, clients=1, distinct_hosts=False,
+             extra=("-hcl", ACL_HCL))
+    try:
+        m.start()
+        eventually(lambda: m.servers[0].request("GET", "/v1/acl/token/self",
+                                                headers={"X-Consul-Token": MGMT})[0] == 200, 15, "ACL bootstrap")
+        yield m
+    finally:
+        m.stop()
+
+
+def _jwt_method(server: MeshAgent) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    status, raw = server.request("PUT", "/v1/acl/auth-method", {
+        "Name": "compat-jwt", "Type": "jwt", "Config": {"JWTValidationPubKeys": [pem], "BoundAudiences": ["x"]}},
+        headers={"X-Consul-Token": MGMT})
+    assert status == 200, raw
+
+
+def test_acl_errors_answer_alike_on_client_and_server(acl_mesh: Mesh) -> None:
+    """Policy-parse (400), JWT (403), permission (403) and missing-ACL (403) errors: the server
+    raises them, the client agent gets them over RPC and must answer its caller identically."""
+    server, client = acl_mesh.servers[0], acl_mesh.clients[0]
+    _jwt_method(server)
+    h = {"X-Consul-Token": MGMT}
+    pol = server.json("PUT", "/v1/acl/policy", {"Name": "compat-no-acl", "Rules": 'acl = "deny"'}, headers=h)
+    weak = server.json("PUT", "/v1/acl/token", {"Policies": [{"ID": pol["ID"]}]}, headers=h)["SecretID"]
+    cases = [
+        ("PUT", "/v1/acl/policy", {"Name": "compat-bad", "Rules": 'key_prefix "" { policy = "sideways" }'}, MGMT),
+        ("POST", "/v1/acl/login", {"AuthMethod": "compat-jwt", "BearerToken": "not.a.jwt"}, None),
+        ("GET", "/v1/acl/tokens", None, weak),  # the policy denies acl:read
+        ("GET", "/v1/acl/token/0badc0de-0000-4000-8000-000000000009", None, MGMT),
+    ]
+    seen = []
+    for method, path, body, token in cases:
+        headers = {"X-Consul-Token": token} if token else {}
+        answers = {a.name: a.request(method, path, body, headers=headers) for a in (server, client)}
+        assert answers[server.name] == answers[client.name], (path, answers)
+        seen.append(answers[client.name][0])
+    assert seen[:3] == [400, 403, 403], seen
+
+
+def test_authorize_on_a_client_with_acls_uses_the_acl_default(acl_mesh: Mesh) -> None:
+    server, client = acl_mesh.servers[0], acl_mesh.clients[0]
+    td = server.json("GET", "/v1/connect/ca/roots", headers={"X-Consul-Token": MGMT})["TrustDomain"]
+    h = {"X-Consul-Token": MGMT}
+    uri = f"spiffe://{td}/ns/default/dc/dc1/svc/compat-web"
+    got = client.json("POST", "/v1/agent/connect/authorize", {"Target": "compat-db", "ClientCertURI": uri}, headers=h)
+    assert got == {"Authorized": True, "Reason": "Default behavior configured by ACLs"}  # ACL default: allow
+    assert server.json("PUT", "/v1/connect/intentions/exact?source=compat-web&destination=compat-db",
+                       {"Action": "deny"}, headers=h) is True
+    eventually(lambda: client.json("POST", "/v1/agent/connect/authorize",
+                                   {"Target": "compat-db", "ClientCertURI": uri}, headers=h)["Authorized"] is False,
+               10, "the client to see the deny intention")
