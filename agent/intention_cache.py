@@ -48,6 +48,7 @@ BACKOFF_MAX = 30.0
 #: Consul's reasons (agent/connect_auth.go).
 REASON_ACLS_DISABLED = "ACLs disabled, access is allowed by default"
 REASON_DEFAULT = "Default behavior configured by ACLs"
+REASON_DEFAULT_DENY = "Default intention policy is deny"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +87,12 @@ def authorize(view: DestinationView, source: str, destination: str, *, source_ns
         if ix.permissions:
             return AuthorizeResult(False, f"Matched L7 intention: {label} (Precedence: {ix.precedence})")
         return AuthorizeResult(d.allowed, f"Matched L4 intention: {label} (Precedence: {ix.precedence})")
-    if not view.acls_enabled and view.default_allow:
+    if view.acls_enabled:
+        return AuthorizeResult(view.default_allow, REASON_DEFAULT)
+    if view.default_allow:
         return AuthorizeResult(True, REASON_ACLS_DISABLED)
-    return AuthorizeResult(view.default_allow, REASON_DEFAULT)
+    # ACLs off, but the mesh entry (or the servers' default_intention_policy) says deny
+    return AuthorizeResult(False, REASON_DEFAULT_DENY)
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from lictor.agent.intention_cache import authorize
 from lictor.agent.http.base import ACL, QueryOptions, blocking_args, decode_json_body, json_response, route
+from lictor.agent.intention_cache import authorize
 from lictor.common.errors import ValidationError
 from lictor.server.connect.ca import parse_spiffe_service
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lictor.agent.leafcert import LeafCertManager
 
 log = logging.getLogger("lictor.http")
+
 
 def _token(req: web.Request) -> str:
     tok = req.headers.get("X-Consul-Token") or req.query.get("token", "")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from lictor.agent.intention_cache import (REASON_ACLS_DISABLED, REASON_DEFAULT, DestinationView,
-                                          IntentionCache, authorize)
+from lictor.agent.intention_cache import (REASON_ACLS_DISABLED, REASON_DEFAULT, REASON_DEFAULT_DENY,
+                                          DestinationView, IntentionCache, authorize)
 from lictor.common.errors import PermissionDeniedError, TransportError
 
 REQUEST_TOKEN: contextvars.ContextVar[str] = contextvars.ContextVar("request_token", default="")
@@ -38,7 +38,7 @@ def test_authorize_follows_precedence_and_the_default() -> None:
     assert authorize(view(), "web", "db").reason == REASON_ACLS_DISABLED
     assert (authorize(view(default=False, acls=True), "web", "db").authorized,
             authorize(view(default=False, acls=True), "web", "db").reason) == (False, REASON_DEFAULT)
-    assert authorize(view(default=False), "web", "db").reason == REASON_DEFAULT  # a mesh-wide deny
+    assert authorize(view(default=False), "web", "db").reason == REASON_DEFAULT_DENY  # a mesh-wide deny
     l7 = authorize(view(entry("db", ("web", "allow"), perms=True)), "web", "db")
     assert not l7.authorized and l7.reason.startswith("Matched L7 intention")
 
