@@ -182,14 +182,16 @@ async def usage(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     meta = await server.check_read(stale=bool(a.get("stale")), consistent=bool(a.get("consistent")))
     st = server.store
     names: set[str] = set()
-    instances = connect = 0
+    instances = connect = servers = 0
     for row in st.services.values():
         kind = getattr(row, "kind", "") or ""
         names.add(row.service)
         instances += 1
         if kind == "connect-proxy" or (getattr(row, "connect", None) or {}).get("native"):
             connect += 1
-    billable = instances - connect
+        elif row.id == "consul" and row.service == "consul":
+            servers += 1
+    billable = instances - connect - servers  # Consul bills neither Connect instances nor its servers
     dc = server.config.datacenter
     return {"index": max(st.latest_index, 1), "known_leader": meta.known_leader,
             "last_contact": meta.last_contact, "consistency": meta.consistency,
