@@ -127,14 +127,16 @@ def exception_from_reply(reply: ErrorReply) -> LictorError:
     if build is None and reply.base is not None:
         build = REMOTE_ERRORS.get(reply.base)
     err: LictorError
+    marks: dict[str, object] = {"error_code": reply.code or reply.type}
     if build is not None:
         err = build(reply.msg, reply.leader)
     else:
         err = RemoteError(f"{reply.type}: {reply.msg}")
-        err.remote_msg = reply.msg  # type: ignore[attr-defined]  (what the server's HTTP layer would say)
-    if reply.status is not None and (isinstance(err, (ValidationError, RemoteError))):
-        err.status = reply.status  # type: ignore[union-attr]
+        marks["remote_msg"] = reply.msg  # what the server's HTTP layer would have said
+    if reply.status is not None and isinstance(err, (ValidationError, RemoteError)):
+        marks["status"] = reply.status
     if type(err).__name__ != reply.type:
-        err.remote_type = reply.type  # type: ignore[attr-defined]
-    err.error_code = reply.code or reply.type  # type: ignore[attr-defined]
+        marks["remote_type"] = reply.type
+    for name, value in marks.items():  # plain attributes a peer's error carries (see the docstring)
+        setattr(err, name, value)
     return err
