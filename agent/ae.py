@@ -34,6 +34,7 @@ log = logging.getLogger("lictor.ae")
 
 RPC = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 SERF_CHECK_ID = "serfHealth"
+CONSUL_SERVICE_ID = "consul"
 _SCALE_THRESHOLD = 128
 _IGNORED = ("CreateIndex", "ModifyIndex", "ServiceName", "ServiceTags", "Node", "Datacenter")
 
@@ -186,6 +187,8 @@ class StateSyncer:
         loc.node_in_sync = bool(remote_node) and remote_node.get("Address") == loc.node_address and (
             remote_node.get("Meta") or {}) == loc.node_meta and remote_node.get("ID", "") == loc.node_id
         for sid, remote in remote_services.items():
+            if sid == CONSUL_SERVICE_ID:  # the leader registers it on every server node (as Consul)
+                continue
             if sid not in loc.services:
                 loc.services[sid] = _tombstone_service(sid)
         for sid, st in loc.services.items():

@@ -205,7 +205,8 @@ class Agent:
                                          local_name=self.node_name, local_meta=dict(self.config.node_meta))
         status = "left" if self.left else "alive"
         return [Member(name=self.node_name, address=self.address, status=status, node_id=self.config.node_id,
-                       meta=dict(self.config.node_meta))]
+                       meta=dict(self.config.node_meta),
+                       server_port=self.config.ports.server if self.server is not None else None)]
 
     def _on_member_change(self, ev: Any) -> None:
         """Gossip saw a member change: the leader reconciles at once; a client that sees its
@@ -347,6 +348,9 @@ class Agent:
         leafcerts = getattr(self, "leafcerts", None)
         if leafcerts is not None:
             await leafcerts.close()
+        intentions = getattr(self, "intentions", None)  # /v1/agent/connect/authorize's watches
+        if intentions is not None:
+            await intentions.close()
         for r in self._runners:
             await r.cleanup()
         if self.audit is not None:

@@ -73,7 +73,7 @@ from lictor.agent.user_events import (
     new_id,
     validate_filters,
 )
-from lictor.common.errors import ConfigError, NotFound, ValidationError
+from lictor.common.errors import ConfigError, Conflict, ValidationError
 from lictor.common.gossip.driver import GossipJoinError, GossipNode, parse_address
 from lictor.common.gossip.keyring import Keyring, KeyringError, decode_key, encode_key
 from lictor.common.gossip.swim import EventKind, MemberEvent, ProbeAck, SwimConfig
@@ -543,7 +543,7 @@ class Membership:
             raise ValidationError("cannot force-leave this agent itself; use leave")
         rec = self.records.get(name)
         if rec is None and name not in self.reaped:
-            raise NotFound(f"agent: No node found with name {name!r}")
+            raise Conflict(f"agent: No node found with name {name!r}")  # Consul: 500, not 404
         self._apply_force_leave(name, prune)
         self._broadcast({"k": "fl", "id": new_id(), "node": name, "prune": prune})
 

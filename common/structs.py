@@ -227,7 +227,8 @@ def kv_to_api(e: KVEntry) -> dict[str, Any]:
         "LockIndex": e.lock_index,
         "Key": e.key,
         "Flags": e.flags,
-        "Value": base64.b64encode(e.value).decode("ascii") if e.value is not None else None,
+        # Consul's empty value is nil after the Raft round trip: JSON null, never ""
+        "Value": base64.b64encode(e.value).decode("ascii") if e.value else None,
         "CreateIndex": e.create_index,
         "ModifyIndex": e.modify_index,
     }

@@ -119,7 +119,7 @@ DEFAULT_SERF_LAN_PORT = 8301
 LEAVE_DRAIN_TIME = 5.0
 """How long a leaving voter waits to be out of the Raft configuration (Consul's leave_drain_time)."""
 #: Endpoints every server answers from its own state (Consul's Status.* are local too).
-LOCAL_ENDPOINTS = frozenset({"Status.Leader", "Status.Peers", "Operator.AutopilotGetConfiguration"})
+LOCAL_ENDPOINTS = frozenset({"Status.Leader", "Status.Peers"})
 #: Calls that only read: a forward that failed in transit may be retried without risk.
 _WRITE_PREFIXES = ("Apply", "Register", "Deregister", "Renew", "Restore", "RaftRemove", "RaftTransfer")
 
@@ -1104,14 +1104,20 @@ class Cluster:
             heartbeat_interval=raft.config.tick_seconds * raft.config.heartbeat_ticks,
             left=frozenset(raft_id(nid) for nid in self.left_servers() if nid))
 
+    def autopilot_config(self) -> AutopilotConfig:
+        """The agent's ``autopilot`` block, overridden by the one an operator stored through Raft."""
+        from lictor.server.autopilot_config import effective_autopilot
+
+        return effective_autopilot(getattr(self.server, "store", None), self.config.autopilot)  # type: ignore[no-any-return]
+
     def autopilot_interval(self) -> float:
-        ap = self.config.autopilot
+        ap = self.autopilot_config()
         return max(0.05, min(1.0, ap.server_stabilization_time / 4, 10 * self.raft.config.tick_seconds))
 
     async def autopilot_once(self) -> AutopilotDecision | None:
         if not self.raft.is_leader():
             return None
-        decision = decide_autopilot(self.autopilot_view(), self.config.autopilot)
+        decision = decide_autopilot(self.autopilot_view(), self.autopilot_config())
         self._healthy_since = dict(decision.healthy_since)
         self.last_decision = decision
         for pid in decision.promote:
@@ -1142,7 +1148,7 @@ class Cluster:
 
     def health(self) -> tuple[ServerHealth, ...]:
         if self.raft.is_leader():
-            return server_health(self.autopilot_view(), self.config.autopilot)[0]
+            return server_health(self.autopilot_view(), self.autopilot_config())[0]
         return ()
 
 

@@ -25,6 +25,16 @@ __all__ = ["Decision", "Member", "SessionTimers", "reconcile_members"]
 log = logging.getLogger("lictor.leader")
 
 SERF_CHECK_ID = "serfHealth"
+CONSUL_SERVICE_ID = "consul"
+
+
+def consul_service(port: int) -> dict[str, Any]:
+    """The ``consul`` service the leader registers on each server's node (Consul's shape)."""
+    return {"id": CONSUL_SERVICE_ID, "service": CONSUL_SERVICE_ID, "kind": "", "tags": [], "address": "",
+            "tagged_addresses": {}, "meta": {"raft_version": "3", "serf_protocol_current": "2",
+                                             "serf_protocol_min": "1", "serf_protocol_max": "5"},
+            "port": port, "socket_path": "", "weights": {"Passing": 1, "Warning": 1},
+            "enable_tag_override": False, "proxy": {}, "connect": {}}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +44,7 @@ class Member:
     status: str = "alive"  # alive | failed | left
     node_id: str = ""
     meta: dict[str, str] = field(default_factory=dict)
+    server_port: int | None = None  # a server's RPC port: its node carries the ``consul`` service
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +70,20 @@ def reconcile_members(store: Store, members: list[Member], *, datacenter: str) -
         output = "Agent alive and reachable" if status == "passing" else "Agent not live or unreachable"
         node = store.nodes.get(m.name)
         check = store.checks.get((m.name, SERF_CHECK_ID))
+        consul = store.services.get((m.name, CONSUL_SERVICE_ID))
+        service_ok = m.server_port is None or (consul is not None and consul.port == m.server_port)
         if (node is not None and node.address == m.address and node.meta == m.meta and check is not None
-                and check.status == status):
+                and check.status == status and service_ok):
             continue
-        cmds.append((MessageType.REGISTER, {
+        payload: dict[str, Any] = {
             "node": m.name, "id": m.node_id, "address": m.address, "datacenter": datacenter,
             "node_meta": m.meta,
             "checks": [{"check_id": SERF_CHECK_ID, "name": "Serf Health Status", "status": status,
                         "output": output, "type": ""}],
-        }))
+        }
+        if m.server_port is not None:  # Consul's leader registers every server as the ``consul`` service
+            payload["service"] = consul_service(m.server_port)
+        cmds.append((MessageType.REGISTER, payload))
         registered += 1
     return Decision(cmds, f"reconciled {registered} members; deregistered {deregistered}")
 

@@ -7,7 +7,7 @@ The leader's loop (server/server.py) calls ``reconcile_members(store, members, d
 ========================  ================================================================
 gossip says               catalog gets
 ========================  ================================================================
-alive (suspect included)  node + ``serfHealth`` passing
+alive (suspect included)  node + ``serfHealth`` passing (+ the ``consul`` service on a server)
 failed                    ``serfHealth`` critical: the node's services fail ``?passing`` too
 left (graceful, or        node deregistered (services and checks with it)
 force-leave)
@@ -60,8 +60,9 @@ def members_for_reconcile(store: Store, records: Iterable[GossipRecord], reaped:
         else:
             meta = {}
         status = r.status if r.status in ("alive", "failed", "left") else "alive"
+        port = r.tags.get("port", "") if r.tags.get("role") == "consul" else ""
         out.append(Member(name=r.name, address=r.host, status=status, node_id=r.tags.get("id", ""),
-                          meta=meta))
+                          meta=meta, server_port=int(port) if port.isdigit() else None))
     for name in reaped:
         if name not in seen:
             out.append(Member(name=name, address="", status="left"))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from lictor.agent.acl_cache import token_from_request
-from lictor.common.errors import ACLNotFoundError, PermissionDeniedError
+from lictor.common.errors import ACLNotFoundError, LictorError, PermissionDeniedError
 from lictor.server.acl.authorizer import Authorizer
 from lictor.server.acl.enforce import denied
 
@@ -124,20 +124,31 @@ async def _catalog_register(req: web.Request, agent: Agent, authz: Authorizer) -
         needs.append(("service", "write", _get(svc, "Service", "Name")))
     # Consul: node:write unless the node already exists unchanged and only a service is added;
     # we always ask for node:write on a new node, and service:write for the service.
-    store = getattr(getattr(agent, "server", None), "store", None)
-    if store is None or node not in store.nodes or not needs:
+    if not needs or await _catalog_read(req, agent, "Catalog.NodeServices", {"node": node}) is None:
         needs.append(("node", "write", node))
     return needs
+
+
+async def _catalog_read(req: web.Request, agent: Agent, name: str, args: dict[str, Any]) -> Any:
+    """A stale read through RPC with the request's own token, so client and server agents decide
+    alike; None when there is nothing the token may read (the caller then needs the stricter
+    permission)."""
+    try:
+        out = await agent.rpc(name, {**args, "stale": True, "token": req.get("lictor_acl_secret") or ""})
+    except LictorError:
+        return None
+    return out.get("result")
 
 
 async def _catalog_deregister(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
     b = await _body(req)
     node = _get(b, "Node")
     sid = _get(b, "ServiceID")
-    store = getattr(getattr(agent, "server", None), "store", None)
-    if sid and store is not None:
-        row = store.services.get((node, sid))
-        return [("service", "write", row.service if row is not None else sid)]
+    if sid:
+        found = await _catalog_read(req, agent, "Catalog.NodeServices", {"node": node})
+        if found is not None:  # else (node unknown or unreadable): node:write, the stricter need
+            row = (found.get("Services") or {}).get(sid)
+            return [("service", "write", row["Service"] if isinstance(row, dict) else sid)]
     return [("node", "write", node)]
 
 
@@ -146,10 +157,9 @@ async def _connect_authorize(req: web.Request, agent: Agent, authz: Authorizer) 
     return [("service", "write", _get(b, "Target"))]
 
 
-def _session_node(agent: Agent, sid: str) -> str:
-    store = getattr(getattr(agent, "server", None), "store", None)
-    s = store.sessions.get(sid) if store is not None else None
-    return s.node if s is not None else agent.node_name
+async def _session_node(req: web.Request, agent: Agent, sid: str) -> str:
+    found = await _catalog_read(req, agent, "Session.Get", {"id": sid})
+    return str(found[0]["Node"]) if found else agent.node_name
 
 
 async def _session_create(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
@@ -158,11 +168,11 @@ async def _session_create(req: web.Request, agent: Agent, authz: Authorizer) -> 
 
 
 async def _session_write_by_id(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    return [("session", "write", _session_node(agent, req.match_info["id"]))]
+    return [("session", "write", await _session_node(req, agent, req.match_info["id"]))]
 
 
 async def _session_read_by_id(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    return [("session", "read", _session_node(agent, req.match_info["id"]))]
+    return [("session", "read", await _session_node(req, agent, req.match_info["id"]))]
 
 
 async def _session_node_read(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:

@@ -15,7 +15,7 @@ from aiohttp import web
 from lictor.agent.http.base import ACL, QueryOptions, decode_json_body, json_response, route
 from lictor.agent.http.decode import fields
 from lictor.agent.metrics import AgentMetrics
-from lictor.common.errors import NotFound, ValidationError
+from lictor.common.errors import LictorError, NotFound, ValidationError
 from lictor.common.filter import filter_map
 from lictor.common.filter_schemas import AGENT_SERVICE_SCHEMA, HEALTH_CHECK_SCHEMA
 from lictor.common.logging import LEVELS
@@ -35,11 +35,23 @@ def _token(req: web.Request) -> str:
     return tok
 
 
+_PROXY_KINDS = frozenset({"connect-proxy", "mesh-gateway", "terminating-gateway", "ingress-gateway", "api-gateway"})
+
+
 def _service_api(agent: Agent, payload: dict[str, Any]) -> dict[str, Any]:
+    """Consul's AgentService: empty TaggedAddresses omitted; ``Proxy`` only for proxies and
+    gateways, ``Connect`` only (as ``{"Native": true}``) for Connect-native services."""
     out = service_to_agent_api(ServiceRow(node=agent.node_name, **payload), datacenter=agent.datacenter)
     out.pop("CreateIndex", None)
     out.pop("ModifyIndex", None)
     out.pop("PeerName", None)
+    if not out.get("TaggedAddresses"):
+        out.pop("TaggedAddresses", None)
+    if out.get("Kind") not in _PROXY_KINDS:
+        out.pop("Proxy", None)
+    connect = out.pop("Connect", None)
+    if isinstance(connect, dict) and connect.get("Native"):
+        out["Connect"] = {"Native": True}
     return out
 
 
@@ -234,18 +246,42 @@ async def health_by_name(req: web.Request, agent: Agent) -> web.StreamResponse:
 
 # ----- agent itself ------------------------------------------------------------------------------
 
+#: The Consul HTTP API version Lictor implements: ``/v1/agent/self``'s ``Config.Version``, which
+#: clients read to choose their code paths (Lictor's own version is ``Config.LictorVersion``).
+CONSUL_API_VERSION = "1.17.0"
+
+
+async def _consul_stats(agent: Agent) -> dict[str, str]:
+    """Consul's ``Stats.consul``: a server's leadership view (``leader_addr`` is what
+    ``/v1/status/leader`` answers), a client's count of known servers; ACLs on or off."""
+    acl = "enabled" if getattr(agent.acl, "enabled", False) else "disabled"
+    if agent.server is None:
+        servers = agent.pool.order() if agent.pool is not None else []
+        return {"server": "false", "known_servers": str(len(servers)), "acl": acl}
+    try:
+        leader = str((await agent.rpc("Status.Leader", {}))["result"] or "")
+    except LictorError:
+        leader = ""
+    own = agent.server.config.rpc_address
+    return {"server": "true", "leader": "true" if leader and leader == own else "false", "leader_addr": leader,
+            "bootstrap": "true" if agent.config.bootstrap or agent.config.dev else "false",
+            "known_datacenters": "1", "acl": acl}
+
+
 @route("GET", "/v1/agent/self", acl=ACL("agent", "read"))
 async def self_(req: web.Request, agent: Agent) -> web.StreamResponse:
     c = agent.config
     return json_response(req, {
         "Config": {"Datacenter": c.datacenter, "PrimaryDatacenter": c.primary_datacenter or c.datacenter,
                    "NodeName": c.node_name, "NodeID": c.node_id, "Server": agent.server is not None,
-                   "Revision": "lictor", "Version": agent.version, "BuildDate": ""},
+                   "Revision": "lictor", "Version": CONSUL_API_VERSION, "LictorVersion": agent.version,
+                   "BuildDate": ""},
         # what the operator set, secrets "hidden" (tokens, encrypt); TLS key *paths* are shown
         "DebugConfig": c.redacted() if hasattr(c, "redacted") else dict(c.raw),
         "Coord": agent.membership.coords.coord.to_api() if agent.membership.node is not None else None,
         "Member": agent.member_info(),
-        "Stats": {"agent": {"checks": str(len(agent.local.live_checks())),
+        "Stats": {"consul": await _consul_stats(agent),
+                  "agent": {"checks": str(len(agent.local.live_checks())),
                             "services": str(len(agent.local.live_services()))},
                   "runtime": {"arch": platform.machine(), "os": platform.system().lower(),
                               "version": platform.python_version()},
@@ -259,7 +295,29 @@ async def self_(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def members(req: web.Request, agent: Agent) -> web.StreamResponse:
     from lictor.agent.http.cluster import members_api  # issue 4: every gossip member
 
-    return json_response(req, members_api(agent))
+    members = members_api(agent)
+    if _flag_set(req, "wan"):
+        members = wan_members(agent, members)
+    return json_response(req, members)
+
+
+def _flag_set(req: web.Request, name: str) -> bool:
+    return name in req.query and req.query.get(name, "").lower() not in ("false", "0")
+
+
+def wan_members(agent: Agent, lan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consul's WAN pool as a server sees it: every server of the datacenter, named
+    ``<node>.<dc>``. Lictor's servers gossip on the LAN pool only, so the WAN view is drawn from
+    it (same addresses, ports and status). A client agent has no WAN pool: an empty list."""
+    if agent.server is None:
+        return []
+    out = []
+    for m in lan:
+        tags = m.get("Tags") or {}
+        if tags.get("role") != "consul" or tags.get("dc", agent.datacenter) != agent.datacenter:
+            continue
+        out.append({**m, "Name": f"{m['Name']}.{agent.datacenter}", "Tags": dict(tags)})
+    return out
 
 
 @route("GET", "/v1/agent/version", acl=ACL("none", "read"))

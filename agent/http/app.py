@@ -16,7 +16,7 @@ from lictor.agent.audit import audited
 from lictor.agent.acl_cache import current_token
 from lictor.agent.http.acl_enforce import enforce
 from lictor.agent.http.base import ROUTES, Handler, Route
-from lictor.agent.http.errors import status_for
+from lictor.agent.http.errors import INTERNAL_ERROR_TEXT, status_for, text_for
 from lictor.common.errors import LictorError
 
 if TYPE_CHECKING:
@@ -48,12 +48,12 @@ def _wrap(r: Route, agent: Agent) -> Handler:
                 token_reset = current_token.set(req["lictor_acl_secret"])
             return await handler(req, agent)
         except LictorError as exc:
-            return web.Response(status=status_for(exc), text=str(exc))
+            return web.Response(status=status_for(exc), text=text_for(exc))
         except web.HTTPException:
             raise
         except Exception:
             log.exception("internal error in %s %s", req.method, req.path)
-            return web.Response(status=500, text="Internal error")
+            return web.Response(status=500, text=INTERNAL_ERROR_TEXT)
         finally:
             if token_reset is not None:
                 current_token.reset(token_reset)

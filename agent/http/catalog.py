@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from lictor.agent.agent import Agent
 
 
+def peer_view(req: web.Request, result: Any, empty: Any) -> Any:
+    """``?peer=<name>``: Lictor has no cluster peerings, so every named peer is unknown and has
+    imported nothing; Consul then answers with an empty result, never the local data."""
+    return empty if req.query.get("peer") else result
+
+
 def parse_catalog_service(f: Fields) -> dict[str, Any]:
     name = f.str("Service")
     if not name:
@@ -82,6 +88,9 @@ async def deregister(req: web.Request, agent: Agent) -> web.StreamResponse:
     f = fields(await decode_json_body(req))
     if not f.str("Node"):
         raise ValidationError("Must provide node")
+    dc = f.str("Datacenter") or agent.datacenter  # as register: the body's Datacenter is honoured
+    if dc != agent.datacenter:
+        raise ValidationError(f"No path to datacenter {dc!r}", status=500)
     await agent.rpc("Catalog.Deregister", {"node": f.str("Node"), "service_id": f.str("ServiceID"),
                                            "check_id": f.str("CheckID")})
     return json_response(req, True)
@@ -97,6 +106,8 @@ async def datacenters(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def nodes(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.ListNodes", blocking_args(opts))
+    if req.query.get("peer"):
+        return json_response(req, [], meta=out)
     if req.query.get("near"):  # issue 4: sorted by estimated RTT (lictor.agent.http.cluster)
         from lictor.agent.http.cluster import sort_near
         return json_response(req, await sort_near(req, agent, out["result"], lambda r: r.get("Node")), meta=out)
@@ -107,7 +118,7 @@ async def nodes(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def services(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.ListServices", blocking_args(opts))
-    return json_response(req, out["result"], meta=out, shared=True)
+    return json_response(req, peer_view(req, out["result"], {}), meta=out, shared=True)
 
 
 async def _service_nodes(req: web.Request, agent: Agent, connect: bool) -> web.StreamResponse:
@@ -115,6 +126,8 @@ async def _service_nodes(req: web.Request, agent: Agent, connect: bool) -> web.S
     out = await agent.rpc("Catalog.ServiceNodes", blocking_args(
         opts, service=req.match_info["service"], tags=req.query.getall("tag", []), connect=connect,
         merge_central_config="merge-central-config" in req.query))
+    if req.query.get("peer"):
+        return json_response(req, [], meta=out)
     if req.query.get("near"):  # issue 4: sorted by estimated RTT (lictor.agent.http.cluster)
         from lictor.agent.http.cluster import sort_near
         return json_response(req, await sort_near(req, agent, out["result"], lambda r: r.get("Node")), meta=out)
@@ -135,11 +148,11 @@ async def connect_nodes(req: web.Request, agent: Agent) -> web.StreamResponse:
 async def node_services(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.NodeServices", blocking_args(opts, node=req.match_info["node"]))
-    return json_response(req, out["result"], meta=out, shared=True)
+    return json_response(req, peer_view(req, out["result"], None), meta=out, shared=True)
 
 
 @route("GET", "/v1/catalog/node-services/{node}", acl=ACL("node", "read", "node"))
 async def node_services_list(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Catalog.NodeServices", blocking_args(opts, node=req.match_info["node"], list=True))
-    return json_response(req, out["result"], meta=out, shared=True)
+    return json_response(req, peer_view(req, out["result"], None), meta=out, shared=True)

@@ -1,7 +1,8 @@
 """Gossip-backed routes (issue 4): members, join, force-leave, coordinates, the keyring.
 
 ``/v1/agent/members`` lists every gossip member in Consul's shape (Status 1 alive, 3 left, 4
-failed; ``?wan`` is accepted and ignored: there is no WAN pool). Coordinates are read from the
+failed; ``?wan=1`` on a server lists the servers as Consul's WAN pool names them, ``<node>.<dc>``:
+see lictor.agent.http.agent_endpoints.wan_members). Coordinates are read from the
 servers (``Coordinate.*``); ``/v1/coordinate/update`` writes one through the leader's batcher.
 The keyring routes roll an operation out over gossip (see lictor.agent.membership).
 """

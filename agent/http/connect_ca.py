@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from lictor.agent.http.base import ACL, QueryOptions, blocking_args, decode_json_body, json_response, route
+from lictor.agent.intention_cache import authorize
 from lictor.common.errors import ValidationError
 from lictor.server.connect.ca import parse_spiffe_service
 
 if TYPE_CHECKING:
     from lictor.agent.agent import Agent
+    from lictor.agent.intention_cache import IntentionCache
     from lictor.agent.leafcert import LeafCertManager
 
 log = logging.getLogger("lictor.http")
-
-DEFAULT_AUTHORIZE_REASON = "Default behavior configured by ACLs"
 
 
 def _token(req: web.Request) -> str:
@@ -101,24 +101,15 @@ async def agent_leaf(req: web.Request, agent: Agent) -> web.StreamResponse:
     return json_response(req, leaf, meta={"index": idx})
 
 
-def _intention_decision(agent: Agent, source: str, destination: str) -> tuple[bool, str] | None:
-    """HOOK for intentions: ``lictor.server.configentry.intentions.intention_decision(store,
-    source, destination)`` (a Decision with ``allowed``/``reason``, or an (allowed, reason) pair)
-    when that module exists and this agent holds a server's store; None means "no decision
-    available" (a client agent without a store, today) and the default-allow rule applies."""
-    try:
-        from lictor.server.configentry.intentions import intention_decision  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    server = getattr(agent, "server", None)
-    if server is None:
-        return None
-    decided = intention_decision(server.store, source, destination)
-    if isinstance(decided, tuple):
-        allowed, reason = decided
-    else:  # a Decision value (allowed, reason, ...)
-        allowed, reason = decided.allowed, decided.reason
-    return bool(allowed), str(reason)
+def intention_cache(agent: Agent) -> IntentionCache:
+    """The agent's intentions view (``agent.intentions``), created on first use."""
+    cache = getattr(agent, "intentions", None)
+    if cache is None:
+        from lictor.agent.intention_cache import IntentionCache
+
+        cache = IntentionCache(agent.rpc)
+        agent.intentions = cache  # type: ignore[attr-defined]
+    return cache
 
 
 @route("POST", "/v1/agent/connect/authorize", acl=ACL("service", "write"))
@@ -141,8 +132,9 @@ async def agent_authorize(req: web.Request, agent: Agent) -> web.StreamResponse:
     if sid.trust_domain != trust_domain:
         return json_response(req, {"Authorized": False,
                                    "Reason": f"Identity from an external trust domain: {sid.trust_domain}"})
-    decided = _intention_decision(agent, sid.service, target)
-    if decided is None:
-        return json_response(req, {"Authorized": True, "Reason": DEFAULT_AUTHORIZE_REASON})
-    allowed, reason = decided
-    return json_response(req, {"Authorized": allowed, "Reason": reason})
+    # Every agent, client or server, decides from the intentions it watches over RPC (as Consul's
+    # agent does from its IntentionMatch cache), with the servers' default policy.
+    token = req.get("lictor_acl_secret") or ""
+    view = await intention_cache(agent).get(target, token)
+    decided = authorize(view, sid.service, target)
+    return json_response(req, {"Authorized": decided.authorized, "Reason": decided.reason})

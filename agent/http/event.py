@@ -44,5 +44,7 @@ async def list_(req: web.Request, agent: Agent) -> web.StreamResponse:
         return idx, [e.to_api() for e in rows]
 
     bopts = BlockingOptions(min_index=opts.index, wait=opts.wait or 300.0)
-    idx, rows = await blocking_query(lambda: agent.server.store if agent.server else None, bopts, q)  # type: ignore[arg-type,return-value]
+    # events are this agent's own (gossip-fed) list: no server store is involved, so client and
+    # server agents block alike
+    idx, rows = await blocking_query(lambda: None, bopts, q)  # type: ignore[arg-type,return-value]
     return json_response(req, rows, meta={"index": idx})

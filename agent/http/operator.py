@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from lictor.agent.http.base import ACL, QueryOptions, json_response, route
+from lictor.agent.http.base import ACL, QueryOptions, decode_json_body, json_response, route
 from lictor.common.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -57,13 +57,41 @@ async def autopilot_health(req: web.Request, agent: Agent) -> web.StreamResponse
 
 @route("GET", "/v1/operator/autopilot/configuration", acl=ACL("operator", "read"))
 async def autopilot_configuration(req: web.Request, agent: Agent) -> web.StreamResponse:
-    QueryOptions.parse(req, local_dc=agent.datacenter)
-    out = await agent.rpc("Operator.AutopilotGetConfiguration", {})
+    opts = QueryOptions.parse(req, local_dc=agent.datacenter)
+    out = await agent.rpc("Operator.AutopilotGetConfiguration", _read_args(opts))
     return json_response(req, out["result"])
+
+
+@route("PUT", "/v1/operator/autopilot/configuration", acl=ACL("operator", "write"))
+async def autopilot_set_configuration(req: web.Request, agent: Agent) -> web.StreamResponse:
+    """Consul's: the body is an AutopilotConfiguration, ``?cas=<ModifyIndex>`` makes it a
+    check-and-set; stored through Raft; answers true, or false when the CAS lost."""
+    QueryOptions.parse(req, local_dc=agent.datacenter)
+    body = await decode_json_body(req)
+    args: dict[str, object] = {"config": body}
+    if "cas" in req.query:
+        raw = req.query.get("cas", "")
+        if not raw.isdigit():
+            raise ValidationError(f"Invalid cas {raw!r}: expected an unsigned integer")
+        args["cas"] = int(raw)
+    out = await agent.rpc("Operator.ApplyAutopilotConfiguration", args)
+    return json_response(req, bool(out["result"]))
 
 
 @route("GET", "/v1/operator/usage", acl=ACL("operator", "read"))
 async def usage(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
     out = await agent.rpc("Operator.Usage", _read_args(opts))
-    return json_response(req, out["result"], meta=out)
+    # Consul's OperatorUsageResponse embeds its QueryMeta in the body as well as the headers
+    body = {**out["result"], **query_meta_body(out)}
+    return json_response(req, body, meta=out)
+
+
+def query_meta_body(meta: dict[str, object]) -> dict[str, object]:
+    """Consul's QueryMeta as body fields (for responses that embed it)."""
+    return {"Index": int(meta.get("index", 0) or 0),  # type: ignore[call-overload]
+            "LastContact": int(float(meta.get("last_contact", 0) or 0) * 1e9),  # type: ignore[arg-type]
+            "KnownLeader": bool(meta.get("known_leader", False)),
+            "ConsistencyLevel": str(meta.get("consistency", "leader")),
+            "NotModified": False, "Backend": 0,
+            "ResultsFilteredByACLs": bool(meta.get("results_filtered_by_acls", False))}

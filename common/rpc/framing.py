@@ -208,16 +208,31 @@ class Response:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorReply:
-    """The request with the same ``id`` failed; ``type`` is a Lictor error class name."""
+    """The request with the same ``id`` failed; ``type`` is a Lictor error class name.
+
+    ``code`` (a stable error code), ``base`` (the nearest class both sides know) and ``status``
+    (the HTTP status the error answers with) let the caller rebuild an error that answers its
+    own HTTP client exactly as the server would (see :mod:`lictor.common.rpc.errmap`). They are
+    optional: a peer that does not send them is still understood.
+    """
 
     id: int
     type: str
     msg: str
     leader: str | None = None
+    code: str | None = None
+    base: str | None = None
+    status: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": "err", "id": self.id,
-                "e": {"type": self.type, "msg": self.msg, "leader": self.leader}}
+        e: dict[str, Any] = {"type": self.type, "msg": self.msg, "leader": self.leader}
+        if self.code is not None:
+            e["code"] = self.code
+        if self.base is not None:
+            e["base"] = self.base
+        if self.status is not None:
+            e["status"] = self.status
+        return {"t": "err", "id": self.id, "e": e}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,7 +312,13 @@ def _parse_error(obj: dict[Any, Any]) -> ErrorReply:
         raise _bad("error reply 'e.msg' must be a string")
     if leader is not None and type(leader) is not str:
         raise _bad("error reply 'e.leader' must be a string or nil")
-    return ErrorReply(id=mid, type=etype, msg=msg, leader=leader)
+    code, base, status = e.get("code"), e.get("base"), e.get("status")
+    for name, val in (("code", code), ("base", base)):
+        if val is not None and (type(val) is not str or not val):
+            raise _bad(f"error reply 'e.{name}' must be a non-empty string or nil")
+    if status is not None and (type(status) is not int or not 100 <= status <= 599):
+        raise _bad("error reply 'e.status' must be an HTTP status code (100-599) or nil")
+    return ErrorReply(id=mid, type=etype, msg=msg, leader=leader, code=code, base=base, status=status)
 
 
 _PARSERS = {"req": _parse_request, "note": _parse_note, "res": _parse_response,

@@ -44,6 +44,7 @@ class JWTError(ValidationError):
     """The bearer token failed validation (the message never contains the token)."""
 
     status = 403
+    error_code = "JWTInvalid"  # stable across RPC (lictor.common.rpc.errmap)
 
 
 def _b64(s: str) -> bytes:

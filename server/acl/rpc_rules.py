@@ -234,11 +234,13 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Intention.Get": (_intention("read"), None),
     "Intention.Apply": (_intention("write"), None),
     "Intention.Check": (_intention("read"), None),
+    "Intention.DestinationView": (_intention("read"), None),  # an agent's /v1/agent/connect/authorize
     "Intention.Match": (_intention_match, None),
     "Operator.RaftGetConfiguration": (_fixed("operator", "read"), None),
     "Operator.RaftRemovePeer": (_fixed("operator", "write"), None),
     "Operator.RaftTransferLeader": (_fixed("operator", "write"), None),
     "Operator.AutopilotGetConfiguration": (_fixed("operator", "read"), None),
+    "Operator.ApplyAutopilotConfiguration": (_fixed("operator", "write"), None),
     "Operator.ServerHealth": (_fixed("operator", "read"), None),
     "Operator.Usage": (_fixed("operator", "read"), None),
     # an agent may get a client certificate (or report coordinates) only for a node it may write

@@ -47,6 +47,8 @@ _PRECEDENCE = {"deny": 4, "write": 3, "list": 2, "read": 1, "": 0}
 class PolicyParseError(ValidationError):
     """A policy document is invalid; the message names the rule."""
 
+    error_code = "PolicyParse"  # stable across RPC (lictor.common.rpc.errmap)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:

@@ -43,6 +43,8 @@ PARTITION = "default"
 class ChainError(ValidationError):
     """The entries do not compile into a chain (the message names the entry and field)."""
 
+    error_code = "ChainInvalid"  # stable across RPC (lictor.common.rpc.errmap)
+
 
 def service_protocol(view: EntryView, service: str, namespace: str = DEFAULT_NS) -> str:
     sd = view.get(SERVICE_DEFAULTS, service, namespace)

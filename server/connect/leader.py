@@ -42,6 +42,7 @@ class RateLimitedError(ValidationError):
     """The leader refused a CSR because of CSRMaxPerSecond / CSRMaxConcurrent (HTTP 429)."""
 
     status = 429
+    error_code = "RateLimited"  # stable across RPC (lictor.common.rpc.errmap)
 
     def __init__(self) -> None:
         super().__init__(RATE_LIMITED_MESSAGE)

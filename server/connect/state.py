@@ -59,8 +59,16 @@ class CAConfig:
     csr_max_per_second: float = 50.0
     csr_max_concurrent: int = 0
     force_without_cross_signing: bool = False
+    #: the durations as the operator last wrote them, (API name, text): a GET returns the Config
+    #: as last written ("72h", not "72h0m0s"), as Consul stores the raw map
+    written: tuple[tuple[str, str], ...] = ()
     create_index: int = 0
     modify_index: int = 0
+
+    def __post_init__(self) -> None:
+        # after a msgpack round trip (FSM payload, snapshot) the pairs arrive as lists
+        if any(not isinstance(p, tuple) for p in self.written) or not isinstance(self.written, tuple):
+            object.__setattr__(self, "written", tuple((str(k), str(v)) for k, v in self.written))
 
     def same_settings(self, other: CAConfig) -> bool:
         strip = {"create_index": 0, "modify_index": 0}
@@ -123,6 +131,7 @@ def config_from_api(body: Any, *, current: CAConfig | None = None) -> CAConfig:
     if not isinstance(raw, dict):
         raise ValidationError("Config: expected a JSON object")
     values: dict[str, Any] = {}
+    written = dict(base.written)
     for key, value in raw.items():
         n = _norm(str(key))
         if n in _UNSUPPORTED:
@@ -134,6 +143,10 @@ def config_from_api(body: Any, *, current: CAConfig | None = None) -> CAConfig:
         name = f"Config.{_API_NAMES[field]}"
         if field.endswith("_ttl") or field == "rotation_period":
             values[field] = parse_duration(value, what=name)
+            if isinstance(value, str):
+                written[_API_NAMES[field]] = value.strip()
+            else:
+                written.pop(_API_NAMES[field], None)
         elif field == "private_key_type":
             if not isinstance(value, str):
                 raise ValidationError(f"{name}: expected a string, got {value!r}")
@@ -145,7 +158,8 @@ def config_from_api(body: Any, *, current: CAConfig | None = None) -> CAConfig:
     force = body.get("ForceWithoutCrossSigning", body.get("force_without_cross_signing", False))
     if not isinstance(force, bool):
         raise ValidationError(f"ForceWithoutCrossSigning: expected true or false, got {force!r}")
-    cfg = dataclasses.replace(base, provider=provider, force_without_cross_signing=force, **values)
+    cfg = dataclasses.replace(base, provider=provider, force_without_cross_signing=force,
+                              written=tuple(sorted(written.items())), **values)
     if "private_key_type" in values and "private_key_bits" not in values:
         # switching type without naming a size takes that type's default size
         cfg = dataclasses.replace(cfg, private_key_bits=VALID_KEY_SPECS.get(cfg.private_key_type, (0,))[0])
@@ -197,14 +211,24 @@ def validate_config(c: CAConfig) -> None:
         raise ValidationError(f"Config.CSRMaxConcurrent: must not be negative, got {c.csr_max_concurrent}")
 
 
+def _duration_api(c: CAConfig, api_name: str, seconds: float) -> str:
+    """As last written; else whole hours as Consul's defaults read ("72h"), else Go's form."""
+    text = dict(c.written).get(api_name)
+    if text is not None:
+        return text
+    if seconds >= HOUR and seconds % HOUR == 0:
+        return f"{int(seconds // HOUR)}h"
+    return format_duration(seconds)
+
+
 def config_to_api(c: CAConfig) -> dict[str, Any]:
     return {
         "Provider": c.provider,
         "Config": {
-            "LeafCertTTL": format_duration(c.leaf_cert_ttl),
-            "IntermediateCertTTL": format_duration(c.intermediate_cert_ttl),
-            "RootCertTTL": format_duration(c.root_cert_ttl),
-            "RotationPeriod": format_duration(c.rotation_period),
+            "LeafCertTTL": _duration_api(c, "LeafCertTTL", c.leaf_cert_ttl),
+            "IntermediateCertTTL": _duration_api(c, "IntermediateCertTTL", c.intermediate_cert_ttl),
+            "RootCertTTL": _duration_api(c, "RootCertTTL", c.root_cert_ttl),
+            "RotationPeriod": _duration_api(c, "RotationPeriod", c.rotation_period),
             "PrivateKeyType": c.private_key_type,
             "PrivateKeyBits": c.private_key_bits,
             "CSRMaxPerSecond": c.csr_max_per_second,

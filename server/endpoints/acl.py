@@ -15,7 +15,7 @@ from typing import Any
 
 from lictor.common.commands import MessageType
 from lictor.common.duration import parse_duration
-from lictor.common.errors import ACLNotFoundError, NotFound, PermissionDeniedError, ValidationError
+from lictor.common.errors import ACLNotFoundError, Conflict, NotFound, PermissionDeniedError, ValidationError
 from lictor.server.acl import authmethod
 from lictor.server.acl.authorizer import (ANONYMOUS_ACCESSOR_ID, GLOBAL_MANAGEMENT_ID, GLOBAL_MANAGEMENT_NAME,
                                           TEMPLATED_POLICIES, _valid_identity_name)
@@ -43,10 +43,43 @@ def _enabled(server: Server) -> None:
 
 
 def _uuid(v: Any, what: str) -> str:
+    """A new ID given by the caller: a UUID in its canonical 36-character form, kept as given
+    (Consul stores IDs as written and looks them up case-insensitively)."""
+    s = str(v)
     try:
-        return str(uuid.UUID(str(v)))
+        uuid.UUID(s)
     except ValueError:
         raise ValidationError(f"{what}: invalid UUID {v!r}") from None
+    if len(s) != 36:
+        raise ValidationError(f"{what}: invalid UUID {v!r}")
+    return s
+
+
+def _lookup_id(v: Any) -> str:
+    """An ID to look up, checked as Consul's UUID index checks it (its errors answer 500)."""
+    s = str(v)
+    if len(s) != 36:
+        raise ValidationError("UUID must be 36 characters", status=500)
+    if s[8] != "-" or s[13] != "-" or s[18] != "-" or s[23] != "-":
+        raise ValidationError("UUID is improperly formatted", status=500)
+    try:
+        bytes.fromhex(s.replace("-", ""))
+    except ValueError:
+        raise ValidationError(f"Invalid UUID: {s!r}", status=500) from None
+    return s
+
+
+def _by_id(rows: dict[str, Any], v: Any) -> tuple[str, Any]:
+    """(stored key, row or None) for the ID ``v``, matched case-insensitively."""
+    key = _lookup_id(v)
+    row = rows.get(key)
+    if row is not None:
+        return key, row
+    low = key.lower()
+    for k, r in rows.items():
+        if isinstance(k, str) and k.lower() == low:
+            return k, r
+    return key, None
 
 
 # ----- resolution (agents) -----------------------------------------------------------------------------
@@ -87,7 +120,10 @@ def _resolve_links(store: Store, table: str, links: Any, what: str) -> list[dict
             raise ValidationError(f"{what} links must be objects with ID or Name")
         row = None
         if link.get("ID"):
-            row = rows.get(link["ID"])
+            try:
+                row = _by_id(rows, link["ID"])[1]
+            except ValidationError:
+                row = None
         elif link.get("Name"):
             row = next((r for r in rows.values() if r["Name"] == link["Name"]), None)
         if row is None:
@@ -120,7 +156,7 @@ def _identities(body: dict[str, Any], datacenter: str) -> dict[str, Any]:
         tv = {k.lower(): v for k, v in (tp.get("TemplateVariables") or {}).items()}
         from lictor.server.acl.authorizer import templated_policy_rules
         templated_policy_rules(tname, tv)  # validates the variables
-        tps.append({"TemplateName": tname, "TemplateVariables": {"Name": tv["name"]} if tv.get("name") else {},
+        tps.append({"TemplateName": tname, "TemplateVariables": {"name": tv["name"]} if tv.get("name") else {},
                     **({"Datacenters": list(tp["Datacenters"])} if tp.get("Datacenters") else {})})
     return {"ServiceIdentities": sids, "NodeIdentities": nids, "TemplatedPolicies": tps}
 
@@ -137,12 +173,17 @@ async def token_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     body = a.get("body") or {}
     store, now = server.store, time.time()
     acc = body.get("AccessorID") or ""
-    existing = store.ext["acl_tokens"].get(acc) if acc else None
-    create = bool(a.get("create")) or existing is None
-    if not create and existing is None:
-        raise NotFound(f"Cannot find token {acc!r}")
-    if create and existing is not None:
-        raise ValidationError("Invalid Token: AccessorID is already in use")
+    create = bool(a.get("create"))
+    if create:
+        existing = _by_id(store.ext["acl_tokens"], _uuid(acc, "AccessorID"))[1] if acc else None
+        if existing is not None:
+            raise ValidationError("Invalid Token: AccessorID is already in use")
+    else:  # an update names an existing token: never a silent create (Consul: 500)
+        if not acc:
+            raise ValidationError("Token AccessorID is required to update a token")
+        acc, existing = _by_id(store.ext["acl_tokens"], acc)
+        if existing is None:
+            raise Conflict(f"Cannot find token {acc!r}")
     links = {"Policies": _resolve_links(store, "acl_policies", body.get("Policies"), "Policy"),
              "Roles": _resolve_links(store, "acl_roles", body.get("Roles"), "Role"),
              **_identities(body, server.config.datacenter)}
@@ -197,12 +238,12 @@ def _token_readable(server: Server, a: dict[str, Any], tok: dict[str, Any]) -> d
 @endpoint("ACL.TokenRead")
 async def token_read(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
-    acc = str(a.get("accessor_id") or "")
+    acc = _lookup_id(a.get("accessor_id") or "")
     authorize(server, a, "acl", None, "read")
 
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         store.watch(ws, "acl_tokens")
-        tok = store.ext["acl_tokens"].get(acc)
+        tok = _by_id(store.ext["acl_tokens"], acc)[1]
         return store.index("acl_tokens"), tok
     out = await blocking_read(server, a, q)
     if out["result"] is None:
@@ -247,14 +288,31 @@ async def token_list(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q)
 
 
-def _delete_endpoint(name: str, op: str, key: str) -> None:
-    """Register ``name``: with acl:write, propose ``{"op": op, key: args[key]}`` (idempotent)."""
+def _existing_id(rows: dict[str, Any], rid: Any, create: bool, what: str) -> str:
+    """The ID a write names: on update, the stored spelling of an existing row (an unknown one
+    is an error, never a silent create); on create, a new UUID kept as given ("" for a fresh one)."""
+    if create:
+        if rid and _by_id(rows, _uuid(rid, "ID"))[1] is not None:
+            raise ValidationError(f"Invalid {what}: ID is already in use")
+        return str(rid)
+    if not rid:
+        return ""
+    key, row = _by_id(rows, rid)
+    if row is None:
+        raise Conflict(f"Cannot find {what} {key!r}")
+    return key
+
+
+def _delete_endpoint(name: str, op: str, key: str, table: str | None = None) -> None:
+    """Register ``name``: with acl:write, propose ``{"op": op, key: args[key]}`` (idempotent; the
+    ID matched case-insensitively against ``table``, when given)."""
 
     @endpoint(name)
     async def delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         _enabled(server)
         authorize(server, a, "acl", None, "write")
-        await server.apply(MessageType.ACL, {"op": op, key: str(a.get(key) or "")})
+        rid = _by_id(server.store.ext[table], a.get(key) or "")[0] if table else str(a.get(key) or "")
+        await server.apply(MessageType.ACL, {"op": op, key: rid})
         return {"result": True}
 
 
@@ -262,10 +320,9 @@ def _delete_endpoint(name: str, op: str, key: str) -> None:
 async def token_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
-    acc = str(a.get("accessor_id") or "")
-    if acc == ANONYMOUS_ACCESSOR_ID:
+    acc, tok = _by_id(server.store.ext["acl_tokens"], a.get("accessor_id") or "")
+    if acc.lower() == ANONYMOUS_ACCESSOR_ID:
         raise ValidationError("Delete operation not permitted on the anonymous token")
-    tok = server.store.ext["acl_tokens"].get(acc)
     if tok is not None and tok["SecretID"] == a.get("token"):
         raise ValidationError("Deletion of the request's authorization token is not permitted")
     await server.apply(MessageType.ACL, {"op": "token_delete", "ids": [acc]})
@@ -276,9 +333,9 @@ async def token_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 async def token_clone(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
-    src = server.store.ext["acl_tokens"].get(str(a.get("accessor_id") or ""))
+    _, src = _by_id(server.store.ext["acl_tokens"], a.get("accessor_id") or "")
     if src is None:
-        raise NotFound("Cannot find token to clone")
+        raise ACLNotFoundError()  # Consul: 403 "ACL not found"
     if src.get("AuthMethod"):
         raise ValidationError("Cannot clone a token created from an auth method")
     now = time.time()
@@ -297,11 +354,13 @@ def _named_read(table: str, shape: Any) -> Any:
         _enabled(server)
         authorize(server, a, "acl", None, "read")
         rid, name = str(a.get("id") or ""), str(a.get("name") or "")
+        if rid or not name:
+            rid = _lookup_id(rid)
 
         def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
             store.watch(ws, table)
             rows = store.ext[table]
-            row = rows.get(rid) if rid else next((r for r in rows.values() if r["Name"] == name), None)
+            row = _by_id(rows, rid)[1] if rid else next((r for r in rows.values() if r["Name"] == name), None)
             return store.index(table), (shape(store, row) if row is not None else None)
         out = await blocking_read(server, a, q)
         if out["result"] is None:
@@ -349,17 +408,15 @@ async def policy_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(rules, str):
         raise ValidationError("Rules must be a string")
     parse_rules(rules)  # PolicyParseError (400) names the bad rule
-    pid = body.get("ID") or ""
-    if pid and pid not in server.store.ext["acl_policies"] and not a.get("create"):
-        raise NotFound(f"Cannot find policy {pid!r}")
-    row = {"ID": _uuid(pid, "ID") if pid else str(uuid.uuid4()), "Name": _check_name(body.get("Name"), "Policy"),
+    pid = _existing_id(server.store.ext["acl_policies"], body.get("ID") or "", bool(a.get("create")), "policy")
+    row = {"ID": pid or str(uuid.uuid4()), "Name": _check_name(body.get("Name"), "Policy"),
            "Description": str(body.get("Description") or ""), "Rules": rules,
            "Datacenters": list(body.get("Datacenters") or [])}
     out = await server.apply(MessageType.ACL, {"op": "policy_set", "policy": row})
     return {"result": policy_to_api(out)}
 
 
-_delete_endpoint("ACL.PolicyDelete", "policy_delete", "id")
+_delete_endpoint("ACL.PolicyDelete", "policy_delete", "id", "acl_policies")
 
 
 @endpoint("ACL.RoleSet")
@@ -368,10 +425,8 @@ async def role_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     authorize(server, a, "acl", None, "write")
     body = a.get("body") or {}
     store = server.store
-    rid = body.get("ID") or ""
-    if rid and rid not in store.ext["acl_roles"] and not a.get("create"):
-        raise NotFound(f"Cannot find role {rid!r}")
-    row = {"ID": _uuid(rid, "ID") if rid else str(uuid.uuid4()), "Name": _check_name(body.get("Name"), "Role"),
+    rid = _existing_id(store.ext["acl_roles"], body.get("ID") or "", bool(a.get("create")), "role")
+    row = {"ID": rid or str(uuid.uuid4()), "Name": _check_name(body.get("Name"), "Role"),
            "Description": str(body.get("Description") or ""),
            "Policies": _resolve_links(store, "acl_policies", body.get("Policies"), "Policy"),
            **_identities(body, server.config.datacenter), "Hash": ""}
@@ -379,7 +434,7 @@ async def role_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": role_to_api(server.store, out)}
 
 
-_delete_endpoint("ACL.RoleDelete", "role_delete", "id")
+_delete_endpoint("ACL.RoleDelete", "role_delete", "id", "acl_roles")
 
 
 # ----- auth methods and binding rules ------------------------------------------------------------------------
@@ -446,7 +501,7 @@ async def binding_rule_list(server: Server, a: dict[str, Any]) -> dict[str, Any]
 async def binding_rule_read(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "read")
-    r = server.store.ext["acl_binding_rules"].get(str(a.get("id") or ""))
+    _, r = _by_id(server.store.ext["acl_binding_rules"], a.get("id") or "")
     if r is None:
         raise NotFound("ACL not found")
     return {"index": server.store.index("acl_binding_rules"), "result": dict(r)}
@@ -460,9 +515,8 @@ async def binding_rule_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
     body = a.get("body") or {}
-    rid = body.get("ID") or ""
-    if rid and rid not in server.store.ext["acl_binding_rules"]:
-        raise NotFound(f"Cannot find binding rule {rid!r}")
+    rid = _existing_id(server.store.ext["acl_binding_rules"], body.get("ID") or "", bool(a.get("create")),
+                       "binding rule")
     method = server.store.ext["acl_auth_methods"].get(body.get("AuthMethod") or "")
     if method is None:
         raise ValidationError(f"Invalid Binding Rule: unknown auth method {body.get('AuthMethod')!r}")
@@ -476,14 +530,14 @@ async def binding_rule_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
             compile_filter(body["Selector"])
         except ValidationError as exc:
             raise ValidationError(f"Invalid Binding Rule: Selector is invalid: {exc}") from None
-    row = {"ID": _uuid(rid, "ID") if rid else str(uuid.uuid4()), "Description": str(body.get("Description") or ""),
+    row = {"ID": rid or str(uuid.uuid4()), "Description": str(body.get("Description") or ""),
            "AuthMethod": method["Name"], "Selector": str(body.get("Selector") or ""), "BindType": body["BindType"],
            "BindName": str(body.get("BindName") or ""), "BindVars": dict(body.get("BindVars") or {})}
     out = await server.apply(MessageType.ACL, {"op": "binding_rule_set", "rule": row})
     return {"result": dict(out)}
 
 
-_delete_endpoint("ACL.BindingRuleDelete", "binding_rule_delete", "id")
+_delete_endpoint("ACL.BindingRuleDelete", "binding_rule_delete", "id", "acl_binding_rules")
 
 
 # ----- login / logout ---------------------------------------------------------------------------------------
@@ -495,7 +549,7 @@ async def login(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     store, now = server.store, time.time()
     method = store.ext["acl_auth_methods"].get(str(a.get("auth_method") or ""))
     if method is None:
-        raise NotFound(f"auth method {a.get('auth_method')!r} not found")
+        raise ACLNotFoundError()  # Consul: 403 "ACL not found" for an unknown auth method
     claims = authmethod.verify_jwt(str(a.get("bearer_token") or ""), method["Config"], now=now,
                                    kubernetes=method["Type"] == "kubernetes")
     variables = authmethod.identity_vars(method["Type"], method["Config"], claims)
@@ -517,7 +571,7 @@ async def login(server: Server, a: dict[str, Any]) -> dict[str, Any]:
                 links["Policies"].append({"ID": p["ID"], "Name": p["Name"]})
         elif btype == "templated-policy":
             links["TemplatedPolicies"].append({"TemplateName": bname, "TemplateVariables":
-                                               {"Name": bvars.get("name") or bvars.get("Name") or ""}})
+                                               {"name": bvars.get("name") or bvars.get("Name") or ""}})
     if not any(links.values()):
         raise PermissionDeniedError("Permission denied")
     links.update(_identities(links, server.config.datacenter))

@@ -6,6 +6,7 @@ from typing import Any
 
 from lictor.common.commands import MessageType
 from lictor.common.errors import ValidationError
+from lictor.common.filter import compile_filter
 from lictor.common.structs import check_to_api, node_to_api, service_to_agent_api, service_to_catalog_api
 from lictor.server.endpoints import endpoint
 from lictor.common.filter_schemas import (AGENT_SERVICE_SCHEMA, CATALOG_NODE_SCHEMA, CATALOG_SERVICE_SCHEMA,
@@ -64,8 +65,18 @@ async def list_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 
 @endpoint("Catalog.ListServices")
 async def list_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """Service names with their tags. ``filter`` applies to each instance (Consul's ServiceNode
+    shape): a service is listed when an instance matches, with the tags of matching instances."""
+    match = None
+    if a.get("filter"):
+        f = compile_filter(str(a["filter"]), schema=CATALOG_SERVICE_SCHEMA)  # 400 before blocking
+        dc = server.config.datacenter
+
+        def match(s: Any, n: Any) -> bool:
+            return f.matches(service_to_catalog_api(s, n, datacenter=dc))
+
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
-        return cat.services(store, ws, node_meta=a.get("node_meta"))
+        return cat.services(store, ws, node_meta=a.get("node_meta"), match=match)
     return await blocking_read(server, a, q, shared="Catalog.ListServices")
 
 

@@ -91,8 +91,29 @@ async def node(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q)
 
 
+#: A Vivaldi coordinate before any observation (what a new serf node starts from).
+ORIGIN_COORD: dict[str, Any] = {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05}
+
+
+def _server_names(server: Server) -> list[str]:
+    """This datacenter's servers: the Raft configuration, and the nodes carrying the ``consul``
+    service (the leader registers it on each server)."""
+    names = {server.config.node_name}
+    c = server.cluster
+    if c is not None:
+        voters, learners = c.raft.members()
+        names.update(c.name_of(p)[0] for p in voters | learners)
+    names.update(node for node, _ in server.store.services_by_name.get("consul", ()))
+    return sorted(n for n in names if n)
+
+
 @endpoint("Coordinate.ListDatacenters")
 async def datacenters(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """Consul's WAN view: one coordinate per server, named ``<node>.<dc>``. Lictor's servers share
+    the LAN pool only, so a server's WAN coordinate is its LAN one; a server that has not sent
+    one yet is at the origin, as a fresh serf node is, so every server is listed from start-up."""
+    dc = server.config.datacenter
     _, rows = coordinate_rows(server.store, None)
-    return {"result": [{"Datacenter": server.config.datacenter, "AreaID": "wan",
-                        "Coordinates": rows}]}
+    lan = {r["Node"]: r["Coord"] for r in rows if not r["Segment"]}
+    coords = [{"Node": f"{name}.{dc}", "Coord": lan.get(name, ORIGIN_COORD)} for name in _server_names(server)]
+    return {"result": [{"Datacenter": dc, "AreaID": "wan", "Coordinates": coords}]}

@@ -11,10 +11,12 @@ from typing import Any
 
 from lictor.common.commands import MessageType
 from lictor.common.errors import ValidationError
+from lictor.server.acl.config import acl_config
 from lictor.server.configentry.entries import MESH, SERVICE_INTENTIONS, TABLE, StoreView
 from lictor.server.configentry.intentions import (all_intentions, default_allow, intention_decision,
-                                                  intention_to_api, match_intentions, parse_service_ref,
-                                                  remove_source, source_from_api, upsert_source)
+                                                  intention_to_api, intentions_of_entry, match_intentions,
+                                                  parse_service_ref, remove_source, source_from_api,
+                                                  upsert_source)
 from lictor.server.configentry.validate import validate_delete, validate_entry
 from lictor.server.endpoints import endpoint
 from lictor.server.endpoints.common import blocking_read, make_filter
@@ -26,11 +28,11 @@ _WATCH = ("intentions", f"{TABLE}.{MESH}")
 
 
 def _default(server: Server, store: Store) -> bool:
-    """The default policy; the ACL hook reads the server's ACL settings once the ACL issue adds them."""
-    acl = getattr(server.config, "acl", None) or {}
-    enabled = bool(acl.get("enabled")) if isinstance(acl, dict) else False
-    policy = str(acl.get("default_policy", "allow")) if isinstance(acl, dict) else "allow"
-    return default_allow(store, acl_enabled=enabled, acl_default_policy=policy,
+    """The default policy for a pair no intention matches: the ACL default policy when ACLs are
+    enabled (else allow), turned to deny by the mesh entry or the server's setting."""
+    acl = acl_config(server)
+    return default_allow(store, acl_enabled=acl is not None,
+                         acl_default_policy=acl.default_policy if acl is not None else "allow",
                          config_default=getattr(server.config, "default_intention_policy", "") or "")
 
 
@@ -115,3 +117,24 @@ async def check(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         d = intention_decision(store, src, dst, source_ns=sns, destination_ns=dns, default=_default(server, store))
         return store.index(*_WATCH), {"Allowed": d.allowed, "Reason": d.reason}
     return await blocking_read(server, a, q)
+
+
+@endpoint("Intention.DestinationView")
+async def destination_view(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """What an agent needs to decide ``/v1/agent/connect/authorize`` for one destination on its
+    own (Consul's IntentionMatch cache): the service-intentions entries with an intention that
+    applies to the destination (its own and wildcard ones), and the default policy. Blocking on
+    intentions and the mesh entry, so an agent's watch sees every change."""
+    dns, dst = parse_service_ref(a.get("destination", ""), "destination")
+
+    def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
+        store.watch(ws, *_WATCH)
+        entries = [body for body in StoreView(store).list(SERVICE_INTENTIONS)
+                   if match_intentions(intentions_of_entry(body), "destination", dns, dst)]
+        return store.index(*_WATCH), {"Entries": entries, "DefaultAllow": _default(server, store),
+                                      "ACLsEnabled": _acls_enabled(server)}
+    return await blocking_read(server, a, q)
+
+
+def _acls_enabled(server: Server) -> bool:
+    return acl_config(server) is not None

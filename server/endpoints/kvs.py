@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from lictor.common.commands import MessageType
-from lictor.common.errors import ValidationError
+from lictor.common.errors import Conflict, ValidationError
 from lictor.common.structs import kv_to_api
 from lictor.server.endpoints import endpoint
 from lictor.server.endpoints.common import blocking_read
@@ -26,6 +26,13 @@ async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if op in ("lock", "unlock") and not a.get("session"):
         raise ValidationError("Missing session")
     if op == "lock":
+        # Consul's state store refuses a lock by a session it cannot find (500, not a `false`);
+        # a release by a non-holder stays a plain `false` (the FSM decides).
+        sid = str(a.get("session"))
+        if len(sid) != 36:
+            raise Conflict("failed session lookup: UUID must be 36 characters")
+        if sid not in server.store.sessions:
+            raise Conflict(f'invalid session "{sid}"')
         # Consul checks the lock-delay on the leader before proposing, against its own clock.
         if kvs.kvs_lock_delay(server.store, a.get("key", "")) > time.time():
             return {"result": False}

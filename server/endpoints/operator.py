@@ -12,7 +12,9 @@ import asyncio
 import io
 from typing import Any
 
-from lictor.common.errors import NotFound, ValidationError
+from lictor.common.commands import MessageType
+from lictor.common.errors import NoLeaderError, NotFound, NotLeaderError, ValidationError
+from lictor.server.autopilot_config import parse_autopilot_config, stored_autopilot
 from lictor.server.endpoints import endpoint
 from lictor.server.server import Server
 from lictor.server.snapshot_archive import MAX_STATE_BYTES, build_archive, read_archive
@@ -57,9 +59,9 @@ async def _read_check(server: Server, a: dict[str, Any]) -> None:
 @endpoint("Operator.RaftGetConfiguration")
 async def raft_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     await _read_check(server, a)
-    c = server.cluster
-    index = c.raft.commit_index() if c is not None else int(getattr(server.log, "last_index", 0))
-    return {"result": {"Servers": _servers(server), "Index": index}}
+    # Consul's "Index" comes from hashicorp/raft's GetConfiguration future, which carries the
+    # latest configuration without its index: it is always 0, and clients compare it as such.
+    return {"result": {"Servers": _servers(server), "Index": 0}}
 
 
 def _find_peer(server: Server, a: dict[str, Any]) -> int:
@@ -111,13 +113,36 @@ async def raft_transfer_leader(server: Server, a: dict[str, Any]) -> dict[str, A
     return {"result": {"Success": True, "NewLeader": c.name_of(new)[1]}}
 
 
-@endpoint("Operator.AutopilotGetConfiguration")
-async def autopilot_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+def _own_autopilot(server: Server) -> Any:
     from lictor.server.cluster import AutopilotConfig
 
     c = server.cluster
-    cfg = c.config.autopilot if c is not None else AutopilotConfig()
-    return {"result": cfg.to_api()}
+    return c.config.autopilot if c is not None else AutopilotConfig()
+
+
+@endpoint("Operator.AutopilotGetConfiguration")
+async def autopilot_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """The configuration an operator stored through Raft, else this server's own (its agent
+    configuration's ``autopilot`` block)."""
+    await _read_check(server, a)
+    stored = stored_autopilot(server.store)
+    return {"result": stored if stored is not None else _own_autopilot(server).to_api()}
+
+
+@endpoint("Operator.ApplyAutopilotConfiguration")
+async def autopilot_set_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """Args: ``config`` (the API body), optional ``cas`` (the ModifyIndex it must replace).
+    Stores the configuration through Raft; the result is Consul's bool (false: CAS lost)."""
+    cas = a.get("cas")
+    if cas is not None and (isinstance(cas, bool) or not isinstance(cas, int) or cas < 0):
+        raise ValidationError(f"cas must be an unsigned integer, got {cas!r}")
+    if not server.log.is_leader():
+        leader = server.log.leader()
+        raise NotLeaderError(leader) if leader else NoLeaderError()
+    current = stored_autopilot(server.store) or _own_autopilot(server).to_api()
+    config = parse_autopilot_config(a.get("config"), current=current)
+    ok = await server.apply(MessageType.SYSTEM_METADATA, {"op": "autopilot-set", "config": config, "cas": cas})
+    return {"result": bool(ok)}
 
 
 def _rfc3339(monotonic_ts: float) -> str:
@@ -157,14 +182,16 @@ async def usage(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     meta = await server.check_read(stale=bool(a.get("stale")), consistent=bool(a.get("consistent")))
     st = server.store
     names: set[str] = set()
-    instances = connect = 0
+    instances = connect = servers = 0
     for row in st.services.values():
         kind = getattr(row, "kind", "") or ""
         names.add(row.service)
         instances += 1
         if kind == "connect-proxy" or (getattr(row, "connect", None) or {}).get("native"):
             connect += 1
-    billable = instances - connect
+        elif row.id == "consul" and row.service == "consul":
+            servers += 1
+    billable = instances - connect - servers  # Consul bills neither Connect instances nor its servers
     dc = server.config.datacenter
     return {"index": max(st.latest_index, 1), "known_leader": meta.known_leader,
             "last_contact": meta.last_contact, "consistency": meta.consistency,

@@ -18,7 +18,7 @@ Watch-only keys: ``node:<name>`` fires for any change to a node, its services or
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lictor.common.errors import NotFound, ValidationError
@@ -311,9 +311,10 @@ def nodes(store: Store, ws: WatchSet | None, *, node_meta: dict[str, str] | None
     return store.index("nodes"), rows
 
 
-def services(store: Store, ws: WatchSet | None, *, node_meta: dict[str, str] | None = None
-             ) -> tuple[int, dict[str, list[str]]]:
-    """Service names with the union of their tags (/v1/catalog/services)."""
+def services(store: Store, ws: WatchSet | None, *, node_meta: dict[str, str] | None = None,
+             match: Callable[[ServiceRow, Node], bool] | None = None) -> tuple[int, dict[str, list[str]]]:
+    """Service names with the union of their tags (/v1/catalog/services); only the instances
+    ``match`` accepts count (their node passed along), when given."""
     store.watch(ws, "services", "nodes")
     out: dict[str, set[str]] = {}
     for name, keys in store.services_by_name.items():
@@ -321,6 +322,8 @@ def services(store: Store, ws: WatchSet | None, *, node_meta: dict[str, str] | N
         seen = False
         for key in keys:
             if node_meta and not _meta_match(store.nodes[key[0]].meta, node_meta):
+                continue
+            if match is not None and not match(store.services[key], store.nodes[key[0]]):
                 continue
             seen = True
             tags.update(store.services[key].tags)

@@ -38,8 +38,8 @@ def session_create_txn(tx: WriteTxn, data: dict[str, Any]) -> None:
         raise ValidationError("Must provide session ID")
     if sess.behavior not in ("release", "delete"):
         raise ValidationError(f"Invalid session behavior {sess.behavior!r}")
-    if sess.node not in store.nodes:
-        raise NotFound(f"Missing node registration for {sess.node!r}")
+    if sess.node not in store.nodes:  # Consul answers this with 500, not 404
+        raise Conflict(f"Missing node registration for {sess.node!r}")
     if sess.id in store.sessions:
         raise Conflict(f"Session {sess.id!r} already exists")
     for cid in _linked_checks(sess):

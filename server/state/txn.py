@@ -21,6 +21,8 @@ READ_VERBS = {"get", "get-tree", "check-index", "check-session", "check-not-exis
 
 
 class TxnAborted(LictorError):
+    error_code = "TxnAborted"  # stable across RPC (lictor.common.rpc.errmap)
+
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         self.errors = errors
         super().__init__("; ".join(e["What"] for e in errors))

@@ -68,7 +68,7 @@ def test_query_meta_headers(dev_agent: Any) -> None:
     ("PUT", "/v1/txn", b'[{"KV": {"Verb": "set", "Key": "a", "Value": "***"}}]', 400, b"base64"),
     ("PUT", "/v1/session/create", b'{"TTL": "1s"}', 400, b"Invalid Session TTL"),
     ("PUT", "/v1/session/create", b'{"Behavior": "explode"}', 400, b"Behavior"),
-    ("PUT", "/v1/session/create", b'{"Node": "ghost"}', 404, b"ghost"),
+    ("PUT", "/v1/session/create", b'{"Node": "ghost"}', 500, b"ghost"),
     ("GET", "/v1/health/state/sideways", None, 400, b"check state"),
     ("GET", "/v1/catalog/nodes?filter=Node%20%3D%3D", None, 400, b"filter"),
     ("GET", "/v1/catalog/nodes?filter=Nope%20%3D%3D%201", None, 400, b""),

@@ -41,7 +41,7 @@ async def test_first_leadership_creates_cluster_id_trust_domain_and_one_active_r
     assert root["SigningKeyID"] == ca.key_id(ca.load_cert(root["RootCert"]).public_key())
     cfg = (await endpoints.call(s, "ConnectCA.ConfigurationGet", {}))["result"]
     assert cfg["Provider"] == "consul"
-    assert cfg["Config"]["LeafCertTTL"] == "72h0m0s" and cfg["Config"]["RootCertTTL"] == "87600h0m0s"
+    assert cfg["Config"]["LeafCertTTL"] == "72h" and cfg["Config"]["RootCertTTL"] == "87600h"  # as Consul's defaults read
     assert cfg["Config"]["CSRMaxPerSecond"] == 50.0
     # the private key is in the CA state and nowhere in what the API serves
     assert "PRIVATE KEY" in state.signing_key_pem(s.store, root["ID"])
@@ -86,8 +86,11 @@ async def test_config_change_without_key_change_does_not_rotate() -> None:
                                {"config": {"Config": {"leaf_cert_ttl": "24h", "CSRMaxPerSecond": 100}}})
     assert out == {"result": True, "rotated_to": ""}
     cfg = (await endpoints.call(s, "ConnectCA.ConfigurationGet", {}))["result"]
-    assert cfg["Config"]["LeafCertTTL"] == "24h0m0s" and cfg["Config"]["CSRMaxPerSecond"] == 100
+    assert cfg["Config"]["LeafCertTTL"] == "24h" and cfg["Config"]["CSRMaxPerSecond"] == 100
     assert cfg["Config"]["PrivateKeyType"] == "ec"  # untouched fields keep their values
+    await endpoints.call(s, "ConnectCA.ApplyConfiguration", {"config": {"Config": {"RotationPeriod": "1440m"}}})
+    cfg = (await endpoints.call(s, "ConnectCA.ConfigurationGet", {}))["result"]
+    assert (cfg["Config"]["RotationPeriod"], cfg["Config"]["LeafCertTTL"]) == ("1440m", "24h")  # as last written
     assert (await roots_of(s))["ActiveRootID"] == active
     leaf, _ = await sign(s, "web")
     c = certs(leaf["CertPEM"])[0]

@@ -9,7 +9,7 @@ import pytest
 
 from lictor.common.commands import MessageType as M
 from lictor.common.commands import encode_command
-from lictor.common.errors import NotFound, ValidationError
+from lictor.common.errors import Conflict, NotFound, ValidationError
 from lictor.server.blocking import BlockingOptions, blocking_query
 from lictor.server.fsm import FSM, Rejected, UnknownCommandError
 from lictor.server.state import catalog, kvs, sessions
@@ -184,7 +184,7 @@ def test_locks_and_session_invalidation_by_critical_check() -> None:
 def test_session_needs_node_and_healthy_checks() -> None:
     log = Log()
     out = log.apply(M.SESSION, {"op": "create", "session": {"id": "x", "node": "nope"}})
-    assert isinstance(out, Rejected) and isinstance(out.error, NotFound)
+    assert isinstance(out, Rejected) and isinstance(out.error, Conflict)  # Consul: 500, not 404
     log.apply(M.REGISTER, reg(checks=[{"check_id": "serfHealth", "status": "critical"}]))
     out = log.apply(M.SESSION, {"op": "create", "session": {"id": "x", "node": "n1"}})
     assert isinstance(out, Rejected) and "critical" in str(out.error)
