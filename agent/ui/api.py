@@ -85,7 +85,7 @@ def summarize(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], se
 @route("GET", "/v1/internal/ui/services", acl=ACL("service", "list"))
 async def ui_services(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
-    out = await agent.rpc("Internal.ServiceDump", blocking_args(opts))
+    out = await agent.rpc("Internal.ServiceDump", blocking_args(opts, summary=True))
     summaries, has_proxy = summarize(out["result"])
     result = [s | {"ConnectedWithProxy": name in has_proxy, "ConnectedWithGateway": False}
               for name, s in sorted(summaries.items())]

@@ -10,6 +10,9 @@ What one run measures, alternating in the same run:
     the page's own clock: ``performance.mark("lictor:services:rendered").startTime`` (ms since the
     navigation started: HTML, modules, the API fetch and the DOM build), plus the browser's own
     fetch time of the same endpoint (Resource Timing).
+Then, live: with the page open, a check changes through the API ``2 x repeats`` times and the time
+until the page's row shows it is taken (the blocking query returns, the page redraws; no reload),
+alternating with its anchor: the same change seen by a blocking query parked from Python.
 Prints the median and spread (min..max) of each, the ratio render / anchor, and whether the goal
 (render <= 1,000 ms) is met. Raw results go to bench/results/ui-<time>.json.
 """
@@ -82,6 +85,69 @@ def render(driver: Any, a: AgentProcess, services: int) -> tuple[float, float, f
     return float(rendered_ms), float(browser_fetch_ms), float(fetch_start)
 
 
+def set_status(a: AgentProcess, status: str) -> None:
+    a.json("PUT", "/v1/catalog/register", {
+        "Node": "node-000", "Address": "10.0.0.1", "SkipNodeUpdate": True,
+        "Check": {"CheckID": "chk-svc-0000-0", "Name": "tcp", "Status": status, "ServiceID": "svc-0000-0",
+                  "Output": f"instance 0 is {status}"}})
+
+
+def live_api(a: AgentProcess, want: str) -> float:
+    """The anchor for ``live``: a blocking GET of /v1/internal/ui/services parked from Python; ms from
+    the write until it returns with the change."""
+    import threading
+
+    with urllib.request.urlopen(f"{a.url}/v1/internal/ui/services", timeout=30) as r:
+        index = r.headers["X-Consul-Index"]
+    done: list[float] = []
+
+    def park() -> None:
+        with urllib.request.urlopen(f"{a.url}/v1/internal/ui/services?index={index}&wait=30s", timeout=40) as r:
+            body = json.loads(r.read())
+        done.append(time.perf_counter())
+        svc = next(x for x in body if x["Name"] == "svc-0000")
+        assert (svc["ChecksCritical"] > 0) == (want == "critical"), svc
+
+    t = threading.Thread(target=park)
+    t.start()
+    time.sleep(0.3)  # parked
+    t0 = time.perf_counter()
+    set_status(a, want)
+    t.join(40)
+    return (done[0] - t0) * 1000
+
+
+def live(driver: Any, a: AgentProcess, repeats: int) -> tuple[list[float], list[float]]:
+    """With the services page open: a check of svc-0000 changes through the API; ms until the
+    page's row shows the new health (no reload; the page's blocking query returns and redraws)."""
+    driver.get("about:blank")
+    driver.get(f"{a.url}/ui/#/services")
+    row = 'tr[data-service="svc-0000"]'
+    get = f"const r = document.querySelector('{row}'); return r ? r.dataset.status : null;"
+    while driver.execute_script(get) != "passing":
+        time.sleep(0.02)
+    out, anchor = [], []
+    state = "passing"
+    flip = {"passing": "critical", "critical": "passing"}
+    for _ in range(repeats * 2):
+        driver.get("about:blank")  # the anchor runs alone: no page competes for the agent
+        state = flip[state]
+        anchor.append(live_api(a, state))
+        driver.get(f"{a.url}/ui/#/services")
+        while driver.execute_script(get) != state:
+            time.sleep(0.02)
+        time.sleep(0.3)  # the page's blocking query is parked again
+        state = flip[state]
+        t0 = time.perf_counter()
+        set_status(a, state)
+        while driver.execute_script(get) != state:
+            if time.perf_counter() - t0 > 30:
+                raise RuntimeError("the page never showed the change")
+            time.sleep(0.005)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out, anchor
+
+
 def spread(xs: list[float]) -> str:
     return f"median {statistics.median(xs):7.1f} ms  (min {min(xs):.1f} .. max {max(xs):.1f})"
 
@@ -121,18 +187,21 @@ def main() -> None:
                 before_fetch.append(start)
                 print(f"run {i + 1}: api {ms:6.1f} ms   first render {r_ms:6.1f} ms   (page load until the fetch "
                       f"starts {start:6.1f} ms, the browser's fetch {f_ms:6.1f} ms)")
+            changes, changes_api = live(driver, a, args.repeats)
         ratio = statistics.median(page) / statistics.median(api)
         print(f"\nanchor  GET /v1/internal/ui/services  {spread(api)}")
         print(f"render  services page, 1st paint of data {spread(page)}")
         print(f"        (page load until the fetch starts {spread(before_fetch)})")
         print(f"        (the browser's fetch of the API  {spread(in_browser)})")
+        print(f"live    API write -> row redrawn  {spread(changes)}  ({len(changes)} changes, goal < 1,000 ms)")
+        print(f"        anchor: write -> a parked Python blocking query returns {spread(changes_api)}")
         print(f"ratio render / anchor: {ratio:.2f}x;  goal render <= {GOAL_MS:.0f} ms: "
               f"{'met' if statistics.median(page) <= GOAL_MS else 'NOT met'}")
         out = ROOT / "bench" / "results"
         out.mkdir(parents=True, exist_ok=True)
         (out / f"ui-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps({
             "services": args.services, "instances": args.instances, "nodes": args.nodes,
-            "api_ms": api, "render_ms": page, "browser_fetch_ms": in_browser, "fetch_start_ms": before_fetch, "ratio": ratio}, indent=1))
+            "api_ms": api, "render_ms": page, "browser_fetch_ms": in_browser, "fetch_start_ms": before_fetch, "live_ms": changes, "live_api_ms": changes_api, "ratio": ratio}, indent=1))
     finally:
         a.stop()
 

@@ -45,13 +45,43 @@ def _instance_rows(store: Store, names: list[str], checks: dict[str, list[CheckR
     return out
 
 
+def _summary_rows(store: Store) -> list[dict[str, Any]]:
+    """The same rows as :func:`_instance_rows` for every service, holding only the fields a summary
+    reads (and the ACL filter needs): building full API rows for 5,000 instances costs about 5x more,
+    and a blocking UI query rebuilds them after every catalog change."""
+    checks: dict[str, list[tuple[str, str, str]]] = {}
+    for (node, cid), c in store.checks.items():
+        checks.setdefault(node, []).append((c.service_id, cid, c.status))
+    out = []
+    for name in sorted(store.services_by_name):
+        for key in sorted(store.services_by_name[name]):
+            s = store.services[key]
+            svc: dict[str, Any] = {"ID": s.id, "Service": s.service, "Kind": s.kind, "Tags": s.tags}
+            if s.meta.get("external-source"):
+                svc["Meta"] = {"external-source": s.meta["external-source"]}
+            if s.connect.get("Native"):
+                svc["Connect"] = {"Native": True}
+            if s.kind == "connect-proxy":
+                svc["Proxy"] = {"DestinationServiceName": s.proxy.get("DestinationServiceName", ""),
+                                "Mode": s.proxy.get("Mode", "")}
+            n = store.nodes[s.node]
+            out.append({"Node": {"Node": n.node, "Datacenter": n.datacenter}, "Service": svc,
+                        "Checks": [{"Node": s.node, "CheckID": cid, "Status": st}
+                                   for sid, cid, st in checks.get(s.node, ()) if not sid or sid == s.id]})
+    return out
+
+
 @endpoint("Internal.ServiceDump")
 async def service_dump(server: Server, a: dict[str, Any]) -> dict[str, Any]:
-    """Every service instance with its node and checks (/v1/internal/ui/services reads this)."""
+    """Every service instance with its node and checks (/v1/internal/ui/services reads this).
+    ``summary=True``: only the fields a service summary needs (unless a ``filter`` needs them all)."""
     filtered = make_filter(a, HEALTH_SERVICE_ENTRY_SCHEMA)
+    compact = bool(a.get("summary")) and not a.get("filter")
 
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         store.watch(ws, *_CATALOG)
+        if compact:
+            return store.index(*_CATALOG), _summary_rows(store)
         rows = _instance_rows(store, sorted(store.services_by_name), _checks_by_node(store))
         return store.index(*_CATALOG), filtered(rows)
     return await blocking_read(server, a, q, shared="Internal.ServiceDump")

@@ -10,7 +10,19 @@ function counts(s) {
 
 function applyFilter(table, text) {
   const needle = text.trim().toLowerCase();
-  for (const tr of table.tBodies[0].rows) tr.hidden = needle !== '' && !tr.dataset.search.includes(needle);
+  for (const tr of table.tBodies[0].rows) {
+    const hide = needle !== '' && !tr.dataset.search.includes(needle);
+    if (tr.hidden !== hide) tr.hidden = hide;
+  }
+}
+
+function serviceRow(s) {
+  const st = summaryStatus(s);
+  const mesh = s.ConnectedWithProxy ? ' <span class="tag">in mesh</span>' : '';
+  const kind = s.Kind ? ` <span class="tag">${esc(s.Kind)}</span>` : '';
+  return `<tr data-service="${esc(s.Name)}" data-status="${st}" data-search="${esc((s.Name + ' ' + (s.Tags || []).join(' ')).toLowerCase())}">` +
+    `<td><span class="health ${st}" title="${st}"></span><a href="#/services/${enc(s.Name)}">${esc(s.Name)}</a>${kind}${mesh}</td>` +
+    `<td>${counts(s)}</td><td>${s.InstanceCount}</td><td>${tags(s.Tags)}</td></tr>`;
 }
 
 export function servicesView(main, params, signal) {
@@ -23,17 +35,19 @@ export function servicesView(main, params, signal) {
   const filter = main.querySelector('#svc-filter');
   const proxies = main.querySelector('#svc-proxies');
   let last = [];
+  let shown = { names: [], html: [] };   // what the table holds now, row by row
   const draw = () => {
     const show = last.filter(s => proxies.checked || (s.Kind !== 'connect-proxy'));
-    const rows = show.map(s => {
-      const st = summaryStatus(s);
-      const mesh = s.ConnectedWithProxy ? ' <span class="tag">in mesh</span>' : '';
-      const kind = s.Kind ? ` <span class="tag">${esc(s.Kind)}</span>` : '';
-      return `<tr data-service="${esc(s.Name)}" data-status="${st}" data-search="${esc((s.Name + ' ' + (s.Tags || []).join(' ')).toLowerCase())}">` +
-        `<td><span class="health ${st}" title="${st}"></span><a href="#/services/${enc(s.Name)}">${esc(s.Name)}</a>${kind}${mesh}</td>` +
-        `<td>${counts(s)}</td><td>${s.InstanceCount}</td><td>${tags(s.Tags)}</td></tr>`;
-    });
-    table.tBodies[0].innerHTML = rows.join('');
+    const names = show.map(s => s.Name);
+    const html = show.map(serviceRow);
+    const body = table.tBodies[0];
+    if (names.length === shown.names.length && names.every((n, i) => n === shown.names[i])) {
+      // the same services: redraw only the rows that changed (a health change touches one or two)
+      html.forEach((h, i) => { if (h !== shown.html[i]) body.rows[i].outerHTML = h; });
+    } else {
+      body.innerHTML = html.join('');
+    }
+    shown = { names, html };
     main.querySelector('#svc-count').textContent = `(${show.length})`;
     applyFilter(table, filter.value);
   };

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lictor.agent.ui.api import summarize
 from lictor.common.errors import PermissionDeniedError
 from lictor.server import endpoints
 from lictor.server.acl.config import ACLConfig, configure
@@ -41,7 +42,8 @@ async def register(s: Server, node: str, sid: str, name: str, *, status: str = "
 
 
 async def limited(s: Server, rules: str) -> str:
-    p = (await call(s, "ACL.PolicySet", body={"Name": f"p{len(rules)}-{hash(rules) & 0xffff}", "Rules": rules}, create=True))["result"]
+    name = f"p{len(rules)}-{hash(rules) & 0xffff}"
+    p = (await call(s, "ACL.PolicySet", body={"Name": name, "Rules": rules}, create=True))["result"]
     return (await call(s, "ACL.TokenSet", body={"Policies": [{"ID": p["ID"]}]}, create=True))["result"]["SecretID"]
 
 
@@ -63,6 +65,10 @@ async def test_service_dump_rows_and_blocking_on_a_health_change(server: Server)
     assert sorted(r["Service"]["ID"] for r in rows) == ["admin-1", "admin-1-proxy", "api-1", "web-1", "web-1-proxy"]
     api = next(r for r in rows if r["Service"]["ID"] == "api-1")
     assert api["Node"]["Node"] == "n2" and [c["Output"] for c in api["Checks"]] == ["api-1 says critical"]
+
+    # the compact rows the UI asks for summarise exactly as the full rows do
+    compact = (await call(server, "Internal.ServiceDump", summary=True))["result"]
+    assert summarize(compact) == summarize(rows) and len(compact) == len(rows)
 
     waiter = asyncio.ensure_future(call(server, "Internal.ServiceDump", min_index=out["index"], wait=5.0))
     await asyncio.sleep(0.05)
@@ -94,9 +100,10 @@ async def test_a_limited_token_sees_only_what_it_may_read(server: Server) -> Non
     await mesh(server)
     tok = await limited(server, 'service "web" { policy = "read" }\nservice "api" { policy = "read" }\n'
                                 'node "n1" { policy = "read" }\nnode "n2" { policy = "read" }')
-    dump = await call(server, "Internal.ServiceDump", token=tok)
-    assert sorted(r["Service"]["ID"] for r in dump["result"]) == ["api-1", "web-1"]
-    assert dump["results_filtered_by_acls"] is True
+    for summary in (False, True):
+        dump = await call(server, "Internal.ServiceDump", token=tok, summary=summary)
+        assert sorted(r["Service"]["ID"] for r in dump["result"]) == ["api-1", "web-1"]
+        assert dump["results_filtered_by_acls"] is True
     topo = (await call(server, "Internal.ServiceTopology", token=tok, service="web"))["result"]
     assert topo["DownstreamNames"] == [] and topo["Downstreams"] == [] and topo["DownstreamDecisions"] == {}
     assert topo["FilteredByACLs"] is True and topo["UpstreamNames"] == ["api"]
