@@ -252,6 +252,15 @@ def test_edit_a_kv_key_and_see_it_through_the_api_and_cas_stops_a_clobber(agent:
     css(browser, "#kv-save").click()
     until(browser, lambda d: d.current_url.endswith("#/kv/uitest/fresh"), "the new key's page")
     assert kv_value(agent, "uitest/fresh") == "new value"
+    # a folder: a key ending in "/", created through the same form, then opened
+    open_ui(browser, agent, "/kv/uitest/")
+    until(browser, visible("#kv-new"), "the create button").click()
+    css(browser, "#kv-name").send_keys("drafts/")
+    css(browser, "#kv-save").click()
+    until(browser, lambda d: d.current_url.endswith("#/kv/uitest/drafts/"), "the new folder's page")
+    assert agent.request("GET", "/v1/kv/uitest/drafts/")[0] == 200
+    until(browser, lambda d: "No keys under uitest/drafts/" in (attr(d, "#kv-list", "text") or ""), "the empty folder")
+
     open_ui(browser, agent, "/kv/uitest/")
     btn = until(browser, visible('button[data-delete="uitest/fresh"]'), "the delete button")
     btn.click()
