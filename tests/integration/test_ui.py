@@ -381,6 +381,7 @@ def test_login_with_a_token_under_default_deny_shows_only_what_it_may_read(tmp_p
         until(browser, lambda d: d.execute_script("return document.body.dataset.rendered") == "services",
               "the anonymous services page")
         assert not all_css(browser, "tr[data-service]")  # anonymous: default deny shows nothing
+        until(browser, visible("#svc-filtered"), "the hint that ACLs hid services")
 
         open_ui(browser, a, "/acl")
         until(browser, visible("#acl-secret"), "the login form").send_keys("not-a-token")
@@ -397,6 +398,7 @@ def test_login_with_a_token_under_default_deny_shows_only_what_it_may_read(tmp_p
         open_ui(browser, a, "/services")
         until(browser, visible('tr[data-service="public-api"]'), "the readable service")
         assert not all_css(browser, 'tr[data-service="secret-vault"]')
+        assert css(browser, "#svc-filtered").is_displayed()
         shot(browser, "services-as-limited-token")
         open_ui(browser, a, "/kv/")
         until(browser, visible('tr[data-key="team/"]'), "the readable folder")

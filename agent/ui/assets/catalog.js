@@ -30,7 +30,8 @@ export function servicesView(main, params, signal) {
     <div class="toolbar"><input type="search" id="svc-filter" placeholder="Search by name or tag" size="36">
     <label class="muted"><input type="checkbox" id="svc-proxies"> show sidecar proxies</label></div>
     <table id="services"><thead><tr><th>Service</th><th>Health checks</th><th>Instances</th><th>Tags</th></tr></thead>
-    <tbody></tbody></table>`;
+    <tbody></tbody></table><p class="muted" id="svc-filtered" hidden>Some services are hidden: this token may not
+    read them. <a href="#/acl">Log in</a> with one that may.</p>`;
   const table = main.querySelector('#services');
   const filter = main.querySelector('#svc-filter');
   const proxies = main.querySelector('#svc-proxies');
@@ -57,6 +58,7 @@ export function servicesView(main, params, signal) {
   watch('/v1/internal/ui/services', {}, signal, r => {
     last = r.data || [];
     draw();
+    main.querySelector('#svc-filtered').hidden = !r.filtered;
     if (first) { first = false; markRendered('services'); }
   }, e => notice(describeError(e), 'error'));
 }
