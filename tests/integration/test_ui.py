@@ -261,9 +261,20 @@ def test_edit_a_kv_key_and_see_it_through_the_api_and_cas_stops_a_clobber(agent:
     assert agent.request("GET", "/v1/kv/uitest/drafts/")[0] == 200
     until(browser, lambda d: "No keys under uitest/drafts/" in (attr(d, "#kv-list", "text") or ""), "the empty folder")
 
+    # a delete is a CAS too: a change between asking and confirming stops it
     open_ui(browser, agent, "/kv/uitest/")
     btn = until(browser, visible('button[data-delete="uitest/fresh"]'), "the delete button")
     btn.click()
+    until(browser, lambda d: attr(d, 'button[data-delete="uitest/fresh"]', "text") == "Confirm delete", "armed")
+    agent.json("PUT", "/v1/kv/uitest/fresh", b"edited meanwhile")
+    time.sleep(0.3)  # the list's blocking query has seen the write
+    btn.click()
+    until(browser, lambda d: "Not deleted" in css(d, "#notice").text, "the refused delete")
+    assert kv_value(agent, "uitest/fresh") == "edited meanwhile"
+    open_ui(browser, agent, "/kv/uitest/")
+    btn = until(browser, visible('button[data-delete="uitest/fresh"]'), "the delete button")
+    btn.click()
+    until(browser, lambda d: attr(d, 'button[data-delete="uitest/fresh"]', "text") == "Confirm delete", "armed")
     btn.click()  # confirm
     until(browser, lambda d: not all_css(d, 'tr[data-key="uitest/fresh"]'), "the key to leave the list")
     assert agent.request("GET", "/v1/kv/uitest/fresh")[0] == 404

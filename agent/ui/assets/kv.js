@@ -51,8 +51,11 @@ function folderView(main, prefix, signal) {
     } catch (e) { notice(describeError(e), 'error'); }
   };
   const body = main.querySelector('#kv-list tbody');
+  let listed = null;
   watch(`/v1/kv/${encPath(prefix)}`, { keys: '', separator: '/' }, signal, r => {
     const keys = (r.data || []).filter(k => k !== prefix).sort((a, b) => (b.endsWith('/') - a.endsWith('/')) || a.localeCompare(b));
+    if (listed === keys.join('\n')) return;   // a value changed, not the list: keep the rows (and an armed delete)
+    listed = keys.join('\n');
     if (!keys.length) { body.innerHTML = `<tr><td colspan="2" class="muted">No keys${prefix ? ' under ' + esc(prefix) : ''}.</td></tr>`; return; }
     body.innerHTML = keys.map(k => `<tr data-key="${esc(k)}"><td><a href="${link(k)}">${esc(k.slice(prefix.length))}</a>` +
       `${k.endsWith('/') ? ' <span class="tag">folder</span>' : ''}</td>` +
@@ -62,9 +65,20 @@ function folderView(main, prefix, signal) {
     const btn = ev.target.closest('button[data-delete]');
     if (!btn) return;
     const key = btn.dataset.delete;
-    if (btn.dataset.armed !== '1') { btn.dataset.armed = '1'; btn.textContent = 'Confirm delete'; return; }
+    const folder = key.endsWith('/');
     try {
-      await request('DELETE', `/v1/kv/${encPath(key)}`, { query: key.endsWith('/') ? { recurse: '' } : {} });
+      if (btn.dataset.armed !== '1') {
+        // a key is deleted only as it was when the user asked: its ModifyIndex now is the CAS index
+        if (!folder) btn.dataset.cas = String((await get(`/v1/kv/${encPath(key)}`)).data[0].ModifyIndex);
+        btn.dataset.armed = '1'; btn.textContent = folder ? 'Confirm: delete everything under it' : 'Confirm delete';
+        return;
+      }
+      const r = await request('DELETE', `/v1/kv/${encPath(key)}`, { query: folder ? { recurse: '' } : { cas: btn.dataset.cas } });
+      if (r.data !== true) {
+        btn.dataset.armed = ''; btn.textContent = 'Delete';   // the next click reads the new index
+        notice(`Not deleted: ${key} was changed after you asked to delete it. Look at it first.`, 'error');
+        return;
+      }
       notice(`Deleted ${key}.`, 'ok');
     } catch (e) { notice(describeError(e), 'error'); }
   });
