@@ -144,8 +144,8 @@ def test_root_redirects_to_the_ui_and_assets_come_from_the_package(agent: AgentP
     assert status == 200 and headers["content-type"].startswith("text/javascript") and b"import" in body
     status, _, body = raw_get(agent, "/ui/services/web")  # a deep link gets the page, its router the rest
     assert status == 200 and b"<base href" in body
-    for escape in ("/ui/../setup.py", "/ui/%2e%2e/%2e%2e/setup.py", "/ui/..%2f..%2fsetup.py", "/ui/assets/../api.py",
-                   "/ui/../../../../etc/passwd"):
+    for escape in ("/ui/../setup.py", "/ui/%2e%2e/%2e%2e/setup.py", "/ui/..%2fapi.py", "/ui/..%2f..%2f..%2fsetup.py",
+                   "/ui/assets/../api.py", "/ui/%2e%2e%2fapi.py", "/ui/../../../../etc/passwd", "/ui//etc/passwd"):
         status, _, body = raw_get(agent, escape)
         assert status == 404 or (status == 200 and b"<base href" in body), (escape, status, body[:80])
         assert b"setup(" not in body and b"root:" not in body and b"def summarize" not in body
