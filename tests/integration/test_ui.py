@@ -419,3 +419,25 @@ def test_login_with_a_token_under_default_deny_shows_only_what_it_may_read(tmp_p
         browser.execute_script("localStorage.clear()")
     finally:
         a.stop()
+
+
+def test_a_client_agent_serves_the_ui_from_the_servers_data(tmp_path: Path, browser: Any) -> None:
+    """On a client agent (no server inside) the UI's views travel as Internal.* RPCs to a server."""
+    from tests.integration.meshproc import Mesh
+
+    m = Mesh(tmp_path, servers=1, clients=1, distinct_hosts=False, extra=("-ui",))
+    try:
+        m.start(timeout=60)
+        c = m.clients[0]
+        c.json("PUT", "/v1/agent/service/register", {"Name": "front", "Port": 8080, "Connect": {"SidecarService": {
+            "Proxy": {"Upstreams": [{"DestinationName": "back", "LocalBindPort": 9000}]}}}})
+        c.json("PUT", "/v1/agent/service/register", {"Name": "back", "Port": 8081})
+        m.wait(lambda: {"front", "back"} <= {s["Name"] for s in c.json("GET", "/v1/internal/ui/services")}, 20,
+               "the client's services in the UI summary")
+        topo = c.json("GET", "/v1/internal/ui/service-topology/front?kind=")
+        assert [u["Name"] for u in topo["Upstreams"]] == ["back"] and topo["Upstreams"][0]["Intention"]["Allowed"]
+        assert {n["Node"] for n in c.json("GET", "/v1/internal/ui/nodes")} == {"s1", "c1"}
+        browser.get(f"{c.url}/ui/#/services/front/topology")
+        until(browser, visible('#topology .edge[data-from="front"][data-to="back"]'), "the topology on the client")
+    finally:
+        m.stop()
