@@ -14,4 +14,6 @@ for layer in LAYERS:
     packages.append(f"lictor.{layer}")
     packages += [f"lictor.{layer}.{sub}" for sub in find_packages(layer)]
 
-setup(packages=packages, package_dir=package_dir, package_data={"lictor": ["py.typed"]})
+# the web UI's files ship in the wheel: the agent serves them from the installed package
+package_data = {"lictor": ["py.typed"], "lictor.agent.ui": ["assets/*.html", "assets/*.js", "assets/*.css"]}
+setup(packages=packages, package_dir=package_dir, package_data=package_data)

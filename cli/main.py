@@ -88,6 +88,8 @@ AGENT_FLAG_KEYS: dict[str, str] = {
     "enable-script-checks": "enable_script_checks",
     "enable-local-script-checks": "enable_local_script_checks",
     "ui": "ui_config.enabled",
+    "ui-dir": "ui_config.dir",
+    "ui-content-path": "ui_config.content_path",
     "encrypt": "encrypt",
     "recursor": "recursors",
 }
@@ -135,6 +137,8 @@ def _agent_flags() -> FlagSet:
     fs.bool("enable-script-checks", "Allow script checks from any source, including the HTTP API.")
     fs.bool("enable-local-script-checks", "Allow script checks defined in local configuration files only.")
     fs.bool("ui", "Serve the web UI.")
+    fs.string("ui-dir", "Serve the web UI from this directory instead of the packaged one.", metavar="path")
+    fs.string("ui-content-path", "URL path prefix of the web UI (default /ui/).", metavar="path")
     fs.string("encrypt", "Gossip encryption key (base64).", metavar="key")
     fs.list("recursor", "Upstream DNS server for names outside the Lictor domain.", metavar="addr")
     return fs

@@ -174,6 +174,8 @@ class RuntimeConfig:
     disable_remote_exec: bool
     connect_enabled: bool
     ui_enabled: bool
+    ui_dir: str  # ui_config.dir: serve these files instead of the packaged UI ("" = packaged)
+    ui_content_path: str  # ui_config.content_path: the UI's URL prefix, "/ui/" by default
     check_update_interval: float
     check_output_max_size: int
     enable_central_service_config: bool
@@ -1010,6 +1012,19 @@ class _Builder:
             raise self.error("check_output_max_size", f"must be a positive number of bytes, "
                                                       f"got {check_output_max_size}")
         ui_enabled = bool(get("ui_config.enabled"))
+        ui_dir = str(get("ui_config.dir") or "")
+        if ui_enabled and ui_dir and not self.dev:
+            raise self.error("ui_config.dir", "Both the ui_config.enabled and ui_config.dir (or -ui and -ui-dir) "
+                             "were specified, please provide only one. To serve your own web UI resources use "
+                             "ui_config.dir; the web UI is included in the package, so use ui_config.enabled "
+                             "to enable it")
+        if ui_dir and not os.path.isdir(ui_dir):
+            raise self.error("ui_config.dir", f"{ui_dir!r} is not a directory")
+        ui_content_path = "/" + str(get("ui_config.content_path") or "/ui/").strip("/") + "/"
+        if ui_content_path == "//" or ui_content_path.startswith("/v1/") or any(
+                c in ui_content_path for c in "?#%\\ ") or "/../" in ui_content_path or "/./" in ui_content_path:
+            raise self.error("ui_config.content_path", f"must be a URL path prefix other than / and /v1/, "
+                             f"got {get('ui_config.content_path')!r}")
         leave_on_terminate = get("leave_on_terminate")
         skip_leave = get("skip_leave_on_interrupt")
         limits = dict(_DEFAULT_LIMITS)
@@ -1059,7 +1074,9 @@ class _Builder:
             enable_debug=bool(get("enable_debug")),
             disable_remote_exec=bool(get("disable_remote_exec")),
             connect_enabled=bool(get("connect.enabled")),
-            ui_enabled=ui_enabled,
+            ui_enabled=ui_enabled or bool(ui_dir),
+            ui_dir=ui_dir,
+            ui_content_path=ui_content_path,
             check_update_interval=float(get("check_update_interval")),
             check_output_max_size=check_output_max_size,
             enable_central_service_config=bool(get("enable_central_service_config")),

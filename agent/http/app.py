@@ -17,6 +17,7 @@ from lictor.agent.acl_cache import current_token
 from lictor.agent.http.acl_enforce import enforce
 from lictor.agent.http.base import ROUTES, Handler, Route
 from lictor.agent.http.errors import INTERNAL_ERROR_TEXT, status_for, text_for
+from lictor.agent.ui.static import install as install_ui
 from lictor.common.errors import LictorError
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def _load_routes() -> None:
     from lictor.agent.http import config_entries, discovery_chain, intentions, mesh_views  # noqa: F401
     from lictor.agent.http import acl  # noqa: F401
     from lictor.agent.http import cluster  # noqa: F401  (issue 4: gossip, coordinates, keyring)
+    from lictor.agent.ui import api, static  # noqa: F401  (issue 15: /, the web UI's endpoints)
 
 
 def _wrap(r: Route, agent: Agent) -> Handler:
@@ -71,4 +73,5 @@ def build_app(agent: Agent) -> web.Application:
         if getattr(agent, "audit", None) is not None:  # set once at construction; off: no extra layer
             handler = audited(r.acl, agent, handler)
         app.router.add_route(r.method, r.path, handler)  # type: ignore[arg-type]
+    install_ui(app, agent)  # the UI's files at ui_config.content_path, when the UI is enabled
     return app

@@ -192,6 +192,28 @@ _health = _rows(lambda z, r: not isinstance(r, dict) or (
 _kv_rows = _rows(lambda z, r: z.allowed("key", "read", r if isinstance(r, str) else str(r.get("Key", ""))))
 _sessions = _rows(lambda z, s: not isinstance(s, dict) or z.allowed("session", "read", str(s.get("Node", ""))))
 
+def _node_dump(z: Authorizer, result: Any) -> Any:
+    if not isinstance(result, list):
+        return result
+    return [{**n, "Services": [s for s in n.get("Services") or () if _svc_ok(z, s.get("Service"))],
+             "Checks": [c for c in n.get("Checks") or () if _check_ok(z, c)]}
+            for n in result if isinstance(n, dict) and _node_ok(z, n.get("Node"))]
+
+
+def _topology(z: Authorizer, result: Any) -> Any:
+    if not isinstance(result, dict):
+        return result
+    out = dict(result)
+    for side in ("Upstream", "Downstream"):
+        rows, names = result.get(side + "s") or [], result.get(side + "Names") or []
+        out[side + "s"] = _health(z, rows)
+        out[side + "Names"] = [n for n in names if _svc_ok(z, n)]
+        out[side + "Decisions"] = {k: v for k, v in (result.get(side + "Decisions") or {}).items() if _svc_ok(z, k)}
+        if len(out[side + "s"]) != len(rows) or len(out[side + "Names"]) != len(names):
+            out["FilteredByACLs"] = True
+    return out
+
+
 RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Status.Leader": (_none, None), "Status.Peers": (_none, None), "Status.Ping": (_none, None),
     "Catalog.ListDatacenters": (_none, None),
@@ -216,6 +238,9 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Health.ChecksInState": (_none, _rows(_check_ok)),
     "Health.ServiceNodes": (_fixed("service", "read", "service"), _health),
     "Health.IngressServiceNodes": (_fixed("service", "read", "service"), _health),
+    "Internal.ServiceDump": (_none, _health),  # the web UI's views (server/endpoints/internal.py)
+    "Internal.NodeDump": (_none, _node_dump),
+    "Internal.ServiceTopology": (_fixed("service", "read", "service"), _topology),
     "Session.Apply": (_session_apply, None),
     "Session.Renew": (_session_renew, None),
     "Session.Get": (_none, _sessions),
