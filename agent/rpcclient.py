@@ -11,6 +11,7 @@ the agent has no server of its own, so a client agent's HTTP API is the server's
              NoLeaderError          -> wait a little, retry (within `hold`)
              TransportError before the request left (connect failed) -> next server
              TransportError after   -> reads: next server; writes: raised (outcome unknown)
+                (which calls write: ``@endpoint(..., write=True)`` in lictor.server.endpoints)
 
 Blocking queries pass through unchanged (``min_index``/``wait`` in args); their request timeout
 is the wait plus Consul's jitter (wait/16) plus a margin.
@@ -27,18 +28,11 @@ from typing import Any
 
 from lictor.common.errors import NoLeaderError, NotLeaderError, TransportError
 from lictor.common.rpc import RPCClient
+from lictor.server.endpoints import is_write
 
-__all__ = ["ServerPool"]
+__all__ = ["ServerPool", "is_write"]
 
 log = logging.getLogger("lictor.rpc.pool")
-
-_WRITE_PREFIXES = ("Register", "Deregister", "Apply", "Update", "Set", "Delete", "Create", "Destroy",
-                   "Renew", "Restore", "Sign", "Rotate", "Bootstrap", "Login", "Logout")
-
-
-def is_write(name: str) -> bool:
-    return name.rpartition(".")[2].startswith(_WRITE_PREFIXES)
-
 
 class ServerPool:
     def __init__(self, servers: Callable[[], list[str]], *, ssl: Any = None, server_hostname: str | None = None,

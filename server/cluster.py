@@ -88,6 +88,7 @@ from lictor.common.rpc import PeerInfo, RPCClient, RPCServer
 from lictor.common.tls import TLSManager
 from lictor.common.rpc.conn import format_addr
 from lictor.server import endpoints
+from lictor.server.endpoints import is_write
 from lictor.server.fsm import FSM
 from lictor.server.raft.driver import RaftNode, RaftNodeConfig
 from lictor.server.raft.messages import NodeID
@@ -120,8 +121,6 @@ LEAVE_DRAIN_TIME = 5.0
 """How long a leaving voter waits to be out of the Raft configuration (Consul's leave_drain_time)."""
 #: Endpoints every server answers from its own state (Consul's Status.* are local too).
 LOCAL_ENDPOINTS = frozenset({"Status.Leader", "Status.Peers", "Operator.AutopilotGetConfiguration"})
-#: Calls that only read: a forward that failed in transit may be retried without risk.
-_WRITE_PREFIXES = ("Apply", "Register", "Deregister", "Renew", "Restore", "RaftRemove", "RaftTransfer")
 
 
 # ============================================================================= values
@@ -1047,7 +1046,7 @@ class Cluster:
             except TransportError:
                 # Not connected: the call never left, so retrying is safe. Connected: a read
                 # may be retried; a write's outcome is unknown, so it is reported, not repeated.
-                if last or time.monotonic() >= deadline or (connected and _is_write(name)):
+                if last or time.monotonic() >= deadline or (connected and is_write(name)):
                     raise
             failed = leader
 
@@ -1144,11 +1143,6 @@ class Cluster:
         if self.raft.is_leader():
             return server_health(self.autopilot_view(), self.config.autopilot)[0]
         return ()
-
-
-def _is_write(name: str) -> bool:
-    method = name.rpartition(".")[2]
-    return method.startswith(_WRITE_PREFIXES) or name in ("Snapshot.Restore",)
 
 
 # ============================================================================ dispatcher

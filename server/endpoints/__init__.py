@@ -17,19 +17,34 @@ from typing import Any
 from lictor.server.acl.rpc_rules import authorize_rpc, filter_rpc_result
 from lictor.server.server import Server
 
-__all__ = ["ENDPOINTS", "Endpoint", "call", "endpoint"]
+__all__ = ["ENDPOINTS", "WRITES", "Endpoint", "call", "endpoint", "is_write"]
 
 Endpoint = Callable[[Server, dict[str, Any]], Awaitable[dict[str, Any]]]
 ENDPOINTS: dict[str, Endpoint] = {}
+WRITES: set[str] = set()
+"""Endpoints declared ``write=True``: they change state (a Raft proposal, a Raft membership or
+leadership change, a signed certificate). Every caller that must know reads it here: the
+server's forwarding (lictor.server.cluster) and the client agents' pool (lictor.agent.rpcclient)
+never re-send a write whose connection broke after the request left, since it may have run."""
 
 
-def endpoint(name: str) -> Callable[[Endpoint], Endpoint]:
+def endpoint(name: str, *, write: bool = False) -> Callable[[Endpoint], Endpoint]:
+    """Register an endpoint under `name`; ``write=True`` when it changes anything (tested:
+    tests/unit/server/test_endpoint_registry.py finds every endpoint that proposes to Raft)."""
     def register(fn: Endpoint) -> Endpoint:
         if name in ENDPOINTS:
             raise ValueError(f"endpoint {name} registered twice")
         ENDPOINTS[name] = fn
+        if write:
+            WRITES.add(name)
         return fn
     return register
+
+
+def is_write(name: str) -> bool:
+    """Whether a call to `name` may change state. A name no endpoint registered counts as a
+    write: what we cannot classify is never retried."""
+    return name in WRITES or name not in ENDPOINTS
 
 
 async def call(server: Server, name: str, args: dict[str, Any]) -> dict[str, Any]:

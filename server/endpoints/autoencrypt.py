@@ -117,7 +117,7 @@ def sign_agent_csr(csr_pem: str, *, node: str, datacenter: str, domain: str, tru
     return b.sign(signer_key, algo)
 
 
-@endpoint(AUTO_ENCRYPT_METHOD)
+@endpoint(AUTO_ENCRYPT_METHOD, write=True)
 async def _sign(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Args: ``csr`` (PEM), ``node``, ``token``. Runs on the leader (a follower forwards)."""
     settings = _SETTINGS.get(server)

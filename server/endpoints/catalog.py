@@ -18,7 +18,7 @@ from lictor.server.state.store import Store
 from lictor.server.state.watch import WatchSet
 
 
-@endpoint("Catalog.Register")
+@endpoint("Catalog.Register", write=True)
 async def register(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if not a.get("node"):
         raise ValidationError("Must provide node")
@@ -40,7 +40,7 @@ async def register(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": True}
 
 
-@endpoint("Catalog.Deregister")
+@endpoint("Catalog.Deregister", write=True)
 async def deregister(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if not a.get("node"):
         raise ValidationError("Must provide node")

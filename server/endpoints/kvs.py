@@ -18,7 +18,7 @@ from lictor.server.state.watch import WatchSet
 OPS = {"set", "cas", "lock", "unlock", "delete", "delete-cas", "delete-tree"}
 
 
-@endpoint("KVS.Apply")
+@endpoint("KVS.Apply", write=True)
 async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     op = a.get("op")
     if op not in OPS:

@@ -79,7 +79,7 @@ def _find_peer(server: Server, a: dict[str, Any]) -> int:
     raise NotFound(f"{what} was not found in the Raft configuration")
 
 
-@endpoint("Operator.RaftRemovePeer")
+@endpoint("Operator.RaftRemovePeer", write=True)
 async def raft_remove_peer(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     pid = _find_peer(server, a)
     c = server.cluster
@@ -89,7 +89,7 @@ async def raft_remove_peer(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": True}
 
 
-@endpoint("Operator.RaftTransferLeader")
+@endpoint("Operator.RaftTransferLeader", write=True)
 async def raft_transfer_leader(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     c = server.cluster
     if c is None:
@@ -197,7 +197,7 @@ async def snapshot_save(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": data, "index": max(snap.index, 1)}
 
 
-@endpoint("Snapshot.Restore")
+@endpoint("Snapshot.Restore", write=True)
 async def snapshot_restore(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     data = a.get("archive")
     if not isinstance(data, bytes):

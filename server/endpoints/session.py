@@ -34,7 +34,7 @@ def _validate(s: dict[str, Any]) -> None:
         raise ValidationError(f"Invalid LockDelay, must be between 0 and {MAX_LOCK_DELAY:g}s")
 
 
-@endpoint("Session.Apply")
+@endpoint("Session.Apply", write=True)
 async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if a.get("op") == "create":
         s = dict(a["session"])
@@ -61,7 +61,7 @@ async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     raise ValidationError(f"Invalid session operation {a.get('op')!r}")
 
 
-@endpoint("Session.Renew")
+@endpoint("Session.Renew", write=True)
 async def renew(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     await server.check_read(stale=False, consistent=False)  # renewal happens on the leader
     s = server.store.sessions.get(a["id"])
