@@ -11,12 +11,16 @@ Between runs the query parks on the watch set it filled while reading, plus the 
 ``abandoned`` channel (fired when a restore swaps the store), until a channel fires or the wait
 (capped at :data:`MAX_WAIT`, plus up to wait/16 of jitter so parked clients do not return in a
 herd) runs out. On timeout the last result is returned with its index.
+
+``before_pass`` (optional) is awaited before every run of the query: a ``?consistent`` read
+confirms leadership there on each pass, as Consul's blocking loop does, since the query may
+park for minutes while leadership moves; it raises to end the query.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -51,9 +55,12 @@ async def blocking_query(
     query: Callable[[Store, WatchSet | None], tuple[int, T]],
     *,
     rng: random.Random | None = None,
+    before_pass: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[int, T]:
     """Run ``query(store, ws)`` until its index differs from ``opts.min_index`` or time runs out."""
     if opts.min_index <= 0:
+        if before_pass is not None:
+            await before_pass()
         idx, value = query(get_store(), None)
         return max(idx, 1), value
     wait = min(max(opts.wait, 0.0), MAX_WAIT) or DEFAULT_WAIT
@@ -61,6 +68,8 @@ async def blocking_query(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
+        if before_pass is not None:
+            await before_pass()
         ws = WatchSet()
         store = get_store()
         abandoned = getattr(store, "abandoned", None)

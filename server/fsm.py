@@ -158,7 +158,7 @@ class FSM:
                 return None
             raise UnknownCommandError(f"unknown command type {cmd.type} at index {index}")
         try:
-            with self.store.write_txn(index) as tx:
+            with self.store.write_txn(index, cmd.now) as tx:
                 return handler(tx, cmd.payload, cmd.now)
         except txn.TxnAborted as exc:
             return Rejected(exc)
@@ -177,7 +177,7 @@ class FSM:
             index=self.last_applied,
             nodes=list(s.nodes.values()), services=list(s.services.values()),
             checks=list(s.checks.values()), kvs=list(s.kvs.values()),
-            tombstones=dict(s.tombstones), sessions=list(s.sessions.values()),
+            tombstones=dict(s.tombstones), tombstone_times=dict(s.tombstone_times), sessions=list(s.sessions.values()),
             lock_delay=dict(s.lock_delay), indexes=dict(s.indexes),
             ext={name: dict(rows) for name, rows in s.ext.items() if rows},
         )
@@ -199,6 +199,7 @@ class FSMSnapshot:
     checks: list[CheckRow]
     kvs: list[KVEntry]
     tombstones: dict[str, int]
+    tombstone_times: dict[str, float]
     sessions: list[Session]
     lock_delay: dict[str, float]
     indexes: dict[str, int]
@@ -212,6 +213,7 @@ class FSMSnapshot:
             for row in rows:
                 sink.write(pack([table, dataclasses.asdict(row)]))
         sink.write(pack(["tombstones", self.tombstones]))
+        sink.write(pack(["tombstone_times", self.tombstone_times]))
         sink.write(pack(["lock_delay", self.lock_delay]))
         sink.write(pack(["indexes", self.indexes]))
         for name, rows in self.ext.items():
@@ -251,6 +253,8 @@ def _load(stream: IO[bytes]) -> Store:
         elif table == "tombstones":
             st.tombstones.update(data)
             st.tombstone_keys.update(data.keys())
+        elif table == "tombstone_times":
+            st.tombstone_times.update(data)
         elif table == "lock_delay":
             st.lock_delay.update(data)
         elif table == "indexes":

@@ -64,7 +64,7 @@ async def resolve_token(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 
 # ----- bootstrap ---------------------------------------------------------------------------------------
 
-@endpoint("ACL.Bootstrap")
+@endpoint("ACL.Bootstrap", write=True)
 async def bootstrap(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     now = time.time()
@@ -129,7 +129,7 @@ def _can_write(authz: Any) -> bool:
     return authz is None or authz.allowed("acl", "write")
 
 
-@endpoint("ACL.TokenSet")
+@endpoint("ACL.TokenSet", write=True)
 async def token_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Create (no AccessorID, or ``create``) or update a token. Args: ``token`` (caller), ``body``."""
     _enabled(server)
@@ -250,7 +250,7 @@ async def token_list(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 def _delete_endpoint(name: str, op: str, key: str) -> None:
     """Register ``name``: with acl:write, propose ``{"op": op, key: args[key]}`` (idempotent)."""
 
-    @endpoint(name)
+    @endpoint(name, write=True)
     async def delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         _enabled(server)
         authorize(server, a, "acl", None, "write")
@@ -258,7 +258,7 @@ def _delete_endpoint(name: str, op: str, key: str) -> None:
         return {"result": True}
 
 
-@endpoint("ACL.TokenDelete")
+@endpoint("ACL.TokenDelete", write=True)
 async def token_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -272,7 +272,7 @@ async def token_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": True}
 
 
-@endpoint("ACL.TokenClone")
+@endpoint("ACL.TokenClone", write=True)
 async def token_clone(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -340,7 +340,7 @@ def _check_name(name: Any, what: str) -> str:
     return name
 
 
-@endpoint("ACL.PolicySet")
+@endpoint("ACL.PolicySet", write=True)
 async def policy_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -362,7 +362,7 @@ async def policy_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 _delete_endpoint("ACL.PolicyDelete", "policy_delete", "id")
 
 
-@endpoint("ACL.RoleSet")
+@endpoint("ACL.RoleSet", write=True)
 async def role_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -402,7 +402,7 @@ async def auth_method_read(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"index": server.store.index("acl_auth_methods"), "result": dict(m)}
 
 
-@endpoint("ACL.AuthMethodSet")
+@endpoint("ACL.AuthMethodSet", write=True)
 async def auth_method_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -455,7 +455,7 @@ async def binding_rule_read(server: Server, a: dict[str, Any]) -> dict[str, Any]
 _BIND_TYPES = ("service", "node", "role", "policy", "templated-policy")
 
 
-@endpoint("ACL.BindingRuleSet")
+@endpoint("ACL.BindingRuleSet", write=True)
 async def binding_rule_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -488,7 +488,7 @@ _delete_endpoint("ACL.BindingRuleDelete", "binding_rule_delete", "id")
 
 # ----- login / logout ---------------------------------------------------------------------------------------
 
-@endpoint("ACL.Login")
+@endpoint("ACL.Login", write=True)
 async def login(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Args: ``auth_method``, ``bearer_token``, ``meta``. No caller token needed."""
     _enabled(server)
@@ -531,7 +531,7 @@ async def login(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": token_to_api(server.store, out)}
 
 
-@endpoint("ACL.Logout")
+@endpoint("ACL.Logout", write=True)
 async def logout(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     secret = str(a.get("token") or "")
@@ -543,14 +543,3 @@ async def logout(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     await server.apply(MessageType.ACL, {"op": "token_delete", "ids": [tok["AccessorID"]]})
     return {"result": True}
 
-
-# ----- the Connect CA's signing hook --------------------------------------------------------------------------
-
-def _sign_authorizer(server: Server, token: str, service: str) -> None:
-    """A leaf for ``service`` needs service:write on it (Consul's ConnectCA.Sign rule)."""
-    authorize(server, {"token": token}, "service", service, "write")
-
-
-from lictor.server.endpoints.connect_ca import set_sign_authorizer  # noqa: E402
-
-set_sign_authorizer(_sign_authorizer)
