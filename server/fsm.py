@@ -4,6 +4,10 @@
 ``store.write_txn(index)``, and returns the handler's outcome as a *value*. An outcome that is a
 refusal (a check for a missing service, a failed txn) is returned as :class:`Rejected` and the
 transaction is rolled back: raft errors are raised by the Raft layer; FSM outcomes are values.
+Any other exception from a handler is a bug (request shapes are validated before a command is
+proposed): the transaction is rolled back alike on every replica and the outcome is a
+:class:`HandlerBug`, which the proposer logs and answers as an internal error (500), never as
+the caller's mistake.
 
 An unknown command type stops the process (:class:`UnknownCommandError`) unless its
 ``IGNORE_UNKNOWN`` bit is set, because skipping it would let this server's state diverge.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -29,7 +34,7 @@ from lictor.common.structs import CheckRow, KVEntry, Node, ServiceRow, Session
 from lictor.server.state import catalog, kvs, sessions, txn
 from lictor.server.state.store import Store, WriteTxn, row_codec
 
-__all__ = ["FSM", "FSMSnapshot", "Rejected", "UnknownCommandError"]
+__all__ = ["FSM", "FSMSnapshot", "HandlerBug", "Rejected", "UnknownCommandError"]
 
 SNAPSHOT_VERSION = 1
 
@@ -43,6 +48,17 @@ class Rejected:
     """The command was applied (it has a log index) but refused by the state store."""
 
     error: LictorError
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerBug:
+    """A handler raised something that is not a refusal: a bug. Rolled back (deterministically,
+    on every replica, so state does not diverge); the proposer logs it and answers 500."""
+
+    command: str
+    error: str
+    """``repr`` of the exception."""
+    traceback: str
 
 
 Handler = Callable[[WriteTxn, dict[str, Any], float], Any]
@@ -164,11 +180,12 @@ class FSM:
             return Rejected(exc)
         except LictorError as exc:
             return Rejected(exc)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            # A payload of the wrong shape (e.g. from an unvalidated RPC caller). Deterministic:
-            # every server raises the same error on the same entry and the transaction's undo
-            # log leaves the store unchanged, so refusing is safe; raising would stop the node.
-            return Rejected(ValidationError(f"invalid {MessageType(cmd.type).name} command: {exc!r}"))
+        except Exception as exc:  # noqa: BLE001 - a bug, reported as a value (see HandlerBug)
+            # Deterministic: every server raises the same error on the same entry and the undo
+            # log leaves the store unchanged, so rolling back is safe; raising would stop every
+            # replica on the same entry.
+            return HandlerBug(command=_type_name(cmd.type), error=repr(exc),
+                              traceback="".join(traceback.format_exception(exc)))
 
     # ----- snapshots ------------------------------------------------------------------------
     def snapshot(self) -> FSMSnapshot:
@@ -273,6 +290,13 @@ def _load(stream: IO[bytes]) -> Store:
     catalog.prune_orphan_coordinates(st)
     st.latest_index = max(st.indexes.values(), default=0)
     return st
+
+
+def _type_name(t: int) -> str:
+    try:
+        return MessageType(t).name
+    except ValueError:
+        return str(t)
 
 
 def _tuplify(key: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 from lictor.common.commands import MessageType, encode_command
 from lictor.common.errors import NoLeaderError, NotLeaderError
-from lictor.server.fsm import FSM, Rejected
+from lictor.server.fsm import FSM, HandlerBug, Rejected
 from lictor.server.acl.enforce import authorize_sign
 from lictor.server.acl.leader import acl_leader_duties
 from lictor.server.connect.leader import ca_leader_duties
@@ -26,7 +26,12 @@ from lictor.server.replication import LocalLog, Replicator
 from lictor.server.state import kvs
 from lictor.server.state.store import Store
 
-__all__ = ["QueryMeta", "Server", "ServerConfig", "SignAuthorizer"]
+__all__ = ["FSMHandlerError", "QueryMeta", "Server", "ServerConfig", "SignAuthorizer"]
+
+
+class FSMHandlerError(RuntimeError):
+    """An FSM handler failed with a bug (not a refusal): an internal error, a 500. Deliberately
+    not a LictorError, so no layer mistakes it for the caller's fault."""
 
 SignAuthorizer = Callable[["Server", str, str], None]
 """``(server, token, service)``: raise (a PermissionDenied error) if ``token`` may not get a
@@ -86,9 +91,13 @@ class Server:
     async def apply(self, msg_type: int, payload: dict[str, Any]) -> Any:
         """Replicate one command and return the FSM's value; FSM refusals are raised here."""
         data = encode_command(msg_type, payload, self.wall())
-        _, outcome = await self.log.apply(data)
+        index, outcome = await self.log.apply(data)
         if isinstance(outcome, Rejected):
             raise outcome.error
+        if isinstance(outcome, HandlerBug):
+            log.error("FSM handler for %s failed at index %d (rolled back on every server): %s\n%s",
+                      outcome.command, index, outcome.error, outcome.traceback.rstrip())
+            raise FSMHandlerError(f"{outcome.command} command at index {index} failed: {outcome.error}")
         return outcome
 
     # ----- reads ------------------------------------------------------------------------------

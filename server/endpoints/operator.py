@@ -197,7 +197,7 @@ async def snapshot_save(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": data, "index": max(snap.index, 1)}
 
 
-@endpoint("Snapshot.Restore", write=True)
+@endpoint("Snapshot.Restore", write=True, args={"archive": bytes})
 async def snapshot_restore(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     data = a.get("archive")
     if not isinstance(data, bytes):

@@ -23,7 +23,7 @@ from lictor.server.cluster import (
     failure_tolerance,
     parse_join_address,
 )
-from lictor.server.fsm import FSM, Rejected
+from lictor.server.fsm import FSM, HandlerBug
 from lictor.server.members import left_servers
 from lictor.server.raft.transport import raft_id
 from lictor.server.snapshot_archive import build_archive, read_archive, state_summary
@@ -275,10 +275,10 @@ def test_archive_round_trip_and_refusals() -> None:
         read_archive(bad_state)
 
 
-def test_fsm_rejects_malformed_payload_without_changing_state() -> None:
+def test_fsm_reports_a_handler_bug_without_changing_state() -> None:
     fsm = FSM()
     out = fsm.apply(1, encode_command(MessageType.KVS, {"key": "k", "value": b"v"}, 0.0))
-    assert isinstance(out, Rejected) and isinstance(out.error, ValidationError)
+    assert isinstance(out, HandlerBug) and "KeyError('op')" in out.error and "apply_kvs" in out.traceback
     assert fsm.store.kvs == {}
 
 
