@@ -1,4 +1,4 @@
-"""Pure parts of server/cluster.py (bootstrap decision, join addresses, Hello validation,
+"""Pure parts of server/cluster/ (bootstrap decision, join addresses, Hello validation,
 autopilot decisions), the snapshot archive, the FSM's refusal of malformed commands, and the
 driver's user-snapshot restore on an in-memory Raft node. No timing: clocks are values."""
 
