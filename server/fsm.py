@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import msgpack
 
-from lictor.common.commands import IGNORE_UNKNOWN, MessageType, decode_command
+from lictor.common.commands import IGNORE_UNKNOWN, MessageType, decode_command, encode_command
 from lictor.common.errors import LictorError, ValidationError
 from lictor.common.structs import CheckRow, KVEntry, Node, ServiceRow, Session
 from lictor.server.state import catalog, kvs, sessions, txn
@@ -204,6 +204,14 @@ class FSM:
         old, self.store = self.store, new
         self.last_applied = new.latest_index
         old.abandon()
+
+    def check_snapshot(self, data: bytes) -> None:
+        """Raise ``ValueError`` unless `data` loads (into a scratch store: nothing changes)."""
+        _load(io.BytesIO(data))
+
+    def restore_command(self, data: bytes, now: float) -> bytes:
+        """The RESTORE log entry that swaps every server's store for the state in `data`."""
+        return encode_command(MessageType.RESTORE, {"state": data}, now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 from lictor.common.clock import Clock, SystemClock
 from lictor.common.errors import (
@@ -57,9 +57,9 @@ from lictor.common.errors import (
     NotLeaderError,
     ShutdownError,
 )
-from lictor.server.fsm import FSM
 
 from .core import Config, RaftCore
+from .fsm import FSMProtocol
 from .logstore import (
     LogStore,
     MemoryLogStore,
@@ -141,13 +141,17 @@ class RaftNodeConfig:
         return 2 * self.election_ticks * self.tick_seconds
 
 
-class RaftNode:
-    """A Raft server: implements `lictor.server.replication.Replicator` for a cluster."""
+F = TypeVar("F", bound=FSMProtocol)
+
+
+class RaftNode(Generic[F]):
+    """A Raft server: implements `lictor.server.replication.Replicator` for a cluster. It
+    replicates any state machine that satisfies `FSMProtocol` (`server/raft/fsm.py`)."""
 
     def __init__(
         self,
         config: RaftNodeConfig,
-        fsm: FSM,
+        fsm: F,
         transport: RaftTransportProtocol,
         *,
         log_store: LogStore | None = None,
@@ -598,21 +602,15 @@ class RaftNode:
         The state travels in a single log entry, so its size is bounded by the RPC frame limit
         (callers cap it; see `lictor.server.snapshot_archive.MAX_STATE_BYTES`).
         Returns the index of the RESTORE entry. Raises NotLeaderError on a follower."""
-        from lictor.common.commands import MessageType as CommandType
-        from lictor.common.commands import encode_command
-
         self._check_open()
         if self._role is not Role.LEADER:
             raise NotLeaderError(self.leader())
         data = stream.read()
 
-        def validate() -> None:
-            FSM().restore(io.BytesIO(data))
-
-        await asyncio.get_running_loop().run_in_executor(None, validate)
+        await asyncio.get_running_loop().run_in_executor(None, self.fsm.check_snapshot, data)
         import time
 
-        index, _ = await self.apply(encode_command(CommandType.RESTORE, {"state": data}, time.time()))
+        index, _ = await self.apply(self.fsm.restore_command(data, time.time()))
         log.info("raft node %d restored a user snapshot (%d bytes) at index %d", self.id,
                  len(data), index)
         return index
