@@ -150,7 +150,7 @@ class GossipNode:
                 if port:
                     break
                 continue
-            self._udp = udp  # type: ignore[assignment]
+            self._udp = udp
             break
         if self._udp is None:
             raise TransportError(f"cannot bind gossip on {host}:{port}: {last}")

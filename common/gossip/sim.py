@@ -16,6 +16,7 @@ import itertools
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from lictor.common.gossip.members import Member, MemberState
 from lictor.common.gossip.messages import Address, GossipCodecError
@@ -71,7 +72,7 @@ class SimNetwork:
         self.stats = _Stats()
         self._by_addr: dict[Address, str] = {}
         self._cuts: set[frozenset[str]] = set()
-        self._heap: list[tuple[float, int, object]] = []
+        self._heap: list[tuple[float, int, tuple[Any, ...]]] = []
         self._counter = itertools.count()
 
     # -- building the cluster -------------------------------------------------------------------
@@ -214,7 +215,7 @@ class SimNetwork:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _push(self, when: float, item: object) -> None:
+    def _push(self, when: float, item: tuple[Any, ...]) -> None:
         heapq.heappush(self._heap, (when, next(self._counter), item))
 
     def _schedule(self, m: SimMember) -> None:
@@ -225,40 +226,33 @@ class SimNetwork:
             m.scheduled = d
             self._push(d, ("wake", m.name, d, m.core))
 
-    def _dispatch(self, item: object) -> None:
-        kind = item[0]  # type: ignore[index]
+    def _dispatch(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
         if kind == "wake":
-            _, name, when, core = item  # type: ignore[misc]
-            m = self.members[name]
-            if m.crashed or m.core is not core or m.scheduled != when:
+            _, name, when, core = item
+            woken = self.members[name]
+            if woken.crashed or woken.core is not core or woken.scheduled != when:
                 return
-            m.scheduled = None
-            m.core.tick(self.now)
-            self._flush(m)
-        elif kind == "packet":
-            _, src, dst, payload = item  # type: ignore[misc]
-            m = self._deliverable(src, dst)
-            if m is None:
-                return
+            woken.scheduled = None
+            woken.core.tick(self.now)
+            self._flush(woken)
+            return
+        _, src, dst, payload = item
+        m = self._deliverable(src, dst)
+        if m is None:
+            return
+        if kind == "packet":
             try:
                 m.core.receive(src, payload, self.now)
             except GossipCodecError:
                 self.stats.decode_errors += 1
             self._flush(m)
         elif kind == "stream":
-            _, src, dst, req = item  # type: ignore[misc]
-            m = self._deliverable(src, dst)
-            if m is None:
-                return
-            reply = m.core.receive_stream(src, req.payload, self.now)
+            reply = m.core.receive_stream(src, payload.payload, self.now)
             self._flush(m)
             if reply is not None:
                 self._push(self.now + self._delay(), ("reply", dst, src, reply))
         elif kind == "reply":
-            _, src, dst, payload = item  # type: ignore[misc]
-            m = self._deliverable(src, dst)
-            if m is None:
-                return
             m.core.receive(src, payload, self.now, stream_reply=True)
             self._flush(m)
 

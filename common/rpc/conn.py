@@ -590,10 +590,10 @@ class _ClientConnection(asyncio.Protocol):
         try:
             for obj in self._decoder.feed(data):
                 msg = parse_message(obj)
-                fut = pending.pop(msg.id, None) if type(msg) in (Response, ErrorReply) else False
-                if fut is False:
+                if not isinstance(msg, (Response, ErrorReply)):
                     raise RemoteProtocolError(
                         f"invalid message: a client does not accept {obj['t']!r} frames")
+                fut = pending.pop(msg.id, None)
                 if fut is None or fut.done():
                     continue  # the caller gave up (timeout, cancellation) before the reply came
                 if type(msg) is Response:
@@ -864,7 +864,7 @@ class RPCClient:
         into ``[d/2, d]`` so that peers restarted together do not reconnect in lockstep."""
         if attempt <= 0:
             return 0.0
-        d = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
+        d: float = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
         return d / 2 + self._rng.random() * d / 2
 
     async def _reconnect_loop(self, ep: _Endpoint) -> None:

@@ -797,13 +797,13 @@ class RaftNode(Generic[F]):
                             f"committed in term {e.term})"))
         if self._apply_waiters:
             keep = []
-            for idx, fut in self._apply_waiters:
-                if fut.done():
+            for idx, waiter in self._apply_waiters:
+                if waiter.done():
                     continue
                 if idx <= self._applied:
-                    fut.set_result(idx)
+                    waiter.set_result(idx)
                 else:
-                    keep.append((idx, fut))
+                    keep.append((idx, waiter))
             self._apply_waiters = keep
 
     def _on_soft_state(self, ss: SoftState) -> None:
