@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lictor.common.clock import Clock
 from lictor.common.commands import MessageType, encode_command
 from lictor.common.errors import NoLeaderError, NotLeaderError
 from lictor.server.fsm import FSM, HandlerBug, Rejected
@@ -61,6 +62,7 @@ class Server:
     def __init__(self, config: ServerConfig, *, replicator: Replicator | None = None,
                  members: Callable[[], list[Member]] | None = None,
                  wall: Callable[[], float] = time.time,
+                 clock: Clock | None = None,
                  sign_authorizer: SignAuthorizer = authorize_sign) -> None:
         self.config = config
         self.sign_authorizer = sign_authorizer
@@ -72,7 +74,9 @@ class Server:
         self.fsm = replicator.fsm if replicator is not None else FSM()
         self.log: Replicator = replicator or LocalLog(self.fsm, address=config.rpc_address)
         self._members = members or (lambda: [])
-        self.session_timers = SessionTimers(self.apply)
+        self.clock = clock
+        """Schedules the leader's timers (session TTLs); None: the event loop's own clock."""
+        self.session_timers = SessionTimers(self.apply, clock=clock)
         self._leader_task: asyncio.Task[None] | None = None
         self._reconcile_now = asyncio.Event()
         self._undated_tombstones: dict[str, float] = {}
