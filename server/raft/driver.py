@@ -353,12 +353,20 @@ class RaftNode(Generic[F]):
         self._wake.set()
         timeout = self.config.verify_timeout or self.config.election_timeout
         try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            raise self._no_leader_error() from None
+            if not await self._within(fut, timeout):
+                raise self._no_leader_error() from None
+            fut.result()
         finally:
             self._reads.pop(ctx, None)
+
+    async def _within(self, fut: asyncio.Future[Any], timeout: float) -> bool:
+        """Wait for `fut` at most `timeout` seconds of this node's clock; False on timeout."""
+        timer = asyncio.ensure_future(self._clock.sleep(timeout))
+        try:
+            await asyncio.wait((fut, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        return fut.done()
 
     def peers(self) -> list[str]:
         """Addresses of the voters (Consul's Status.Peers), this node included."""
@@ -509,7 +517,7 @@ class RaftNode(Generic[F]):
 
     async def _conf_change(self, cc: ConfChange, timeout: float | None) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or 5 * self.config.election_timeout)
+        deadline = self._clock.monotonic() + (timeout or 5 * self.config.election_timeout)
         while True:
             self._check_open()
             if self._role is not Role.LEADER:
@@ -535,7 +543,7 @@ class RaftNode(Generic[F]):
                 return
             except ProposalDroppedError:
                 # Another change is pending (or the new leader has not applied its log yet).
-                if loop.time() >= deadline:
+                if self._clock.monotonic() >= deadline:
                     raise LeadershipLostError(f"conf change {cc} kept being dropped") from None
                 await self._clock.sleep(self.config.tick_seconds)
 
@@ -568,8 +576,8 @@ class RaftNode(Generic[F]):
         self._ops.append(op)
         self._wake.set()
         await err
-        deadline = loop.time() + self.config.election_timeout
-        while loop.time() < deadline:
+        deadline = self._clock.monotonic() + self.config.election_timeout
+        while self._clock.monotonic() < deadline:
             self._check_open()
             if self._leader_id is not None and self._leader_id != self.id:
                 return self._leader_id

@@ -4,7 +4,6 @@ driver's user-snapshot restore on an in-memory Raft node. No timing: clocks are 
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import io
 from dataclasses import dataclass
@@ -293,14 +292,19 @@ async def test_restore_user_snapshot_replicates_through_the_log() -> None:
     from lictor.server.raft.driver import RaftNode, RaftNodeConfig
     from lictor.server.raft.transport import MemoryNetwork
 
+    from lictor.common.clock import ManualClock
+
     net = MemoryNetwork()
+    clock = ManualClock()
     node = RaftNode(RaftNodeConfig(node_id=1, address="n1", bootstrap={1: "n1"}, tick_interval=0.01),
-                    FSM(), net.transport(1, "n1"))
+                    FSM(), net.transport(1, "n1"), clock=clock)
     await node.start()
     try:
-        async with asyncio.timeout(5):
-            while not node.is_leader():
-                await asyncio.sleep(0.01)
+        for _ in range(200):  # 2 simulated seconds: a single voter elects itself in 0.1-0.2 s
+            if node.is_leader():
+                break
+            await clock.advance(0.01)
+        assert node.is_leader()
         await node.apply(encode_command(MessageType.KVS, {"op": "set", "key": "old", "value": b"1"}, 0.0))
         with pytest.raises(ValueError):
             await node.restore_user_snapshot(io.BytesIO(b"\x93not a state"))
