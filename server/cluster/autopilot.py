@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lictor.common.clock import Clock, SystemClock
 from lictor.common.errors import LeadershipLostError, NoLeaderError, NotLeaderError
 from lictor.server.raft.driver import RaftNode
 from lictor.server.raft.messages import NodeID
@@ -236,37 +236,52 @@ def failure_tolerance(health: tuple[ServerHealth, ...]) -> int:
 
 
 
+async def wait_event(event: asyncio.Event, timeout: float, clock: Clock) -> bool:
+    """Wait until `event` is set (True) or `timeout` seconds of `clock` pass (False)."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    timer = asyncio.ensure_future(clock.sleep(timeout))
+    try:
+        await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        timer.cancel()
+    return event.is_set()
+
+
 class Autopilot:
-    """Runs :func:`decide_autopilot` on the leader and carries out what it decides. Reads the
-    clock through ``clock`` (monotonic seconds) so a test can drive it."""
+    """Runs :func:`decide_autopilot` on the leader and carries out what it decides, on an
+    injected ``clock`` (a test's ManualClock can drive it)."""
 
     def __init__(self, raft: RaftNode, config: AutopilotConfig, *, expected_servers: int,
                  name_of: Callable[[NodeID], tuple[str, str]],
                  left_servers: Callable[[], Iterable[str]],
                  note: Callable[[str, str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock | None = None) -> None:
         self.raft = raft
         self.config = config
         self.expected_servers = expected_servers
         self._name_of = name_of
         self._left_servers = left_servers
         self._note = note
-        self._clock = clock
+        self._clock: Clock = clock or SystemClock()
         self.healthy_since: dict[NodeID, float] = {}
-        self.leader_since = clock()
+        self.leader_since = 0.0
+        """When this server's current leadership began (set by :meth:`on_leadership`)."""
         self.last_decision: AutopilotDecision | None = None
         self.wake = asyncio.Event()
 
     def on_leadership(self, is_leader: bool) -> None:
         self.healthy_since = {}
-        self.leader_since = self._clock()
+        self.leader_since = self._clock.monotonic()
 
     def view(self) -> AutopilotView:
         raft = self.raft
         voters, learners = raft.members()
         progress = raft.progress() if raft.is_leader() else {}
         leader_id = raft.leader_id()
-        now = self._clock()
+        now = self._clock.monotonic()
         servers = []
         for pid in sorted(voters | learners):
             name, nid = self._name_of(pid)
@@ -313,10 +328,7 @@ class Autopilot:
         """The leader's loop: one iteration every ``interval()`` or when woken, until closed."""
         while not closed():
             self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.interval())
-            except TimeoutError:
-                pass
+            await wait_event(self.wake, self.interval(), self._clock)
             try:
                 await self.once()
             except asyncio.CancelledError:

@@ -27,11 +27,11 @@ import logging
 import random
 import socket
 import ssl as _ssl
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lictor.common.clock import Clock
 from lictor.common.errors import (
     LeadershipLostError,
     LictorError,
@@ -44,6 +44,7 @@ from lictor.common.errors import (
 )
 from lictor.common.rpc import PeerInfo, RPCClient
 from lictor.common.rpc.conn import format_addr
+from lictor.server.cluster.autopilot import wait_event
 from lictor.server.raft.driver import RaftNode
 from lictor.server.raft.messages import NodeID
 from lictor.server.raft.transport import raft_id
@@ -251,6 +252,8 @@ class FormationMixin:
     owns the state named below)."""
 
     config: Any
+    clock: Clock
+    _rng: random.Random
     id: NodeID
     raft: RaftNode
     rpc: RPCClient
@@ -438,10 +441,7 @@ class FormationMixin:
             settled = self._settled()
             delay = max(cfg.retry_interval, cfg.settled_hello_interval) if settled else cfg.retry_interval
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay * random.uniform(0.9, 1.1))
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, delay * self._rng.uniform(0.9, 1.1), self.clock)
 
     def _settled(self) -> bool:
         """Raft runs and this server is in the configuration: its own, and the one the leader's
@@ -547,8 +547,8 @@ class FormationMixin:
         voters, learners = raft.members()
         if self.id in learners or voters == {self.id}:
             return True  # a non-voter, or the last voter (nobody could remove it)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self._closed:
+        deadline = self.clock.monotonic() + timeout
+        while self.clock.monotonic() < deadline and not self._closed:
             voters, learners = raft.members()
             out = self.id not in voters and self.id not in learners  # applied here already
             if not out:
@@ -558,7 +558,7 @@ class FormationMixin:
             if out:
                 log.info("leave: removed from the raft configuration")
                 return True
-            await asyncio.sleep(0.1)
+            await self.clock.sleep(0.1)
         log.warning("leave: still in the raft configuration after %.0fs: shutting down anyway "
                     "(the leader removes this server once gossip reports it left)", timeout)
         return False

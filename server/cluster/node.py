@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lictor.common.clock import Clock
+from lictor.common.clock import Clock, SystemClock
 from lictor.common.rpc import RPCClient, RPCServer
 from lictor.common.tls import TLSManager
 from lictor.server import endpoints
@@ -59,8 +60,11 @@ class Cluster(FormationMixin):
     server, then `start`."""
 
     def __init__(self, config: ClusterConfig, *, tls: TLSManager | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, rng: random.Random | None = None) -> None:
         self.config = config
+        self.clock: Clock = clock or SystemClock()
+        """Paces formation, autopilot, forwarding, the leave drain and Raft's ticks."""
+        self._rng = rng or random.Random()
         self.id: NodeID = raft_id(config.node_id)
         # TLS (issue 7): one live context per direction, shared by every connection and reloaded
         # in place on SIGHUP (lictor.common.tls); None = plaintext RPC.
@@ -78,7 +82,7 @@ class Cluster(FormationMixin):
             RaftNodeConfig(node_id=self.id, address=config.rpc_addr, data_dir=config.data_dir,
                            tick_interval=config.tick_interval,
                            raft_multiplier=config.raft_multiplier),
-            FSM(), self.transport)
+            FSM(), self.transport, clock=self.clock)
         self.server: Any = None
         self.rpc_server = RPCServer(RPCDispatcher(self), host=config.bind[0], port=config.bind[1],
                                     frame_timeout=config.rpc_frame_timeout,
@@ -102,10 +106,10 @@ class Cluster(FormationMixin):
         self.left_servers: Callable[[], Iterable[str]] = lambda: []
         self._wake = asyncio.Event()
         self.forwarder = Forwarder(self.raft, self.rpc, rpc_addr=config.rpc_addr,
-                                   hold=config.forward_hold, local=self._call_here, clock=clock)
+                                   hold=config.forward_hold, local=self._call_here, clock=self.clock)
         self.autopilot = Autopilot(self.raft, config.autopilot, expected_servers=config.bootstrap_expect,
                                    name_of=self.name_of, left_servers=lambda: self.left_servers(),
-                                   note=self._note)
+                                   note=self._note, clock=self.clock)
         self.raft.add_leadership_listener(self.autopilot.on_leadership)
 
     async def _call_here(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +162,7 @@ class Cluster(FormationMixin):
             return (self._closed or self.leaving or not self.raft.started
                     or self.raft.leader_id() is not None)
 
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         step = max(0.005, self.raft.config.tick_seconds)
         for _ in range(20):
             if done():
@@ -167,9 +171,9 @@ class Cluster(FormationMixin):
                 self.raft.campaign()
             except Exception:  # noqa: BLE001 - shut down meanwhile
                 return
-            until = loop.time() + 0.25
-            while loop.time() < until:
-                await asyncio.sleep(step)
+            until = clock.monotonic() + 0.25
+            while clock.monotonic() < until:
+                await clock.sleep(step)
                 if done():
                     return
 
