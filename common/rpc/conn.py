@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
 from lictor.common.clock import Clock, SystemClock
+from lictor.common.hostport import format_host_port, parse_host_port
 from lictor.common.errors import (
     DEFAULT_IO_ERRORS,
     LictorError,
@@ -163,20 +164,12 @@ class ClientStats:
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``; ``ValueError`` if malformed."""
-    host, sep, port_s = addr.rpartition(":")
-    if not sep or not host or not port_s.isdigit():
-        raise ValueError(f"invalid address {addr!r}: expected host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    port = int(port_s)
-    if not 0 < port < 65536:
-        raise ValueError(f"invalid address {addr!r}: port out of range")
-    return host, port
+    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``; ``ValueError`` if malformed
+    (lictor.common.hostport)."""
+    return parse_host_port(addr)
 
 
-def format_addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+format_addr = format_host_port
 
 
 class _Writer:

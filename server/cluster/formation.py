@@ -43,6 +43,7 @@ from lictor.common.errors import (
     ValidationError,
 )
 from lictor.common.rpc import PeerInfo, RPCClient
+from lictor.common.hostport import parse_host_port
 from lictor.common.rpc.conn import format_addr
 from lictor.server.cluster.autopilot import wait_event
 from lictor.server.raft.driver import RaftNode
@@ -123,40 +124,14 @@ class ServerInfo:
 
 
 def _split_hostport(addr: str) -> tuple[str, int]:
-    host, sep, port_s = addr.rpartition(":")
-    if not sep or not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
-        raise ValueError(f"invalid address {addr!r}: expected host:port")
-    return host.strip("[]"), int(port_s)
+    return parse_host_port(addr)
 
 
 def parse_join_address(text: str, default_port: int = DEFAULT_SERF_LAN_PORT) -> tuple[str, int]:
     """A retry_join entry, i.e. a LAN gossip address: ``host``, ``host:port``, ``[v6]``,
     ``[v6]:port`` or a bare IPv6 address; host may be a DNS name; the port defaults to 8301.
-    ``ValueError`` with a readable message otherwise."""
-    t = text.strip()
-    if not t:
-        raise ValueError("empty retry_join address")
-    port_s = ""
-    if t.startswith("["):
-        host, sep, rest = t[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"invalid retry_join address {text!r}")
-        port_s = rest[1:]
-        if rest and not port_s:
-            raise ValueError(f"invalid retry_join address {text!r}: missing port after ':'")
-    elif t.count(":") > 1:
-        host = t  # bare IPv6
-    else:
-        host, sep, port_s = t.partition(":")
-        if sep and not port_s:
-            raise ValueError(f"invalid retry_join address {text!r}: missing port after ':'")
-    if not host or any(c.isspace() or c in "/?#@" for c in host):
-        raise ValueError(f"invalid retry_join address {text!r}: bad host")
-    if not port_s:
-        return host, default_port
-    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
-        raise ValueError(f"invalid retry_join address {text!r}: port must be 1-65535")
-    return host, int(port_s)
+    ``ValueError`` with a readable message otherwise (lictor.common.hostport)."""
+    return parse_host_port(text, default_port=default_port, what="retry_join address")
 
 
 class ProbeVerdict(enum.Enum):
