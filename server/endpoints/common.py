@@ -57,7 +57,8 @@ async def blocking_read(server: Server, a: dict[str, Any],
                 meta = (await server.check_read(stale=stale, consistent=True) if consistent
                         else server.read_meta(meta.consistency))
 
-        idx, result = await blocking_query(lambda: server.store, opts, query, before_pass=before_pass)
+        idx, result = await blocking_query(lambda: server.store, opts, query, before_pass=before_pass,
+                                           clock=server.clock)
     return {"index": idx, "known_leader": meta.known_leader, "last_contact": meta.last_contact,
             "consistency": meta.consistency, "result": result}
 

@@ -86,3 +86,20 @@ async def test_default_blocking_query_does_not_verify_but_refreshes_last_contact
     assert log.verifies == 0
     assert out["last_contact"] == 0.5
     await s.close()
+
+
+async def test_blocking_wait_and_its_jitter_run_on_the_servers_clock() -> None:
+    """The wait (plus up to wait/16 of jitter) is measured on Server.clock: on a ManualClock a
+    10 s blocking query is still parked after 9.9 s and has answered by 10.7 s."""
+    from lictor.common.clock import ManualClock
+
+    clock = ManualClock()
+    s = Server(ServerConfig(datacenter="dc1", node_name="s", rpc_address="127.0.0.1:8300"), clock=clock)
+    await s.apply(MessageType.KVS, {"op": "set", "key": "k", "value": b"1"})
+    idx = (await endpoints.call(s, "KVS.List", {"key": "k"}))["index"]
+    call = asyncio.ensure_future(endpoints.call(s, "KVS.List", {"key": "k", "min_index": idx, "wait": 10}))
+    await clock.advance(9.9)
+    assert not call.done()
+    await clock.advance(10 / 16 + 0.2)
+    assert call.done() and call.result()["index"] == idx
+    await s.close()
