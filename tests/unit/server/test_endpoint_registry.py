@@ -180,3 +180,36 @@ def test_pool_never_resends_a_write_whose_connection_broke(name: str, write: boo
         assert len(calls) == 1, calls
     else:
         assert len(calls) > 1, calls
+
+
+class _FollowerRaft:
+    """A follower that knows the leader (for the server-side Forwarder)."""
+
+    class config:  # noqa: N801 - the attribute names RaftNodeConfig has
+        tick_seconds = 0.01
+        election_timeout = 0.02
+
+    def is_leader(self) -> bool:
+        return False
+
+    def leader(self) -> str:
+        return "10.0.0.2:8300"
+
+    def last_contact(self) -> float:
+        return 0.0
+
+
+@pytest.mark.parametrize("name,write", [("ACL.TokenSet", True), ("Coordinate.Update", True),
+                                        ("Operator.RaftRemovePeer", True), ("KVS.Get", False)])
+def test_forwarding_never_resends_a_write_whose_connection_broke(name: str, write: bool) -> None:
+    async def go() -> list[tuple[str, str]]:
+        async def local(n: str, a: dict[str, Any]) -> dict[str, Any]:
+            raise AssertionError("a follower runs nothing locally")
+        rpc = _BrokenAfterSend()
+        fwd = cluster_mod.Forwarder(_FollowerRaft(), rpc, rpc_addr="10.0.0.1:8300",  # type: ignore[arg-type]
+                                    hold=5.0, local=local)
+        with pytest.raises(TransportError):
+            await fwd.call(name, {})
+        return rpc.calls
+    calls = asyncio.run(go())
+    assert len(calls) == (1 if write else 3), calls
