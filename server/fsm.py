@@ -241,10 +241,10 @@ class FSMSnapshot:
         sink.write(pack(["tombstone_times", self.tombstone_times]))
         sink.write(pack(["lock_delay", self.lock_delay]))
         sink.write(pack(["indexes", self.indexes]))
-        for name, rows in self.ext.items():
+        for name, table_rows in self.ext.items():
             encode = row_codec(name)[0]
-            for key, row in rows.items():
-                sink.write(pack(["ext", [name, key, encode(row)]]))
+            for key, ext_row in table_rows.items():
+                sink.write(pack(["ext", [name, key, encode(ext_row)]]))
         sink.write(pack(["end", None]))
 
 
