@@ -50,7 +50,8 @@ class Command:
 
 
 def encode_command(msg_type: int, payload: dict[str, Any], now: float) -> bytes:
-    return msgpack.packb([int(msg_type), payload, now], use_bin_type=True)
+    data: bytes = msgpack.packb([int(msg_type), payload, now], use_bin_type=True)
+    return data
 
 
 def decode_command(data: bytes) -> Command:

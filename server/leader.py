@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lictor.common.clock import Clock
 from lictor.common.duration import parse_duration
 from lictor.server.state.store import Store
 
@@ -92,11 +93,14 @@ Propose = Callable[[int, dict[str, Any]], Awaitable[Any]]
 
 
 class SessionTimers:
-    """TTL expiry for sessions, run on the leader only."""
+    """TTL expiry for sessions, run on the leader only. Without a ``clock``, timers are the
+    loop's own (cheap, one handle per session); with one (a test's ManualClock), each timer
+    sleeps on it."""
 
-    def __init__(self, propose: Propose) -> None:
+    def __init__(self, propose: Propose, *, clock: Clock | None = None) -> None:
         self._propose = propose
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._clock = clock
+        self._timers: dict[str, asyncio.TimerHandle | asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def reset(self, session_id: str, ttl: str) -> None:
@@ -106,7 +110,14 @@ class SessionTimers:
             return
         seconds = parse_duration(ttl, what="TTL")
         loop = asyncio.get_running_loop()
-        self._timers[session_id] = loop.call_later(2 * seconds, self._expire, session_id)
+        if self._clock is None:
+            self._timers[session_id] = loop.call_later(2 * seconds, self._expire, session_id)
+        else:
+            self._timers[session_id] = loop.create_task(self._expire_after(self._clock, 2 * seconds, session_id))
+
+    async def _expire_after(self, clock: Clock, seconds: float, session_id: str) -> None:
+        await clock.sleep(seconds)
+        self._expire(session_id)
 
     def clear(self, session_id: str) -> None:
         h = self._timers.pop(session_id, None)

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
 from lictor.common.clock import Clock, SystemClock
+from lictor.common.hostport import format_host_port, parse_host_port
 from lictor.common.errors import (
     DEFAULT_IO_ERRORS,
     LictorError,
@@ -163,20 +164,12 @@ class ClientStats:
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``; ``ValueError`` if malformed."""
-    host, sep, port_s = addr.rpartition(":")
-    if not sep or not host or not port_s.isdigit():
-        raise ValueError(f"invalid address {addr!r}: expected host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    port = int(port_s)
-    if not 0 < port < 65536:
-        raise ValueError(f"invalid address {addr!r}: port out of range")
-    return host, port
+    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``; ``ValueError`` if malformed
+    (lictor.common.hostport)."""
+    return parse_host_port(addr)
 
 
-def format_addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+format_addr = format_host_port
 
 
 class _Writer:
@@ -590,10 +583,10 @@ class _ClientConnection(asyncio.Protocol):
         try:
             for obj in self._decoder.feed(data):
                 msg = parse_message(obj)
-                fut = pending.pop(msg.id, None) if type(msg) in (Response, ErrorReply) else False
-                if fut is False:
+                if not isinstance(msg, (Response, ErrorReply)):
                     raise RemoteProtocolError(
                         f"invalid message: a client does not accept {obj['t']!r} frames")
+                fut = pending.pop(msg.id, None)
                 if fut is None or fut.done():
                     continue  # the caller gave up (timeout, cancellation) before the reply came
                 if type(msg) is Response:
@@ -864,7 +857,7 @@ class RPCClient:
         into ``[d/2, d]`` so that peers restarted together do not reconnect in lockstep."""
         if attempt <= 0:
             return 0.0
-        d = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
+        d: float = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
         return d / 2 + self._rng.random() * d / 2
 
     async def _reconnect_loop(self, ep: _Endpoint) -> None:

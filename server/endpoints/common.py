@@ -32,7 +32,8 @@ async def blocking_read(server: Server, a: dict[str, Any],
     state with the same arguments then get one computed result (see state/query_cache.py), which
     is what makes a thousand blocking queries woken by one change cheap.
     """
-    meta = await server.check_read(stale=bool(a.get("stale")), consistent=bool(a.get("consistent")))
+    stale, consistent = bool(a.get("stale")), bool(a.get("consistent"))
+    meta = await server.check_read(stale=stale, consistent=consistent)
     if shared is not None:
         key = _cache_key(shared, a)
         inner = query
@@ -45,7 +46,19 @@ async def blocking_read(server: Server, a: dict[str, Any],
         idx = max(idx, 1)
     else:
         opts = BlockingOptions(min_index=min_index, wait=float(a.get("wait") or DEFAULT_WAIT))
-        idx, result = await blocking_query(lambda: server.store, opts, query)
+        passes = 0
+
+        async def before_pass() -> None:
+            # Every pass after the first (checked above): ?consistent confirms leadership again
+            # (it may have moved while parked); every mode refreshes KnownLeader/LastContact.
+            nonlocal meta, passes
+            passes += 1
+            if passes > 1:
+                meta = (await server.check_read(stale=stale, consistent=True) if consistent
+                        else server.read_meta(meta.consistency))
+
+        idx, result = await blocking_query(lambda: server.store, opts, query, before_pass=before_pass,
+                                           clock=server.clock)
     return {"index": idx, "known_leader": meta.known_leader, "last_contact": meta.last_contact,
             "consistency": meta.consistency, "result": result}
 

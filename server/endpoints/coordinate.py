@@ -63,7 +63,7 @@ def _batcher(server: Server) -> _Batcher:
     return b
 
 
-@endpoint("Coordinate.Update")
+@endpoint("Coordinate.Update", write=True)
 async def update(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     node, coord = a.get("node"), a.get("coord")
     if not isinstance(node, str) or not node:

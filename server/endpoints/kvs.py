@@ -18,7 +18,8 @@ from lictor.server.state.watch import WatchSet
 OPS = {"set", "cas", "lock", "unlock", "delete", "delete-cas", "delete-tree"}
 
 
-@endpoint("KVS.Apply")
+@endpoint("KVS.Apply", write=True, args={"op": str},
+          optional={"key": str, "value": bytes, "flags": int, "cas": int, "session": str, "index": int})
 async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     op = a.get("op")
     if op not in OPS:
@@ -39,7 +40,7 @@ async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": await server.apply(MessageType.KVS, a)}
 
 
-@endpoint("KVS.Get")
+@endpoint("KVS.Get", args={"key": str})
 async def get(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     key = a["key"]
 
@@ -49,7 +50,7 @@ async def get(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q)
 
 
-@endpoint("KVS.List")
+@endpoint("KVS.List", optional={"key": str})
 async def list_(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = kvs.kvs_list(store, ws, a.get("key", ""))
@@ -57,7 +58,7 @@ async def list_(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="KVS.List")
 
 
-@endpoint("KVS.ListKeys")
+@endpoint("KVS.ListKeys", optional={"prefix": str, "separator": str})
 async def list_keys(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         return kvs.kvs_keys(store, ws, a.get("prefix", ""), a.get("separator", ""))

@@ -32,8 +32,9 @@ def _linked_checks(s: Session) -> list[str]:
 
 def session_create_txn(tx: WriteTxn, data: dict[str, Any]) -> None:
     store = tx.store
-    sess = Session(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()
-                      if k not in ("create_index", "modify_index")})
+    fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()
+                              if k not in ("create_index", "modify_index")}
+    sess = Session(**fields)
     if not sess.id:
         raise ValidationError("Must provide session ID")
     if sess.behavior not in ("release", "delete"):
