@@ -685,7 +685,7 @@ def _refuse_placeholder(value: object, source: str, path: str) -> None:
         m = _PLACEHOLDER_RE.search(value)
         if m:
             raise ConfigError(f"placeholder {m.group(0)} left in: replace it with this machine's value "
-                              "(see deploy/systemd/README.md)", source=source, path=path)
+                              "(see deploy/README.md)", source=source, path=path)
 
 
 def _fragment(data: Mapping[str, Any], source: str, warnings: list[str]) -> _Fragment:

@@ -57,6 +57,9 @@ def hcl_configs(tmp_path: Path) -> list[Path]:
         files.append(p)
     for manifest in sorted((DEPLOY / "k8s").glob("*.yaml")):
         for name, text in configmap_blocks(manifest).items():
+            text = text.replace("/etc/lictor.d/tls/", f"{tls}/")
+            for pem in re.findall(r'"[^"]*/tls/([^"/]+)"', text):
+                (tls / pem).touch()
             p = tmp_path / f"{manifest.stem}-{name}"
             p.write_text(text)
             files.append(p)
