@@ -169,7 +169,8 @@ def test_systemd_cluster_from_the_wheel(wheel_install: WheelInstall, network: De
             h.start(exec_start_argv(UNIT, wheel_install.lictor, config_dir=etc),
                     _env(wheel_install, h.dir, NOTIFY_SOCKET=str(notifies[h.name].path)))
         server_ips = [s.addr for s in servers]
-        wait_until(lambda: _formed(hosts, token, server_ips), 90, "5 members alive everywhere and a leader", hosts)
+        t_form = wait_until(lambda: _formed(hosts, token, server_ips), 90, "5 members alive everywhere and a leader", hosts)
+        print(f"formed in {t_form:.1f}s")
         # systemd would now report every unit started
         wait_until(lambda: all(n.ready() for n in notifies.values()), 30, "READY=1 from every machine", hosts)
         for h in hosts:  # gossip is encrypted and RPC is TLS, as the example configs say
