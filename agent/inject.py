@@ -165,21 +165,40 @@ def _service_name(pod: Mapping[str, Any], containers: list[dict[str, Any]]) -> s
     return name
 
 
-def _service_port(pod: Mapping[str, Any], containers: list[dict[str, Any]]) -> int:
-    ann = _meta(pod, "annotations")
-    ports = [p for c in containers for p in (c.get("ports") or []) if isinstance(p, dict)]
-    wanted = ann.get(ANNOTATION_PORT)
+def _declared_ports(containers: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(name, containerPort) of every container port, in order; a malformed entry is an error
+    naming it (bool is not a port, although Python counts it as an int)."""
+    out: list[tuple[str, int]] = []
+    for i, c in enumerate(containers):
+        ports = c.get("ports")
+        if ports is None:
+            continue
+        if not isinstance(ports, list):
+            raise InjectError(f"spec.containers[{i}].ports: expected a list")
+        for j, p in enumerate(ports):
+            where = f"spec.containers[{i}].ports[{j}]"
+            if not isinstance(p, dict):
+                raise InjectError(f"{where}: expected an object")
+            port = p.get("containerPort")
+            if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+                raise InjectError(f"{where}.containerPort: expected a port number 1-65535, got {str(port)[:40]}")
+            name = p.get("name")
+            out.append((name if isinstance(name, str) else "", port))
+    return out
+
+
+def _service_port(pod: Mapping[str, Any], declared: list[tuple[str, int]]) -> int:
+    wanted = _meta(pod, "annotations").get(ANNOTATION_PORT)
     if wanted is not None:
         if wanted.isdigit() and 1 <= int(wanted) <= 65535:
             return int(wanted)
-        for p in ports:
-            if p.get("name") == wanted and isinstance(p.get("containerPort"), int):
-                return int(p["containerPort"])
+        for name, port in declared:
+            if name and name == wanted:
+                return port
         raise InjectError(f"annotation {ANNOTATION_PORT}={wanted!r}: neither a port number 1-65535 nor the "
                           "name of a container port")
-    for p in ports:
-        if isinstance(p.get("containerPort"), int) and 1 <= p["containerPort"] <= 65535:
-            return int(p["containerPort"])
+    if declared:
+        return declared[0][1]
     raise InjectError(f"the pod has no container port: declare one in spec.containers[].ports or set "
                       f"annotation {ANNOTATION_PORT}")
 
@@ -205,10 +224,10 @@ def plan(pod: Mapping[str, Any], config: InjectConfig, *, namespace_enabled: boo
     if not containers:
         raise InjectError("spec.containers: the pod has no containers")
     service = _service_name(pod, containers)
-    port = _service_port(pod, containers)
+    declared = _declared_ports(containers)
+    port = _service_port(pod, declared)
     upstreams = parse_upstreams(ann.get(ANNOTATION_UPSTREAMS, ""))
-    taken = {int(p["containerPort"]) for c in containers for p in (c.get("ports") or [])
-             if isinstance(p, dict) and isinstance(p.get("containerPort"), int)}
+    taken = {p for _, p in declared}
     for clash in sorted(taken & ({config.proxy_port} | {p for _, p in upstreams})):
         raise InjectError(f"port {clash} is needed by the sidecar (proxy or an upstream) but a container "
                           "already declares it")
@@ -373,11 +392,15 @@ def review(body: bytes, config: InjectConfig, *, namespace_enabled: bool) -> dic
         return _response(uid, "not injected: request.object is not a Pod object", warning=True)
     try:
         p = plan(pod, config, namespace_enabled=namespace_enabled)
+        if not p.inject or p.additions is None:
+            return _response(uid, f"not injected: {p.reason}")
+        return _response(uid, p.reason, patch=patch_ops(pod, p.additions))
     except InjectError as exc:
         return _response(uid, f"not injected: {exc}", warning=True)
-    if not p.inject or p.additions is None:
-        return _response(uid, f"not injected: {p.reason}")
-    return _response(uid, p.reason, patch=patch_ops(pod, p.additions))
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        # a shape no check above foresaw: still an answer, never a failed admission call
+        return _response(uid, f"not injected: the pod could not be read ({type(exc).__name__}: {str(exc)[:200]})",
+                         warning=True)
 
 
 # ---------------------------------------------------------------------------------------------
