@@ -450,6 +450,8 @@ def inject_documents(docs: list[Any], config: InjectConfig) -> tuple[list[Any], 
             p = plan(template, config, namespace_enabled=True)
         except InjectError as exc:
             raise InjectError(f"{where}: {exc}") from None
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise InjectError(f"{where}: the pod template could not be read ({type(exc).__name__}: {exc})") from None
         notes.append(f"{where}: {p.reason}")
         if not p.inject or p.additions is None:
             out.append(doc)
