@@ -9,9 +9,11 @@ import sys
 
 from lictor.agent.agent import Agent
 from lictor.agent.monitor import LogBroadcaster
+from lictor.agent.readiness import notify_until_stopped, serving_status
 from lictor.common.config import ConfigSource, LoadResult
 from lictor.common.errors import LictorError
 from lictor.common.logging import configure_logging
+from lictor.common.sdnotify import Notifier
 from lictor.server.raft.logstore import StorageError
 
 __all__ = ["run_agent"]
@@ -57,6 +59,9 @@ async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadca
           f"(Bootstrap: {cfg.bootstrap or cfg.dev})\n       Client Addr: {list(cfg.client_addr)} "
           f"(HTTP: {cfg.ports.http}, DNS: {cfg.ports.dns})\n", file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
+    # systemd Type=notify (deploy/systemd/lictor.service): READY=1 once serving (agent/readiness.py)
+    notifier = Notifier()
+    notify_task = loop.create_task(notify_until_stopped(agent, notifier), name="sd-notify")
     stop = asyncio.Event()
     signame: list[str] = []
 
@@ -65,7 +70,7 @@ async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadca
         stop.set()
 
     def on_hup() -> None:
-        loop.create_task(_reload(agent))
+        loop.create_task(_reload(agent, notifier))
 
     loop.add_signal_handler(signal.SIGTERM, on_stop, "terminated")
     loop.add_signal_handler(signal.SIGINT, on_stop, "interrupt")
@@ -76,6 +81,8 @@ async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadca
     waiter.cancel()
     stopper.cancel()
     log.info("caught signal: %s; shutting down", signame[0] if signame else "leave")
+    notify_task.cancel()
+    notifier.stopping(f"shutting down ({signame[0] if signame else 'left the cluster'})")
     # Consul's rules: SIGTERM leaves gracefully if leave_on_terminate (clients' default), SIGINT
     # unless skip_leave_on_interrupt (servers' default); otherwise we look crashed to the others.
     if signame and ((signame[0] == "terminated" and cfg.leave_on_terminate)
@@ -106,10 +113,18 @@ def _tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, g1, g2)
 
 
-async def _reload(agent: Agent) -> None:
+async def _reload(agent: Agent, notifier: Notifier) -> None:
+    # around a reload only once READY=1 was sent: before that systemd is still waiting for it
+    was_serving = serving_status(agent)[0]
+    if was_serving:
+        notifier.reloading()
     try:
         warnings = await agent.reload()
         for w in warnings:
             log.warning("config: %s", w)
+        outcome = "reloaded"
     except LictorError as exc:
         log.error("reload failed, keeping the running configuration: %s", exc)
+        outcome = f"reload failed, kept the running configuration: {exc}".replace("\n", " ")
+    if was_serving:
+        notifier.ready(f"{outcome}; {serving_status(agent)[1]}")

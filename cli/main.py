@@ -26,6 +26,7 @@ from lictor.cli import catalog, kv, operator, services, snapshot
 from lictor.cli import config_entries, intention
 from lictor.cli import tls
 from lictor.cli import acl
+from lictor.cli import connect
 from lictor.cli.base import Exit, err, fail, make_client, out, parse
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
@@ -268,6 +269,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "agent": (cmd_agent, "Runs a Lictor agent"),
     "catalog": (_group("catalog", "Reads the service catalog.", catalog.SUBCOMMANDS),
                 "Interact with the catalog"),
+    "connect": (_group("connect", "Interacts with Connect, the service mesh.", connect.SUBCOMMANDS),
+                "Interact with Connect"),
     "config": (_group("config", "Writes, reads, lists and deletes centralized configuration entries.",
                       config_entries.SUBCOMMANDS), "Interact with Lictor's centralized configurations"),
     "intention": (_group("intention", "Creates, deletes, lists and checks service intentions.",

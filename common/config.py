@@ -657,6 +657,7 @@ def _check_fragment(
             values[key], raw[key] = _check_fragment(value, spec, source, path + ".", frag, warnings)
             continue
         assert isinstance(spec, _Key)
+        _refuse_placeholder(value, source, path)
         if spec.check is _c_map and isinstance(value, list):
             value = _merge_block_list(value, source, path)
         try:
@@ -667,6 +668,26 @@ def _check_fragment(
         if spec.use == NOT_USED:
             warnings.append(f"{source}: {path}: accepted but not used yet")
     return values, raw
+
+
+#: the example configs' fill-in markers (deploy/systemd/*.hcl): "<GOSSIP_KEY>", "<THIS_HOST_IP>"
+_PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*>")
+
+
+def _refuse_placeholder(value: object, source: str, path: str) -> None:
+    """A fill-in marker copied from an example config and never replaced is an error naming the
+    key, never a value the agent tries to use (an ACL token "<AGENT_TOKEN>" would look valid)."""
+    if isinstance(value, dict):  # raw blocks (acl, tls, ...): their leaves name the full path
+        for k, v in value.items():
+            _refuse_placeholder(v, source, f"{path}.{k}")
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_placeholder(item, source, path)
+    elif isinstance(value, str):
+        m = _PLACEHOLDER_RE.search(value)
+        if m:
+            raise ConfigError(f"placeholder {m.group(0)} left in: replace it with this machine's value "
+                              "(see deploy/README.md)", source=source, path=path)
 
 
 def _fragment(data: Mapping[str, Any], source: str, warnings: list[str]) -> _Fragment:
