@@ -30,6 +30,7 @@ from aiohttp import web
 
 from lictor.agent.acl_cache import token_from_request
 from lictor.common.errors import ACLNotFoundError, PermissionDeniedError
+from lictor.common.servicedef import ServiceDefinition, check_row_payload
 from lictor.server.acl.authorizer import Authorizer
 from lictor.server.acl.enforce import denied
 
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from lictor.agent.agent import Agent
     from lictor.agent.http.base import Route
 
-__all__ = ["FILTERS", "SPECIAL", "enforce"]
+__all__ = ["FILTERS", "SPECIAL", "acl_filtered", "authorize", "check_registration_needs", "enforce", "request_token",
+           "service_registration_needs"]
 
 Need = tuple[str, str, str | None]  # (resource, access, name or None)
 Special = Callable[[web.Request, "Agent", Authorizer], Awaitable[list[Need]]]
@@ -69,18 +71,68 @@ def _get(d: Any, *names: str, default: Any = "") -> Any:
 
 # ----- body- and state-aware checks --------------------------------------------------------------
 
-async def _service_register(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    b = await _body(req)
-    name = _get(b, "Name", "Service") or ""
-    needs: list[Need] = [("service", "write", name)]
-    conn = _get(b, "Connect", default={}) or {}
-    if _get(conn, "SidecarService", "sidecar_service", default=None) is not None:
-        needs.append(("service", "write", f"{name}-sidecar-proxy"))
-    proxy = _get(b, "Proxy", default={}) or {}
-    dest = _get(proxy, "DestinationServiceName", default="")
-    if dest:
-        needs.append(("service", "write", dest))
+async def _in_handler(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
+    """Authorized by the handler once the body is decoded and planned (:func:`authorize`)."""
+    return []
+
+
+def _existing_check_needs(local: Any, node_name: str, check_id: str, *, keep_service: str = "") -> list[Need]:
+    """Overwriting an existing check needs write on what it belongs to now."""
+    old = local.check(check_id)
+    if old is None:
+        return []
+    sid = old.get("service_id") or ""
+    if not sid:
+        return [("node", "write", node_name)]
+    if sid == keep_service:
+        return []
+    return [("service", "write", _local_name(local, sid))]
+
+
+def _local_name(local: Any, sid: str) -> str:
+    p = local.service(sid)
+    return str(p.get("service") or sid) if p else sid
+
+
+def service_registration_needs(local: Any, node_name: str, planned: list[ServiceDefinition]) -> list[Need]:
+    """Everything registering ``planned`` (``ServiceRegistry.plan_service``: the service and its
+    expanded sidecar) writes: each service's name, a proxy's destination, the service an
+    existing ID belongs to, and the owner of every existing check a new check replaces."""
+    needs: list[Need] = []
+    for svc in planned:
+        needs.append(("service", "write", svc.name))
+        dest = str((svc.proxy or {}).get("DestinationServiceName") or "")
+        if dest:
+            needs.append(("service", "write", dest))
+        old = local.service(svc.id)
+        if old is not None and old.get("service") != svc.name:
+            needs.append(("service", "write", str(old.get("service") or "")))
+        for c in svc.checks:
+            cid = check_row_payload(c, service_id=svc.id)["check_id"]
+            needs += _existing_check_needs(local, node_name, cid, keep_service=svc.id)
     return needs
+
+
+def check_registration_needs(local: Any, node_name: str, row: dict[str, Any]) -> list[Need]:
+    """A check's decoded row (``ServiceRegistry.plan_check``): write on the service it binds to
+    (else on this node), and on the owner of an existing check with the same ID."""
+    sid = str(row.get("service_id") or "")
+    needs: list[Need] = [("service", "write", _local_name(local, sid)) if sid else ("node", "write", node_name)]
+    return needs + _existing_check_needs(local, node_name, str(row["check_id"]), keep_service=sid)
+
+
+def authorize(req: web.Request, needs: list[Need]) -> None:
+    """Check ``needs`` with the request's Authorizer (set by :func:`enforce`); nothing when ACLs
+    are off. For handlers that authorize what they decoded, before they execute it."""
+    authz: Authorizer | None = req.get("authz")
+    if authz is None:
+        return
+    for res, access, name in needs:
+        if not authz.allowed(res, access, name or ""):
+            exc = denied(authz, res, access, name)
+            req["lictor_acl"] = {"accessor_id": authz.accessor_id, "decision": "deny",
+                                 "permission": getattr(exc, "permission", None)}
+            raise exc
 
 
 def _local_service_name(agent: Agent, sid: str) -> str:
@@ -94,14 +146,6 @@ async def _service_by_id(req: web.Request, agent: Agent, authz: Authorizer) -> l
 
 async def _service_read_by_id(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
     return [("service", "read", _local_service_name(agent, req.match_info["id"]))]
-
-
-async def _check_register(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    b = await _body(req)
-    sid = _get(b, "ServiceID", "service_id")
-    if sid:
-        return [("service", "write", _local_service_name(agent, sid))]
-    return [("node", "write", agent.node_name)]
 
 
 async def _check_by_id(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
@@ -248,13 +292,13 @@ async def _filtered_only(req: web.Request, agent: Agent, authz: Authorizer) -> l
 
 
 SPECIAL: dict[tuple[str, str], Special] = {
-    ("PUT", "/v1/agent/service/register"): _service_register,
+    ("PUT", "/v1/agent/service/register"): _in_handler,
     ("PUT", "/v1/agent/service/deregister/{id}"): _service_by_id,
     ("PUT", "/v1/agent/service/maintenance/{id}"): _service_by_id,
     ("GET", "/v1/agent/service/{id}"): _service_read_by_id,
     ("GET", "/v1/agent/health/service/id/{id}"): _service_read_by_id,
     ("PUT", "/v1/agent/maintenance"): _local_node_write,
-    ("PUT", "/v1/agent/check/register"): _check_register,
+    ("PUT", "/v1/agent/check/register"): _in_handler,
     ("PUT", "/v1/agent/check/deregister/{id}"): _check_by_id,
     ("PUT", "/v1/agent/check/pass/{id}"): _check_by_id,
     ("PUT", "/v1/agent/check/warn/{id}"): _check_by_id,
@@ -331,6 +375,26 @@ FILTERS: dict[tuple[str, str], Filter] = {
 }
 
 
+def request_token(req: web.Request) -> str:
+    """The token this request is authorized with (after :func:`enforce`: the one it resolved,
+    the agent's default token when the request named none); what a handler stores with a
+    service or check. Read from the request by ``token_from_request`` alone."""
+    tok = req.get("lictor_acl_secret")
+    return str(tok) if tok is not None else token_from_request(req.headers, req.query)
+
+
+def acl_filtered(req: web.Request, data: Any) -> Any:
+    """Apply the route's ACL list filter now, before the user's ``?filter`` (Consul's order), so
+    ``X-Consul-Results-Filtered-By-ACLs`` says only whether rows were hidden, never whether a
+    hidden row matched the filter. ``json_response`` then only sets the header."""
+    flt = req.get("lictor_acl_filter")
+    if flt is None:
+        return data
+    data, dropped = flt(data)
+    req["lictor_acl_filter"] = lambda rest: (rest, dropped)
+    return data
+
+
 # ----- the one entry point ----------------------------------------------------------------------------------
 
 async def enforce(r: Route, req: web.Request, agent: Agent) -> Authorizer | None:
@@ -339,7 +403,7 @@ async def enforce(r: Route, req: web.Request, agent: Agent) -> Authorizer | None
     acl_rt = getattr(agent, "acl", None)
     if acl_rt is None or not acl_rt.enabled:
         return None
-    secret = token_from_request(req.headers, req.query) or acl_rt.default_token()
+    secret = request_token(req) or acl_rt.default_token()
     req["lictor_acl_secret"] = secret
     try:
         authz = await acl_rt.resolve(secret)

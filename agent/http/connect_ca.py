@@ -12,6 +12,7 @@ from aiohttp import web
 
 from lictor.agent.http.base import ACL, QueryOptions, blocking_args, decode_json_body, json_response, route
 from lictor.common.errors import ValidationError
+from lictor.agent.http.acl_enforce import request_token
 from lictor.server.connect.ca import parse_spiffe_service
 
 if TYPE_CHECKING:
@@ -21,14 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lictor.http")
 
 DEFAULT_AUTHORIZE_REASON = "Default behavior configured by ACLs"
-
-
-def _token(req: web.Request) -> str:
-    tok = req.headers.get("X-Consul-Token") or req.query.get("token", "")
-    auth = req.headers.get("Authorization", "")
-    if not tok and auth.lower().startswith("bearer "):
-        tok = auth[7:].strip()
-    return tok
 
 
 def leaf_manager(agent: Agent) -> LeafCertManager:
@@ -94,7 +87,7 @@ async def agent_ca_roots(req: web.Request, agent: Agent) -> web.StreamResponse:
 @route("GET", "/v1/agent/connect/ca/leaf/{service}", acl=ACL("service", "write", "service"))
 async def agent_leaf(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
-    kw: dict[str, Any] = {"min_index": opts.index, "token": _token(req)}
+    kw: dict[str, Any] = {"min_index": opts.index, "token": request_token(req)}
     if opts.wait:
         kw["wait"] = opts.wait
     idx, leaf = await leaf_manager(agent).get(req.match_info["service"], **kw)

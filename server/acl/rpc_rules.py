@@ -17,7 +17,7 @@ from typing import Any
 from lictor.server.acl.authorizer import Authorizer
 from lictor.server.acl.enforce import authorizer_for, denied
 
-__all__ = ["RPC_RULES", "authorize_rpc", "filter_rpc_result"]
+__all__ = ["RPC_RULES", "acl_row_predicate", "authorize_rpc", "filter_rpc_result"]
 
 Need = tuple[str, str, str | None]
 Needs = Callable[[Any, dict[str, Any], Authorizer], list[Need]]
@@ -46,28 +46,63 @@ def _kv_apply(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
     return [("key", "write", key)]
 
 
-def _catalog_register(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
-    needs: list[Need] = []
-    svc = a.get("service")
-    if isinstance(svc, dict):
-        needs.append(("service", "write", str(svc.get("service") or "")))
-    node = str(a.get("node") or "")
-    if not needs or node not in server.store.nodes or not a.get("skip_node_update") and _node_changes(server, a):
-        needs.append(("node", "write", node))
-    for c in a.get("checks") or []:
-        sid = c.get("service_id") if isinstance(c, dict) else None
-        if sid:
-            row = server.store.services.get((node, sid))
-            needs.append(("service", "write", row.service if row is not None else
-                          (svc.get("service") if isinstance(svc, dict) and svc.get("id") == sid else sid)))
-        else:
-            needs.append(("node", "write", node))
+def _service_write_needs(server: Any, node: str, svc: dict[str, Any]) -> list[Need]:
+    """Writing service row ``svc`` on ``node``: its name, a proxy's destination, and the service
+    its ID belongs to now (an ID is not a name: overwriting ``db-1`` needs write on ``db``)."""
+    name = str(svc.get("service") or "")
+    needs: list[Need] = [("service", "write", name)]
+    dest = str((svc.get("proxy") or {}).get("DestinationServiceName") or "") if isinstance(svc.get("proxy"), dict) else ""
+    if dest:
+        needs.append(("service", "write", dest))
+    old = server.store.services.get((node, str(svc.get("id") or name)))
+    if old is not None and old.service != name:
+        needs.append(("service", "write", old.service))
     return needs
 
 
-def _node_changes(server: Any, a: dict[str, Any]) -> bool:
+def _check_write_needs(server: Any, node: str, chk: dict[str, Any], *, new_service: dict[str, Any] | None = None,
+                       delete: bool = False) -> list[Need]:
+    """Writing (or deleting) check ``chk`` on ``node``: write on the service it binds to (else
+    the node), and on whatever owns the check it replaces or deletes."""
+    needs: list[Need] = []
+    owners: set[str] = set() if delete else {str(chk.get("service_id") or "")}
+    old = server.store.checks.get((node, str(chk.get("check_id") or chk.get("name") or "")))
+    if old is not None:
+        owners.add(str(old.service_id or ""))
+    for sid in sorted(owners or {""}):
+        if not sid:
+            needs.append(("node", "write", node))
+            continue
+        if new_service is not None and str(new_service.get("id") or new_service.get("service") or "") == sid:
+            continue  # the service registered in the same request: already authorized
+        row = server.store.services.get((node, sid))
+        needs.append(("service", "write", row.service if row is not None else sid))
+    return needs
+
+
+def _changes_node(server: Any, a: dict[str, Any]) -> bool:
+    """Consul's ChangesNode: the node is new, or the request rewrites any of its fields."""
     n = server.store.nodes.get(a.get("node"))
-    return n is None or (a.get("address") and a.get("address") != n.address)
+    if n is None:
+        return True
+    if a.get("skip_node_update"):
+        return False
+    return (str(a.get("id") or ""), str(a.get("address") or ""), dict(a.get("tagged_addresses") or {}),
+            dict(a.get("node_meta") or {})) != (n.id, n.address, dict(n.tagged_addresses), dict(n.meta))
+
+
+def _catalog_register(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
+    node = str(a.get("node") or "")
+    needs: list[Need] = []
+    if _changes_node(server, a):
+        needs.append(("node", "write", node))
+    svc = a.get("service")
+    if isinstance(svc, dict):
+        needs += _service_write_needs(server, node, svc)
+    for c in a.get("checks") or []:
+        if isinstance(c, dict):
+            needs += _check_write_needs(server, node, c, new_service=svc if isinstance(svc, dict) else None)
+    return needs
 
 
 def _catalog_deregister(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
@@ -75,6 +110,8 @@ def _catalog_deregister(server: Any, a: dict[str, Any], z: Authorizer) -> list[N
     if a.get("service_id"):
         row = server.store.services.get((node, a["service_id"]))
         return [("service", "write", row.service if row is not None else str(a["service_id"]))]
+    if a.get("check_id"):
+        return _check_write_needs(server, node, {"check_id": a["check_id"]}, delete=True)
     return [("node", "write", node)]
 
 
@@ -108,10 +145,29 @@ def _txn(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
         elif kind == "node":
             needs.append(("node", access, str((op.get("node") or {}).get("node") or "")))
         elif kind == "service":
-            needs.append(("service", access, str((op.get("service") or {}).get("service") or "")))
+            node, svc = str(op.get("node") or ""), op.get("service") or {}
+            if read:
+                needs.append(("service", "read", str(svc.get("service") or "")))
+                stored = server.store.services.get((node, str(svc.get("id") or "")))
+                if stored is not None:
+                    needs.append(("service", "read", stored.service))
+            elif verb in ("delete", "delete-cas"):
+                # the stored service being deleted, whatever name the request gives
+                sid = str(svc.get("id") or svc.get("service") or "")
+                stored = server.store.services.get((node, sid))
+                needs.append(("service", "write", stored.service if stored is not None else
+                              str(svc.get("service") or sid)))
+            else:
+                needs += _service_write_needs(server, node, svc)
         elif kind == "check":
             chk = op.get("check") or {}
-            needs.append(("node", access, str(chk.get("node") or "")))
+            node = str(chk.get("node") or "")
+            if read:
+                needs.append(("node", "read", node))
+            elif verb in ("delete", "delete-cas"):
+                needs += _check_write_needs(server, node, chk, delete=True)
+            else:
+                needs += _check_write_needs(server, node, chk)
         else:
             needs.append(("operator", "write", None))
     return needs
@@ -161,6 +217,7 @@ def _rows(pred: Callable[[Authorizer, Any], bool]) -> Filter:
         if isinstance(result, dict):
             return {k: v for k, v in result.items() if pred(z, (k, v))}
         return result
+    f.row_pred = pred  # type: ignore[attr-defined]  # what make_filter applies before a ?filter
     return f
 
 
@@ -174,7 +231,7 @@ def _svc_ok(z: Authorizer, s: Any) -> bool:
 
 def _check_ok(z: Authorizer, c: Any) -> bool:
     if not isinstance(c, dict):
-        return True
+        return False  # fail closed: a row we do not understand is not shown
     return _node_ok(z, c.get("Node")) and (not c.get("ServiceName") or _svc_ok(z, c["ServiceName"]))
 
 
@@ -187,10 +244,12 @@ def _node_services(z: Authorizer, result: Any) -> Any:
     return result
 
 
-_health = _rows(lambda z, r: not isinstance(r, dict) or (
+_node_services.row_pred = lambda z, s: isinstance(s, dict) and _svc_ok(z, s.get("Service"))  # type: ignore[attr-defined]
+
+_health = _rows(lambda z, r: isinstance(r, dict) and (
     _node_ok(z, (r.get("Node") or {}).get("Node")) and _svc_ok(z, (r.get("Service") or {}).get("Service"))))
 _kv_rows = _rows(lambda z, r: z.allowed("key", "read", r if isinstance(r, str) else str(r.get("Key", ""))))
-_sessions = _rows(lambda z, s: not isinstance(s, dict) or z.allowed("session", "read", str(s.get("Node", ""))))
+_sessions = _rows(lambda z, s: isinstance(s, dict) and z.allowed("session", "read", str(s.get("Node", ""))))
 
 RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Status.Leader": (_none, None), "Status.Peers": (_none, None), "Status.Ping": (_none, None),
@@ -205,10 +264,10 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "KVS.ListKeys": (_none, _kv_rows),
     "Catalog.Register": (_catalog_register, None),
     "Catalog.Deregister": (_catalog_deregister, None),
-    "Catalog.ListNodes": (_none, _rows(lambda z, n: not isinstance(n, dict) or _node_ok(z, n.get("Node")))),
+    "Catalog.ListNodes": (_none, _rows(lambda z, n: isinstance(n, dict) and _node_ok(z, n.get("Node")))),
     "Catalog.ListServices": (_none, _rows(lambda z, kv: _svc_ok(z, kv[0] if isinstance(kv, tuple) else kv))),
     "Catalog.ServiceNodes": (_fixed("service", "read", "service"),
-                             _rows(lambda z, r: not isinstance(r, dict) or _node_ok(z, r.get("Node")))),
+                             _rows(lambda z, r: isinstance(r, dict) and _node_ok(z, r.get("Node")))),
     "Catalog.NodeServices": (_fixed("node", "read", "node"), _node_services),
     "Catalog.GatewayServices": (_fixed("service", "read", "gateway"), None),
     "Health.NodeChecks": (_fixed("node", "read", "node"), _rows(_check_ok)),
@@ -225,11 +284,11 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "ConfigEntry.Apply": (_config_apply, None),
     "ConfigEntry.Delete": (_config_named("write"), None),
     "ConfigEntry.Get": (_config_named("read"), None),
-    "ConfigEntry.List": (_none, _rows(lambda z, e: not isinstance(e, dict) or z.allowed(
+    "ConfigEntry.List": (_none, _rows(lambda z, e: isinstance(e, dict) and z.allowed(
         *_config_need(str(e.get("Kind", "")), str(e.get("Name", "")), "read")[:2],
         _config_need(str(e.get("Kind", "")), str(e.get("Name", "")), "read")[2] or ""))),
     "DiscoveryChain.Get": (_fixed("service", "read", "name"), None),
-    "Intention.List": (_none, _rows(lambda z, i: not isinstance(i, dict) or z.allowed(
+    "Intention.List": (_none, _rows(lambda z, i: isinstance(i, dict) and z.allowed(
         "intention", "read", str(i.get("DestinationName", ""))))),
     "Intention.Get": (_intention("read"), None),
     "Intention.Apply": (_intention("write"), None),
@@ -244,7 +303,7 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     # an agent may get a client certificate (or report coordinates) only for a node it may write
     "AutoEncrypt.Sign": (_fixed("node", "write", "node"), None),
     "Coordinate.Update": (_fixed("node", "write", "node"), None),
-    "Coordinate.ListNodes": (_none, _rows(lambda z, c: not isinstance(c, dict) or _node_ok(z, c.get("Node")))),
+    "Coordinate.ListNodes": (_none, _rows(lambda z, c: isinstance(c, dict) and _node_ok(z, c.get("Node")))),
     "Coordinate.Node": (_fixed("node", "read", "node"), None),
     "Coordinate.ListDatacenters": (_none, None),
     "Snapshot.Save": (_fixed("acl", "write"), None),      # management: a snapshot holds every secret
@@ -266,6 +325,17 @@ def authorize_rpc(server: Any, name: str, args: dict[str, Any]) -> Authorizer | 
         if not z.allowed(res, access, obj or ""):
             raise denied(z, res, access, obj)
     return z
+
+
+def acl_row_predicate(z: Authorizer, name: str) -> Callable[[Any], bool] | None:
+    """The per-row read check of ``name``'s list filter (None: nothing to filter), for
+    endpoints that must drop hidden rows before applying the user's ``?filter``."""
+    if z.management:
+        return None
+    pred = getattr(RPC_RULES.get(name, _FAIL_CLOSED)[1], "row_pred", None)
+    if pred is None:
+        return None
+    return lambda row: bool(pred(z, row))
 
 
 def filter_rpc_result(z: Authorizer | None, name: str, out: dict[str, Any]) -> dict[str, Any]:
