@@ -5,6 +5,7 @@
 
     request --token--> Authorizer (req["authz"])
       route.acl = ACL(resource, access, segment)
+        SERVER_DECIDED[(method, path)]     -> nothing here: the server's RPC rules decide
         resource "none"                    -> nothing to check
         access "list"                      -> nothing up front; the route's FILTER drops rows
         segment set                        -> resource:access on the path parameter
@@ -23,6 +24,7 @@ lacks permission 'key:write' on "foo"". An unknown or expired token is "ACL not 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,15 +40,12 @@ if TYPE_CHECKING:
     from lictor.agent.agent import Agent
     from lictor.agent.http.base import Route
 
-__all__ = ["FILTERS", "SPECIAL", "acl_filtered", "authorize", "check_registration_needs", "enforce", "request_token",
+__all__ = ["FILTERS", "SERVER_DECIDED", "SPECIAL", "acl_filtered", "authorize", "note_denial", "check_registration_needs", "enforce", "request_token",
            "service_registration_needs"]
 
 Need = tuple[str, str, str | None]  # (resource, access, name or None)
 Special = Callable[[web.Request, "Agent", Authorizer], Awaitable[list[Need]]]
 Filter = Callable[[Authorizer, Any], tuple[Any, bool]]
-
-SERVICE_KINDS = {"service-defaults", "service-router", "service-splitter", "service-resolver",
-                 "ingress-gateway", "terminating-gateway", "api-gateway", "http-route", "tcp-route"}
 
 
 async def _body(req: web.Request) -> Any:
@@ -159,132 +158,9 @@ async def _local_node_write(req: web.Request, agent: Agent, authz: Authorizer) -
     return [("node", "write", agent.node_name)]
 
 
-async def _catalog_register(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    b = await _body(req)
-    node = _get(b, "Node")
-    needs: list[Need] = []
-    svc = _get(b, "Service", default=None)
-    if isinstance(svc, dict):
-        needs.append(("service", "write", _get(svc, "Service", "Name")))
-    # Consul: node:write unless the node already exists unchanged and only a service is added;
-    # we always ask for node:write on a new node, and service:write for the service.
-    store = getattr(getattr(agent, "server", None), "store", None)
-    if store is None or node not in store.nodes or not needs:
-        needs.append(("node", "write", node))
-    return needs
-
-
-async def _catalog_deregister(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    b = await _body(req)
-    node = _get(b, "Node")
-    sid = _get(b, "ServiceID")
-    store = getattr(getattr(agent, "server", None), "store", None)
-    if sid and store is not None:
-        row = store.services.get((node, sid))
-        return [("service", "write", row.service if row is not None else sid)]
-    return [("node", "write", node)]
-
-
 async def _connect_authorize(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
     b = await _body(req)
     return [("service", "write", _get(b, "Target"))]
-
-
-def _session_node(agent: Agent, sid: str) -> str:
-    store = getattr(getattr(agent, "server", None), "store", None)
-    s = store.sessions.get(sid) if store is not None else None
-    return s.node if s is not None else agent.node_name
-
-
-async def _session_create(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    b = await _body(req)
-    return [("session", "write", _get(b, "Node") or agent.node_name)]
-
-
-async def _session_write_by_id(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    return [("session", "write", _session_node(agent, req.match_info["id"]))]
-
-
-async def _session_read_by_id(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    return [("session", "read", _session_node(agent, req.match_info["id"]))]
-
-
-async def _session_node_read(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    return [("session", "read", req.match_info["node"])]
-
-
-def _config_need(kind: str, name: str, access: str) -> Need:
-    if kind == "service-intentions":
-        return ("intention", access, name)
-    if kind in SERVICE_KINDS:
-        return ("service", access, name)
-    return ("mesh", access, None)
-
-
-async def _config_put(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    b = await _body(req)
-    return [_config_need(_get(b, "Kind"), _get(b, "Name"), "write")]
-
-
-async def _config_named(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    access = "read" if req.method == "GET" else "write"
-    return [_config_need(req.match_info["kind"], req.match_info["name"], access)]
-
-
-async def _intention_exact(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    access = "read" if req.method == "GET" else "write"
-    return [("intention", access, req.query.get("destination", ""))]
-
-
-async def _intention_match(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    return [("intention", "read", n) for n in req.query.getall("name", [])]
-
-
-async def _kv_delete(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    key = req.match_info["key"]
-    if "recurse" in req.query:
-        if not authz.key_write_prefix(key):
-            raise denied(authz, "key", "write", key)
-        return []
-    return [("key", "write", key)]
-
-
-async def _kv_get(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    if "recurse" in req.query or "keys" in req.query:
-        return []  # rows filtered one by one
-    return [("key", "read", req.match_info["key"])]
-
-
-async def _txn(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    ops = await _body(req)
-    needs: list[Need] = []
-    for op in ops if isinstance(ops, list) else []:
-        if not isinstance(op, dict):
-            continue
-        kv = _get(op, "KV", default=None)
-        if isinstance(kv, dict):
-            verb, key = _get(kv, "Verb"), _get(kv, "Key")
-            if verb == "delete-tree":
-                if not authz.key_write_prefix(key):
-                    raise denied(authz, "key", "write", key)
-            elif verb in ("get", "get-tree", "check-index", "check-session", "check-not-exists"):
-                needs.append(("key", "read", key))
-            else:
-                needs.append(("key", "write", key))
-        for kind, res, field in (("Node", "node", "Node"), ("Service", "service", "Service"),
-                                 ("Check", "node", "Check")):
-            sub = _get(op, kind, default=None)
-            if isinstance(sub, dict):
-                verb = _get(sub, "Verb")
-                access = "read" if verb in ("get",) else "write"
-                inner = _get(sub, kind, default={}) or {}
-                if kind == "Node":
-                    needs.append(("node", access, _get(inner, "Node")))
-                elif kind == "Service":
-                    needs.append(("service", access, _get(inner, "Service")))
-                else:
-                    needs.append(("node", access, _get(inner, "Node")))
-    return needs
 
 
 async def _filtered_only(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
@@ -304,27 +180,59 @@ SPECIAL: dict[tuple[str, str], Special] = {
     ("PUT", "/v1/agent/check/warn/{id}"): _check_by_id,
     ("PUT", "/v1/agent/check/fail/{id}"): _check_by_id,
     ("PUT", "/v1/agent/check/update/{id}"): _check_by_id,
-    ("PUT", "/v1/catalog/register"): _catalog_register,
-    ("PUT", "/v1/catalog/deregister"): _catalog_deregister,
     ("POST", "/v1/agent/connect/authorize"): _connect_authorize,
-    ("PUT", "/v1/session/create"): _session_create,
-    ("PUT", "/v1/session/destroy/{id}"): _session_write_by_id,
-    ("PUT", "/v1/session/renew/{id}"): _session_write_by_id,
-    ("GET", "/v1/session/info/{id}"): _session_read_by_id,
-    ("GET", "/v1/session/node/{node}"): _session_node_read,
-    ("PUT", "/v1/config"): _config_put,
-    ("GET", "/v1/config/{kind}/{name}"): _config_named,
-    ("DELETE", "/v1/config/{kind}/{name}"): _config_named,
-    ("GET", "/v1/connect/intentions/exact"): _intention_exact,
-    ("PUT", "/v1/connect/intentions/exact"): _intention_exact,
-    ("DELETE", "/v1/connect/intentions/exact"): _intention_exact,
-    ("GET", "/v1/connect/intentions/check"): _intention_exact,
-    ("GET", "/v1/connect/intentions/match"): _intention_match,
-    ("GET", "/v1/kv/{key:.*}"): _kv_get,
-    ("DELETE", "/v1/kv/{key:.*}"): _kv_delete,
-    ("PUT", "/v1/txn"): _txn,
     ("GET", "/v1/agent/checks"): _filtered_only,
     ("GET", "/v1/agent/members"): _filtered_only,
+}
+
+
+# Routes the server decides: their handlers ask the named RPC endpoints, whose rules (one table,
+# server/acl/rpc_rules.py, run on the decoded RPC arguments) authorize the request and filter
+# its results. Here the token is only resolved (an unknown token is refused at once); a second
+# table here would be a second opinion, and two tables already disagreed (issue 16, defect 9).
+SERVER_DECIDED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("PUT", "/v1/catalog/register"): ("Catalog.Register",),
+    ("PUT", "/v1/catalog/deregister"): ("Catalog.Deregister",),
+    ("GET", "/v1/catalog/nodes"): ("Catalog.ListNodes",),
+    ("GET", "/v1/catalog/services"): ("Catalog.ListServices",),
+    ("GET", "/v1/catalog/node/{node}"): ("Catalog.NodeServices",),
+    ("GET", "/v1/catalog/node-services/{node}"): ("Catalog.NodeServices",),
+    ("GET", "/v1/health/node/{node}"): ("Health.NodeChecks",),
+    ("GET", "/v1/health/checks/{service}"): ("Health.ServiceChecks",),
+    ("GET", "/v1/health/state/{state}"): ("Health.ChecksInState",),
+    ("GET", "/v1/kv/{key:.*}"): ("KVS.Get", "KVS.List", "KVS.ListKeys"),
+    ("PUT", "/v1/kv/{key:.*}"): ("KVS.Apply",),
+    ("DELETE", "/v1/kv/{key:.*}"): ("KVS.Apply",),
+    ("PUT", "/v1/txn"): ("Txn.Apply",),
+    ("PUT", "/v1/session/create"): ("Session.Apply",),
+    ("PUT", "/v1/session/destroy/{id}"): ("Session.Apply",),
+    ("PUT", "/v1/session/renew/{id}"): ("Session.Renew",),
+    ("GET", "/v1/session/info/{id}"): ("Session.Get",),
+    ("GET", "/v1/session/node/{node}"): ("Session.NodeSessions",),
+    ("GET", "/v1/session/list"): ("Session.List",),
+    ("PUT", "/v1/config"): ("ConfigEntry.Apply",),
+    ("GET", "/v1/config/{kind}"): ("ConfigEntry.List",),
+    ("GET", "/v1/config/{kind}/{name}"): ("ConfigEntry.Get",),
+    ("DELETE", "/v1/config/{kind}/{name}"): ("ConfigEntry.Delete",),
+    ("GET", "/v1/connect/intentions"): ("Intention.List",),
+    ("GET", "/v1/connect/intentions/exact"): ("Intention.Get",),
+    ("PUT", "/v1/connect/intentions/exact"): ("Intention.Apply",),
+    ("DELETE", "/v1/connect/intentions/exact"): ("Intention.Apply",),
+    ("GET", "/v1/connect/intentions/check"): ("Intention.Check",),
+    ("GET", "/v1/connect/intentions/match"): ("Intention.Match",),
+    ("PUT", "/v1/coordinate/update"): ("Coordinate.Update",),
+    ("GET", "/v1/coordinate/nodes"): ("Coordinate.ListNodes",),
+    ("GET", "/v1/coordinate/node/{node}"): ("Coordinate.Node",),
+    ("GET", "/v1/connect/ca/configuration"): ("ConnectCA.ConfigurationGet",),
+    ("PUT", "/v1/connect/ca/configuration"): ("ConnectCA.ApplyConfiguration",),
+    ("GET", "/v1/operator/raft/configuration"): ("Operator.RaftGetConfiguration",),
+    ("DELETE", "/v1/operator/raft/peer"): ("Operator.RaftRemovePeer",),
+    ("POST", "/v1/operator/raft/transfer-leader"): ("Operator.RaftTransferLeader",),
+    ("GET", "/v1/operator/autopilot/health"): ("Operator.ServerHealth",),
+    ("GET", "/v1/operator/autopilot/configuration"): ("Operator.AutopilotGetConfiguration",),
+    ("GET", "/v1/operator/usage"): ("Operator.Usage",),
+    ("GET", "/v1/snapshot"): ("Snapshot.Save",),
+    ("PUT", "/v1/snapshot"): ("Snapshot.Restore",),
 }
 
 
@@ -383,6 +291,19 @@ def request_token(req: web.Request) -> str:
     return str(tok) if tok is not None else token_from_request(req.headers, req.query)
 
 
+def note_denial(req: web.Request, exc: Exception) -> None:
+    """A PermissionDeniedError raised after :func:`enforce` (by the server's rules on the RPC a
+    handler made, or by :func:`authorize`) recorded for the audit log like an up-front denial."""
+    rec = req.get("lictor_acl")
+    if rec is None or not isinstance(exc, PermissionDeniedError) or rec.get("decision") == "deny":
+        return
+    perm = getattr(exc, "permission", None)
+    if perm is None:
+        m = re.search(r"lacks permission '([a-z]+:[a-z]+)'", str(exc))
+        perm = m.group(1) if m else None
+    req["lictor_acl"] = {**rec, "decision": "deny", "permission": perm}
+
+
 def acl_filtered(req: web.Request, data: Any) -> Any:
     """Apply the route's ACL list filter now, before the user's ``?filter`` (Consul's order), so
     ``X-Consul-Results-Filtered-By-ACLs`` says only whether rows were hidden, never whether a
@@ -433,7 +354,9 @@ async def enforce(r: Route, req: web.Request, agent: Agent) -> Authorizer | None
 
 async def _needs(key: tuple[str, str], spec: Any, req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
     needs: list[Need]
-    if key in SPECIAL:
+    if key in SERVER_DECIDED:
+        needs = []  # the server's rule decides, on the RPC the handler makes
+    elif key in SPECIAL:
         needs = await SPECIAL[key](req, agent, authz)
     elif spec.resource == "none" or spec.access == "list":
         needs = []

@@ -46,14 +46,21 @@ def _kv_apply(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
     return [("key", "write", key)]
 
 
+def _proxy_destinations(proxy: Any) -> list[str]:
+    """A proxy block's destination services, however the key is spelled (``DestinationServiceName``,
+    ``destination_service_name``, any case): whatever a reader may take as the destination."""
+    if not isinstance(proxy, dict):
+        return []
+    return sorted({str(v) for k, v in proxy.items()
+                   if isinstance(k, str) and k.lower().replace("_", "") == "destinationservicename" and v})
+
+
 def _service_write_needs(server: Any, node: str, svc: dict[str, Any]) -> list[Need]:
     """Writing service row ``svc`` on ``node``: its name, a proxy's destination, and the service
     its ID belongs to now (an ID is not a name: overwriting ``db-1`` needs write on ``db``)."""
     name = str(svc.get("service") or "")
     needs: list[Need] = [("service", "write", name)]
-    dest = str((svc.get("proxy") or {}).get("DestinationServiceName") or "") if isinstance(svc.get("proxy"), dict) else ""
-    if dest:
-        needs.append(("service", "write", dest))
+    needs += [("service", "write", dest) for dest in _proxy_destinations(svc.get("proxy"))]
     old = server.store.services.get((node, str(svc.get("id") or name)))
     if old is not None and old.service != name:
         needs.append(("service", "write", old.service))
@@ -94,9 +101,10 @@ def _changes_node(server: Any, a: dict[str, Any]) -> bool:
 def _catalog_register(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
     node = str(a.get("node") or "")
     needs: list[Need] = []
-    if _changes_node(server, a):
-        needs.append(("node", "write", node))
     svc = a.get("service")
+    if _changes_node(server, a) or (not svc and not a.get("checks")):
+        # a request that registers only the node needs node:write even when it changes nothing
+        needs.append(("node", "write", node))
     if isinstance(svc, dict):
         needs += _service_write_needs(server, node, svc)
     for c in a.get("checks") or []:
