@@ -34,7 +34,7 @@ from lictor.agent.monitor import LogBroadcaster
 from lictor.agent.audit import AuditLog
 from lictor.common.config import ConfigSource, RuntimeConfig, load_config
 from lictor.agent.registry import ServiceRegistry
-from lictor.common.errors import ConfigError, NoLeaderError, ValidationError
+from lictor.common.errors import ConfigError, NoLeaderError, NotFound, ValidationError
 from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, parse_check_definition,
                                       parse_service_definition)
 from lictor.common.tasks import spawn
@@ -248,10 +248,10 @@ class Agent:
         await self._start_security()
         await self._start_http()
         await self._start_gossip()
-        defs, chks = self._config_definitions(self.config)
-        try:
+        try:  # awaited: an error here stops the start instead of vanishing in a task
+            defs, chks = self._config_definitions(self.config)
             await self.registry.load_config_definitions(defs, chks)
-        except ValidationError as exc:
+        except (ValidationError, NotFound) as exc:
             raise ConfigError(f"registering services and checks from the config files: {exc}") from None
         self._tasks.append(spawn(self.syncer.run(), name="anti-entropy"))
         self._tasks.append(spawn(self._reaper(), name="critical-reaper"))
