@@ -135,7 +135,7 @@ class ServiceRegistry:
             # keep the last known status across a re-registration, as Consul does
             row = {**row, "status": old.get("status", row["status"]), "output": old.get("output", "")}
         self.local.add_check(row, token=token, deregister_after=c.deregister_critical_service_after)
-        self.checks.add(cid, c)
+        self.checks.add(cid, c, token=token)
 
     async def remove_check(self, check_id: str) -> bool:
         await self.checks.remove(check_id)

@@ -74,10 +74,12 @@ class _Host:
         self.local = LocalState(node_name="n1")
         self.node_name = "n1"
         self.seen: list[str | None] = []
+        self.sent: list[str | None] = []
         self.called = asyncio.Event()
 
     async def rpc(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         self.seen.append(current_token.get())
+        self.sent.append(args.get("token"))
         self.called.set()
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
@@ -93,4 +95,17 @@ async def test_a_check_registered_during_a_request_runs_without_its_token() -> N
     await _as_request("requester-secret", handler)
     await asyncio.wait_for(host.called.wait(), 5)
     await runner.stop_all()
-    assert host.seen == [None]
+    assert host.seen == [None] and host.sent == [None]  # agent.rpc then adds the agent's token
+
+
+async def test_an_alias_check_reads_with_its_own_registration_token() -> None:
+    host = _Host()
+    runner = CheckRunner(host)  # type: ignore[arg-type]
+    chk = parse_check_definition({"CheckID": "alias", "Name": "alias", "AliasNode": "other"})
+
+    async def handler() -> None:
+        runner.add("alias", chk, token="check-token")
+    await _as_request("requester-secret", handler)
+    await asyncio.wait_for(host.called.wait(), 5)
+    await runner.stop_all()
+    assert host.sent == ["check-token"] and host.seen == [None]
