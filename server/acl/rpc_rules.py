@@ -23,8 +23,13 @@ Need = tuple[str, str, str | None]
 Needs = Callable[[Any, dict[str, Any], Authorizer], list[Need]]
 Filter = Callable[[Authorizer, Any], Any]
 
+# Read access to a config entry: the service it is named after (Consul's CanRead).
 SERVICE_KINDS = {"service-defaults", "service-router", "service-splitter", "service-resolver",
                  "ingress-gateway", "terminating-gateway", "api-gateway", "http-route", "tcp-route"}
+# Write access: service:write only for a service's own defaults and discovery chain; gateways,
+# routes and the mesh-wide kinds need mesh:write (Consul's CanWrite; a gateway entry decides
+# which services the gateway fronts, so service:write on its name is not enough).
+SERVICE_WRITE_KINDS = {"service-defaults", "service-router", "service-splitter", "service-resolver"}
 
 
 def _none(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
@@ -184,16 +189,38 @@ def _txn(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
 def _config_need(kind: str, name: str, access: str) -> Need:
     if kind == "service-intentions":
         return ("intention", access, name)
-    if kind in SERVICE_KINDS:
+    if kind in (SERVICE_WRITE_KINDS if access == "write" else SERVICE_KINDS):
         return ("service", access, name)
     return ("mesh", access, None)
 
 
+def _chain_services(body: dict[str, Any]) -> set[str]:
+    """The services a router, splitter or resolver sends traffic to."""
+    out: set[str] = set()
+    for r in body.get("Routes") or []:
+        out.add(str(((r or {}).get("Destination") or {}).get("Service") or ""))
+    for s in body.get("Splits") or []:
+        out.add(str((s or {}).get("Service") or ""))
+    out.add(str((body.get("Redirect") or {}).get("Service") or ""))
+    for f in (body.get("Failover") or {}).values():
+        out.add(str((f or {}).get("Service") or ""))
+        out.update(str((t or {}).get("Service") or "") for t in (f or {}).get("Targets") or [])
+    out.discard("")
+    return out
+
+
 def _config_apply(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
-    e = a.get("entry") or {}
-    kind = str(e.get("Kind") or e.get("kind") or a.get("kind") or "")
-    name = str(e.get("Name") or e.get("name") or a.get("name") or "")
-    return [_config_need(kind, name, "write")]
+    """Authorized on the entry as the endpoint decodes it (keys in any case or spelling), never
+    on the raw JSON: the kind and name it will store, and every service a discovery-chain
+    entry routes to (service:read, as Consul's canWriteDiscoveryChain)."""
+    from lictor.server.configentry.entries import decode_entry
+
+    body = decode_entry(a.get("entry"), kind=a.get("kind") or "", name=a.get("name") or "")
+    kind, name = str(body.get("Kind") or ""), str(body.get("Name") or "")
+    needs = [_config_need(kind, name, "write")]
+    if kind in SERVICE_WRITE_KINDS:
+        needs += [("service", "read", s) for s in sorted(_chain_services(body) - {name})]
+    return needs
 
 
 def _config_named(access: str) -> Needs:
