@@ -113,14 +113,15 @@ class ServiceRegistry:
                                       "(or enable_local_script_checks for checks from config files)")
 
     def plan_check(self, c: CheckDefinition) -> dict[str, Any]:
-        """The check row registering ``c`` writes (validated; nothing changes yet)."""
-        if c.service_id and self.local.service(c.service_id) is None:
-            raise NotFound(f"ServiceID {c.service_id!r} does not exist")
+        """The check row registering ``c`` writes (nothing changes yet). Whether its service
+        exists is checked on registration, after authorization: a refused caller learns nothing."""
         return check_row_payload(c, service_id=c.service_id)
 
     async def register_check(self, c: CheckDefinition, *, token: str = "", from_config: bool = False,
                              row: dict[str, Any] | None = None) -> str:
         self._check_allowed(c, from_config=from_config)
+        if c.service_id and self.local.service(c.service_id) is None:
+            raise NotFound(f"ServiceID {c.service_id!r} does not exist")
         row = row if row is not None else self.plan_check(c)
         await self._add_check(c, row, token=token)
         if from_config:
