@@ -254,7 +254,7 @@ class Agent:
         except (ValidationError, NotFound) as exc:
             raise ConfigError(f"registering services and checks from the config files: {exc}") from None
         self._tasks.append(spawn(self.syncer.run(), name="anti-entropy"))
-        self._tasks.append(spawn(self._reaper(), name="critical-reaper"))
+        self._tasks.append(spawn(self.registry.reap_critical(), name="critical-reaper"))
         log.info("agent started: node=%s datacenter=%s server=%s http=%s", self.node_name, self.datacenter,
                  self.server is not None, self.http_addresses())
 
@@ -376,14 +376,6 @@ class Agent:
             self.server.trigger_reconcile()
             await asyncio.sleep(0)
         self.shutdown_requested.set()
-
-    async def _reaper(self) -> None:
-        """Deregister services whose checks stayed critical past deregister_critical_service_after."""
-        while True:
-            await asyncio.sleep(1.0)
-            for sid in self.local.critical_services_to_reap():
-                log.info("deregistering service %s: critical for longer than deregister_critical_service_after", sid)
-                await self.registry.remove_service(sid)
 
     # ----- config and reload ----------------------------------------------------------------
     def _config_definitions(self, config: RuntimeConfig) -> tuple[list[ServiceDefinition], list[CheckDefinition]]:

@@ -18,6 +18,7 @@ anti-entropy paused, so the catalog never sees the services removed half-way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,14 @@ class ServiceRegistry:
                     await self.remove_check(cid)
             if from_config:
                 self.config_services.add(svc.id)
+
+    async def reap_critical(self, period: float = 1.0) -> None:
+        """Deregister services whose checks stayed critical past deregister_critical_service_after."""
+        while True:
+            await asyncio.sleep(period)
+            for sid in self.local.critical_services_to_reap():
+                log.info("deregistering service %s: critical for longer than deregister_critical_service_after", sid)
+                await self.remove_service(sid)
 
     async def remove_service(self, service_id: str) -> bool:
         for cid, c in list(self.local.live_checks().items()):
