@@ -281,6 +281,16 @@ def _node_services(z: Authorizer, result: Any) -> Any:
 
 _node_services.row_pred = lambda z, s: isinstance(s, dict) and _svc_ok(z, s.get("Service"))  # type: ignore[attr-defined]
 
+def _service_listed(z: Authorizer, row: Any) -> bool:
+    """A /v1/catalog/services entry ((name, tags) of the result map) or an instance row a
+    ``?filter`` runs on (``ServiceName``); anything else is not shown."""
+    if isinstance(row, tuple):
+        return _svc_ok(z, row[0])
+    if isinstance(row, dict):
+        return _svc_ok(z, row.get("ServiceName") or row.get("Service"))
+    return isinstance(row, str) and _svc_ok(z, row)
+
+
 _health = _rows(lambda z, r: isinstance(r, dict) and (
     _node_ok(z, (r.get("Node") or {}).get("Node")) and _svc_ok(z, (r.get("Service") or {}).get("Service"))))
 _kv_rows = _rows(lambda z, r: z.allowed("key", "read", r if isinstance(r, str) else str(r.get("Key", ""))))
@@ -300,7 +310,7 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Catalog.Register": (_catalog_register, None),
     "Catalog.Deregister": (_catalog_deregister, None),
     "Catalog.ListNodes": (_none, _rows(lambda z, n: isinstance(n, dict) and _node_ok(z, n.get("Node")))),
-    "Catalog.ListServices": (_none, _rows(lambda z, kv: _svc_ok(z, kv[0] if isinstance(kv, tuple) else kv))),
+    "Catalog.ListServices": (_none, _rows(_service_listed)),
     "Catalog.ServiceNodes": (_fixed("service", "read", "service"),
                              _rows(lambda z, r: isinstance(r, dict) and _node_ok(z, r.get("Node")))),
     "Catalog.NodeServices": (_fixed("node", "read", "node"), _node_services),
