@@ -23,7 +23,6 @@ lacks permission 'key:write' on "foo"". An unknown or expired token is "ACL not 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -46,26 +45,6 @@ __all__ = ["FILTERS", "SERVER_DECIDED", "SPECIAL", "acl_filtered", "authorize", 
 Need = tuple[str, str, str | None]  # (resource, access, name or None)
 Special = Callable[[web.Request, "Agent", Authorizer], Awaitable[list[Need]]]
 Filter = Callable[[Authorizer, Any], tuple[Any, bool]]
-
-
-async def _body(req: web.Request) -> Any:
-    raw = await req.read()  # aiohttp keeps the bytes: the handler reads them again
-    try:
-        return json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        return {}  # the handler reports the decode error
-
-
-def _get(d: Any, *names: str, default: Any = "") -> Any:
-    if not isinstance(d, dict):
-        return default
-    for n in names:
-        if n in d:
-            return d[n]
-        for k in d:
-            if isinstance(k, str) and k.lower() == n.lower():
-                return d[k]
-    return default
 
 
 # ----- body- and state-aware checks --------------------------------------------------------------
@@ -158,11 +137,6 @@ async def _local_node_write(req: web.Request, agent: Agent, authz: Authorizer) -
     return [("node", "write", agent.node_name)]
 
 
-async def _connect_authorize(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
-    b = await _body(req)
-    return [("service", "write", _get(b, "Target"))]
-
-
 async def _filtered_only(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
     return []
 
@@ -180,7 +154,7 @@ SPECIAL: dict[tuple[str, str], Special] = {
     ("PUT", "/v1/agent/check/warn/{id}"): _check_by_id,
     ("PUT", "/v1/agent/check/fail/{id}"): _check_by_id,
     ("PUT", "/v1/agent/check/update/{id}"): _check_by_id,
-    ("POST", "/v1/agent/connect/authorize"): _connect_authorize,
+    ("POST", "/v1/agent/connect/authorize"): _in_handler,
     ("GET", "/v1/agent/checks"): _filtered_only,
     ("GET", "/v1/agent/members"): _filtered_only,
 }

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from lictor.agent.http.base import ACL, QueryOptions, blocking_args, decode_json_body, json_response, route
 from lictor.common.errors import ValidationError
-from lictor.agent.http.acl_enforce import request_token
+from lictor.agent.http.acl_enforce import authorize, request_token
 from lictor.server.connect.ca import parse_spiffe_service
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ async def agent_authorize(req: web.Request, agent: Agent) -> web.StreamResponse:
     uri = body.get("ClientCertURI") or ""
     if not isinstance(target, str) or not target:
         raise ValidationError("Target service must be specified")
+    authorize(req, [("service", "write", target)])  # the Target this handler decoded
     if not isinstance(uri, str) or not uri:
         raise ValidationError("ClientCertURI must be specified")
     sid = parse_spiffe_service(uri)
