@@ -9,9 +9,12 @@
         resource "none"                    -> nothing to check
         access "list"                      -> nothing up front; the route's FILTER drops rows
         segment set                        -> resource:access on the path parameter
-        otherwise                          -> SPECIAL[(method, path)] (body- or state-aware), else
-                                              the resource without a name (operator, acl, keyring,
-                                              mesh) or the agent's own node/name (agent, node)
+        otherwise                          -> SPECIAL[(method, path)] (state-aware: the local
+                                              service or check an ID names), else the resource
+                                              without a name (operator, acl, keyring, mesh) or the
+                                              agent's own node/name (agent, node)
+      a body-bearing agent route (service/check register, connect authorize) is authorized by
+      its handler after decoding (authorize(req, needs)), on the very value it then executes
       FILTERS[(method, path)] -> req["lictor_acl_filter"]: json_response applies it to the result
         (a new list/dict; shared results are never mutated) and sets
         X-Consul-Results-Filtered-By-ACLs: true when it dropped something
@@ -39,8 +42,8 @@ if TYPE_CHECKING:
     from lictor.agent.agent import Agent
     from lictor.agent.http.base import Route
 
-__all__ = ["FILTERS", "SERVER_DECIDED", "SPECIAL", "acl_filtered", "authorize", "note_denial", "check_registration_needs", "enforce", "request_token",
-           "service_registration_needs"]
+__all__ = ["FILTERS", "SERVER_DECIDED", "SPECIAL", "acl_filtered", "authorize", "check_registration_needs", "enforce",
+           "note_denial", "request_token", "service_registration_needs"]
 
 Need = tuple[str, str, str | None]  # (resource, access, name or None)
 Special = Callable[[web.Request, "Agent", Authorizer], Awaitable[list[Need]]]
@@ -114,8 +117,7 @@ def authorize(req: web.Request, needs: list[Need]) -> None:
 
 
 def _local_service_name(agent: Agent, sid: str) -> str:
-    p = agent.local.service(sid)
-    return str(p.get("service") or sid) if p else sid
+    return _local_name(agent.local, sid)
 
 
 async def _service_by_id(req: web.Request, agent: Agent, authz: Authorizer) -> list[Need]:
