@@ -200,8 +200,11 @@ class StateSyncer:
         remote_services: dict[str, Any] = (svc_out["result"] or {}).get("Services") or {}
         remote_checks = {c["CheckID"]: c for c in chk_out["result"]}
 
+        # as Consul: ID, address, tagged addresses and meta (services are then pushed with
+        # SkipNodeUpdate, so a node difference must be found here)
         loc.node_in_sync = bool(remote_node) and remote_node.get("Address") == loc.node_address and (
-            remote_node.get("Meta") or {}) == loc.node_meta and remote_node.get("ID", "") == loc.node_id
+            remote_node.get("Meta") or {}) == loc.node_meta and remote_node.get("ID", "") == loc.node_id and (
+            not loc.tagged_addresses or remote_node.get("TaggedAddresses") == loc.tagged_addresses)
         for sid, remote in remote_services.items():
             if sid not in loc.services:
                 loc.services[sid] = _tombstone_service(sid)
