@@ -85,6 +85,9 @@ def service_registration_needs(local: Any, node_name: str, planned: list[Service
         dest = str((svc.proxy or {}).get("DestinationServiceName") or "")
         if dest:
             needs.append(("service", "write", dest))
+        dest_id = str((svc.proxy or {}).get("DestinationServiceID") or "")
+        if dest_id and local.service(dest_id) is not None:  # the local instance it fronts
+            needs.append(("service", "write", _local_name(local, dest_id)))
         old = local.service(svc.id)
         if old is not None and old.get("service") != svc.name:
             needs.append(("service", "write", str(old.get("service") or "")))
