@@ -33,3 +33,17 @@ def test_the_agent_table_holds_no_server_decided_route() -> None:
     # what the agent still decides is answered from its own state
     for method, path in SPECIAL:
         assert path.startswith("/v1/agent/"), (method, path)
+
+
+def test_server_list_filters_fail_closed_on_rows_they_do_not_understand() -> None:
+    from lictor.server.acl.authorizer import build_authorizer
+    from lictor.server.acl.rpc_rules import filter_rpc_result
+    from lictor.server.acl.rules import parse_rules
+
+    z = build_authorizer([parse_rules('node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\n'
+                                      'session_prefix "" { policy = "read" }')], default="deny")
+    odd: list[object] = ["not-a-row", 7, None]
+    for name in ("Health.NodeChecks", "Health.ServiceNodes", "Catalog.ListNodes", "Session.List",
+                 "Coordinate.ListNodes", "Intention.List", "ConfigEntry.List"):
+        out = filter_rpc_result(z, name, {"result": list(odd)})
+        assert out["result"] == [] and out["results_filtered_by_acls"], name
