@@ -32,8 +32,8 @@ from lictor.agent.membership import Membership
 from lictor.agent.rpcclient import ServerPool
 from lictor.agent.monitor import LogBroadcaster
 from lictor.agent.audit import AuditLog
-from lictor.common.config import ConfigSource, RuntimeConfig, load_config
 from lictor.agent.registry import ServiceRegistry
+from lictor.common.config import ConfigSource, RuntimeConfig, load_config
 from lictor.common.errors import ConfigError, NoLeaderError, NotFound, ValidationError
 from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, parse_check_definition,
                                       parse_service_definition)
@@ -50,7 +50,6 @@ from lictor.server.server import Server, ServerConfig
 __all__ = ["Agent"]
 
 log = logging.getLogger("lictor.agent")
-
 
 
 def _private_ip() -> str:

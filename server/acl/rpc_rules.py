@@ -281,6 +281,7 @@ def _node_services(z: Authorizer, result: Any) -> Any:
 
 _node_services.row_pred = lambda z, s: isinstance(s, dict) and _svc_ok(z, s.get("Service"))  # type: ignore[attr-defined]
 
+
 def _service_listed(z: Authorizer, row: Any) -> bool:
     """A /v1/catalog/services entry ((name, tags) of the result map) or an instance row a
     ``?filter`` runs on (``ServiceName``); anything else is not shown."""
