@@ -7,6 +7,14 @@ Each entry: ``(needs(server, args, authz) -> [(resource, access, name)], filter 
 delete-tree needs write on every key under the prefix). Endpoints not in the table fail closed:
 they need ``operator:write`` (so a new endpoint is never open by accident). ``ACL.*`` endpoints
 enforce themselves (token/self, redaction); ``ConnectCA.Sign`` is checked by its signing hook.
+
+This is the one table: the agent's HTTP layer decides only its own ``/v1/agent/*`` routes and
+leaves every route answered by an RPC here (``agent/http/acl_enforce.SERVER_DECIDED``). Rules
+read the decoded RPC arguments and the stored rows a write replaces (a service ID held by
+another service, the check a check ID names, the entry as ``decode_entry`` reads it). A filter's
+``row_pred`` is also applied *before* a user's ``?filter`` (``endpoints.call`` -> ``make_filter``),
+so ``X-Consul-Results-Filtered-By-ACLs`` never tells whether a hidden row matched. Filters fail
+closed on rows they do not understand.
 """
 
 from __future__ import annotations
