@@ -219,6 +219,7 @@ def plan(pod: Mapping[str, Any], config: InjectConfig, *, namespace_enabled: boo
                            f"labelled {NAMESPACE_LABEL}=enabled)")
     containers = _containers(pod)
     init = _containers(pod, "initContainers")
+    _containers(pod, "volumes")  # the patch appends to it: a list of objects or absent
     if ANNOTATION_STATUS in ann or any(c.get("name") in (SIDECAR_NAME, INIT_NAME) for c in [*containers, *init]):
         return Plan(False, "already injected", requested=True)
     if not containers:

@@ -45,8 +45,28 @@ async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadca
         print(f"==> Error starting agent: {exc}", file=sys.stderr, flush=True)
         log.error("refusing to start: %s", exc)
         return 1
+    # Signals are handled from before the start: the HTTP API answers while the rest is still
+    # starting, and a SIGTERM then must shut down cleanly, not kill the process.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signame: list[str] = []
+    started = False
+    notifier = Notifier()
+
+    def on_stop(name: str) -> None:
+        signame.append(name)
+        stop.set()
+
+    def on_hup() -> None:
+        if started:  # a reload before the start has finished would race it
+            loop.create_task(_reload(agent, notifier))
+
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "terminated")
+    loop.add_signal_handler(signal.SIGINT, on_stop, "interrupt")
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await agent.start()
+        started = True
     except (OSError, LictorError, StorageError) as exc:
         print(f"==> Error starting agent: {exc}", file=sys.stderr, flush=True)
         await agent.stop()
@@ -58,23 +78,8 @@ async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadca
           f"        Datacenter: '{cfg.datacenter}'\n            Server: {agent.server is not None} "
           f"(Bootstrap: {cfg.bootstrap or cfg.dev})\n       Client Addr: {list(cfg.client_addr)} "
           f"(HTTP: {cfg.ports.http}, DNS: {cfg.ports.dns})\n", file=sys.stderr, flush=True)
-    loop = asyncio.get_running_loop()
     # systemd Type=notify (deploy/systemd/lictor.service): READY=1 once serving (agent/readiness.py)
-    notifier = Notifier()
     notify_task = loop.create_task(notify_until_stopped(agent, notifier), name="sd-notify")
-    stop = asyncio.Event()
-    signame: list[str] = []
-
-    def on_stop(name: str) -> None:
-        signame.append(name)
-        stop.set()
-
-    def on_hup() -> None:
-        loop.create_task(_reload(agent, notifier))
-
-    loop.add_signal_handler(signal.SIGTERM, on_stop, "terminated")
-    loop.add_signal_handler(signal.SIGINT, on_stop, "interrupt")
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
     waiter = loop.create_task(agent.shutdown_requested.wait())
     stopper = loop.create_task(stop.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -19,6 +19,7 @@ from typing import Any
 
 from lictor.common.clock import Clock
 from lictor.common.duration import parse_duration
+from lictor.common.tasks import spawn
 from lictor.server.state.store import Store
 
 __all__ = ["Decision", "Member", "SessionTimers", "reconcile_members"]
@@ -141,8 +142,8 @@ class SessionTimers:
 
         self._timers.pop(session_id, None)
         log.info("session %s expired (TTL)", session_id)
-        task = asyncio.get_running_loop().create_task(
-            self._propose(MessageType.SESSION, {"op": "destroy", "id": session_id}))
+        task = spawn(self._propose(MessageType.SESSION, {"op": "destroy", "id": session_id}),
+                     name=f"session-expire-{session_id}")
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

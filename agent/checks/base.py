@@ -22,6 +22,7 @@ from typing import Protocol
 from lictor.common.clock import Clock, SystemClock
 from lictor.common.errors import ConfigError
 from lictor.common.hostport import parse_host_port
+from lictor.common.tasks import spawn
 from lictor.common.types import HealthStatus
 
 from .scheduler import run_periodic
@@ -230,9 +231,7 @@ class Check(abc.ABC):
         """Schedule the check's task on the running loop. Call it from inside the loop."""
         if self.running:
             raise RuntimeError(f"check {self._check_id} is already started")
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"check:{self._check_id}"
-        )
+        self._task = spawn(self._run(), name=f"check:{self._check_id}")
         self._task.add_done_callback(self._on_task_done)
 
     async def stop(self) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from lictor.agent.audit import audited
 from lictor.agent.acl_cache import current_token
-from lictor.agent.http.acl_enforce import enforce
+from lictor.agent.http.acl_enforce import enforce, note_denial
 from lictor.agent.http.base import ROUTES, Handler, Route
 from lictor.agent.http.errors import INTERNAL_ERROR_TEXT, status_for, text_for
 from lictor.agent.ui.static import install as install_ui
@@ -50,6 +50,7 @@ def _wrap(r: Route, agent: Agent) -> Handler:
                 token_reset = current_token.set(req["lictor_acl_secret"])
             return await handler(req, agent)
         except LictorError as exc:
+            note_denial(req, exc)  # a denial by the server's rules, for the audit log
             return web.Response(status=status_for(exc), text=text_for(exc))
         except web.HTTPException:
             raise

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from lictor.common.errors import ValidationError
-from lictor.server.acl.rpc_rules import authorize_rpc, filter_rpc_result
+from lictor.server.acl.rpc_rules import acl_row_predicate, authorize_rpc, filter_rpc_result
 from lictor.server.server import Server
 
 __all__ = ["ENDPOINTS", "WRITES", "Endpoint", "Shape", "call", "check_args", "endpoint", "is_write"]
@@ -98,7 +98,13 @@ async def call(server: Server, name: str, args: dict[str, Any]) -> dict[str, Any
     authz = authorize_rpc(server, name, args)
     if authz is None:
         return await fn(server, args)
-    return filter_rpc_result(authz, name, await fn(server, args))
+    may_read = acl_row_predicate(authz, name) if args.get("filter") else None
+    if may_read is None:
+        return filter_rpc_result(authz, name, await fn(server, args))
+    # a user ?filter: ACL filtering goes first, inside the endpoint (make_filter)
+    report = {"dropped": False}
+    out = filter_rpc_result(authz, name, await fn(server, {**args, "acl_prefilter": (may_read, report)}))
+    return {**out, "results_filtered_by_acls": True} if report["dropped"] else out
 
 
 def _load_all() -> None:

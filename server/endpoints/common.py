@@ -34,7 +34,7 @@ async def blocking_read(server: Server, a: dict[str, Any],
     """
     stale, consistent = bool(a.get("stale")), bool(a.get("consistent"))
     meta = await server.check_read(stale=stale, consistent=consistent)
-    if shared is not None:
+    if shared is not None and a.get("acl_prefilter") is None:  # a per-token result is never shared
         key = _cache_key(shared, a)
         inner = query
 
@@ -65,9 +65,22 @@ async def blocking_read(server: Server, a: dict[str, Any],
 
 def make_filter(a: dict[str, Any], schema: Any) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
     """Compile ``a["filter"]`` once, validating selectors against ``schema`` (400 on errors),
-    before any blocking starts; returns a function that filters API-shaped rows."""
+    before any blocking starts; returns a function that filters API-shaped rows.
+
+    With ACLs, ``endpoints.call`` puts ``a["acl_prefilter"] = (may_read, report)``: rows the
+    token may not read go first, then the user's filter runs on what is left (Consul's order:
+    otherwise ``X-Consul-Results-Filtered-By-ACLs`` tells whether a hidden row matched)."""
     expr = a.get("filter")
     if not expr:
         return lambda rows: rows
     f = compile_filter(expr, schema=schema)
-    return lambda rows: [r for r in rows if f.matches(r)]
+    pre = a.get("acl_prefilter")
+    if pre is None:
+        return lambda rows: [r for r in rows if f.matches(r)]
+    may_read, report = pre
+
+    def run(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        visible = [r for r in rows if may_read(r)]
+        report["dropped"] = len(visible) != len(rows)
+        return [r for r in visible if f.matches(r)]
+    return run
