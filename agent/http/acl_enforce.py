@@ -51,7 +51,7 @@ async def _body(req: web.Request) -> Any:
     raw = await req.read()  # aiohttp keeps the bytes: the handler reads them again
     try:
         return json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {}  # the handler reports the decode error
 
 
