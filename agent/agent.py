@@ -36,6 +36,7 @@ from lictor.agent.monitor import LogBroadcaster
 from lictor.agent.audit import AuditLog
 from lictor.common.config import ConfigSource, RuntimeConfig, load_config
 from lictor.common.errors import ConfigError, NoLeaderError, NotFound, ValidationError
+from lictor.common.fsutil import ensure_private_dir
 from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, check_row_payload, expand_sidecar,
                                       parse_check_definition, parse_service_definition, service_row_payload)
 from lictor.common.tls import TLSManager
@@ -134,6 +135,8 @@ class Agent:
             self.tls = TLSManager(config.tls, datacenter=config.datacenter, domain=config.domain,
                                   server=config.server and not config.dev, auto_encrypt=config.auto_encrypt)
         self.audit: AuditLog | None = AuditLog(config.audit) if config.audit.enabled else None
+        if config.data_dir:  # Raft log, snapshots, tokens: private, tightened (with a warning) if wider
+            ensure_private_dir(config.data_dir, log=log)
         if self.address in ("0.0.0.0", "::", "") and not config.dev:
             self.address = _private_ip()  # clients too: gossip and the catalog need a real address
         if config.server and not config.dev:
