@@ -84,6 +84,15 @@ def _env_float(name: str, lo: float, hi: float) -> float | None:
     return v
 
 
+def _limit_seconds(v: Any, what: str) -> float:
+    from lictor.common.duration import parse_duration
+
+    try:
+        return parse_duration(v, what=what)
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def cluster_config(config: RuntimeConfig, address: str) -> ClusterConfig:
     """Server-mode settings from the agent config. Hidden knobs for tests and benchmarks (read
     from the environment, never needed in production):
@@ -144,6 +153,10 @@ class Agent:
             if self.address in ("0.0.0.0", "::", ""):
                 self.address = _private_ip()
             self.cluster = Cluster(cluster_config(config, self.address), tls=self.tls)
+            self.cluster.rpc_server.set_limits(  # Consul's limits on the RPC port
+                max_conns_per_client=int(config.limits.get("rpc_max_conns_per_client", 100)),
+                handshake_timeout=_limit_seconds(config.limits.get("rpc_handshake_timeout", "5s"),
+                                                 "limits.rpc_handshake_timeout"))
             self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
                                               rpc_address=self.cluster.config.rpc_addr),
                                  replicator=self.cluster.raft, members=self._members)
@@ -172,6 +185,7 @@ class Agent:
         self.config_services: set[str] = set()
         self.config_checks: set[str] = set()
         self._runners: list[web.AppRunner] = []
+        self.http_guard: Any = None  # lictor.agent.http.conn_guard.ConnGuard, set when HTTP starts
         self._tasks: list[asyncio.Task[Any]] = []
         self.shutdown_requested = asyncio.Event()
         self.left = False
@@ -315,6 +329,7 @@ class Agent:
 
     async def _start_http(self) -> None:
         from lictor.agent.http.app import build_app
+        from lictor.agent.http.conn_guard import DEFAULT_HEADER_TIMEOUT, ConnGuard, GuardedTCPSite
 
         port = self.config.ports.http
         https_port = self.config.ports.https
@@ -324,14 +339,20 @@ class Agent:
         # Parked blocking queries would hold shutdown for up to their wait: give them 1 s.
         runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
+        # limits.http_max_conns_per_client and a request-header deadline, shared by 8500 and 8501
+        # (LICTOR_HTTP_HEADER_TIMEOUT: a hidden knob for tests, like LICTOR_RPC_FRAME_TIMEOUT)
+        header_timeout = _env_float("LICTOR_HTTP_HEADER_TIMEOUT", 0.1, 3600.0)
+        self.http_guard = ConnGuard(
+            max_conns_per_client=int(self.config.limits.get("http_max_conns_per_client", 200)),
+            header_timeout=header_timeout if header_timeout is not None else DEFAULT_HEADER_TIMEOUT)
         for addr in self.config.bind_addresses("http") if port >= 0 else ():
-            site = web.TCPSite(runner, addr, port, reuse_address=True, backlog=1024)
+            site = GuardedTCPSite(runner, addr, port, guard=self.http_guard, reuse_address=True, backlog=1024)
             await site.start()
         if https_port > 0 and https_ctx is not None:
             # the same app on 8501; the context is reloaded in place on SIGHUP
             for addr in self.config.bind_addresses("https"):
-                site = web.TCPSite(runner, addr, https_port, ssl_context=https_ctx, reuse_address=True,
-                                   backlog=1024)
+                site = GuardedTCPSite(runner, addr, https_port, guard=self.http_guard, ssl_context=https_ctx,
+                                      reuse_address=True, backlog=1024)
                 await site.start()
         self._runners.append(runner)
 
