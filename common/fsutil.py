@@ -25,8 +25,14 @@ def ensure_private_dir(path: str | os.PathLike[str], *, log: logging.Logger | No
     """Create ``path`` (and missing parents) as 0700, or tighten an existing one to 0700."""
     p = Path(path)
     p.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    mode = stat.S_IMODE(p.stat().st_mode)
+    st = p.stat()
+    mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
+        if st.st_uid != os.geteuid() or mode & stat.S_ISVTX:
+            # a shared directory (/tmp, another user's): never change it, only say so
+            (log or _log).warning("data directory %s has mode %s and is shared (sticky or not ours); "
+                                  "use a directory of its own", p, oct(mode))
+            return p
         (log or _log).warning("data directory %s had mode %s, readable by others; setting it to 0700",
                               p, oct(mode))
         os.chmod(p, PRIVATE_DIR_MODE)

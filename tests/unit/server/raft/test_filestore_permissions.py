@@ -57,3 +57,12 @@ def test_an_existing_wide_directory_is_tightened_with_a_warning(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="lictor.fs"):
         ensure_private_dir(d)  # already private: nothing to say
     assert not caplog.records
+
+
+def test_a_shared_sticky_directory_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    with caplog.at_level(logging.WARNING, logger="lictor.fs"):
+        ensure_private_dir(d)
+    assert mode(d) == 0o1777 and any("shared" in r.getMessage() for r in caplog.records)
