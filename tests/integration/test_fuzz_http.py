@@ -219,3 +219,21 @@ def unblocked(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
 @given(path=st.sampled_from(READS), params=st.lists(st.tuples(query_keys, query_values), min_size=1, max_size=3))
 def test_fuzz_query_parameters(agent: Any, path: str, params: list[tuple[str, str]]) -> None:
     check(agent, "GET", path + qs(unblocked(params)), None)
+
+
+PATH_ROUTES = [("PUT", "/v1/agent/service/deregister/{}"), ("PUT", "/v1/agent/check/deregister/{}"),
+               ("PUT", "/v1/agent/check/pass/{}"), ("PUT", "/v1/agent/check/update/{}"),
+               ("PUT", "/v1/kv/fz/{}"), ("DELETE", "/v1/kv/fz/{}"), ("PUT", "/v1/event/fire/{}"),
+               ("PUT", "/v1/session/destroy/{}"), ("GET", "/v1/health/service/{}"), ("GET", "/v1/catalog/node/{}"),
+               ("PUT", "/v1/agent/service/maintenance/{}"), ("GET", "/v1/config/service-defaults/{}")]
+
+
+@FUZZ
+@given(route=st.sampled_from(PATH_ROUTES), segment=st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=8)),
+       body=st.one_of(st.none(), json_values.map(dumps), st.binary(max_size=64)),
+       params=st.lists(st.tuples(query_keys, query_values), max_size=2))
+def test_fuzz_path_segments(agent: Any, route: tuple[str, str], segment: str, body: bytes | None,
+                            params: list[tuple[str, str]]) -> None:
+    method, template = route
+    seg = quote(segment.encode("utf-8", "surrogatepass"), safe="")
+    check(agent, method, template.format(seg) + qs(unblocked(params)), body if method == "PUT" else None)
