@@ -84,6 +84,12 @@ def _env_float(name: str, lo: float, hi: float) -> float | None:
     return v
 
 
+def _limit_count(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | str) or not str(v).strip().isdigit():
+        raise ConfigError(f"{what}: expected a non-negative integer, got {v!r}")
+    return int(v)
+
+
 def _limit_seconds(v: Any, what: str) -> float:
     from lictor.common.duration import parse_duration
 
@@ -154,7 +160,8 @@ class Agent:
                 self.address = _private_ip()
             self.cluster = Cluster(cluster_config(config, self.address), tls=self.tls)
             self.cluster.rpc_server.set_limits(  # Consul's limits on the RPC port
-                max_conns_per_client=int(config.limits.get("rpc_max_conns_per_client", 100)),
+                max_conns_per_client=_limit_count(config.limits.get("rpc_max_conns_per_client", 100),
+                                                  "limits.rpc_max_conns_per_client"),
                 handshake_timeout=_limit_seconds(config.limits.get("rpc_handshake_timeout", "5s"),
                                                  "limits.rpc_handshake_timeout"))
             self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
@@ -343,7 +350,8 @@ class Agent:
         # (LICTOR_HTTP_HEADER_TIMEOUT: a hidden knob for tests, like LICTOR_RPC_FRAME_TIMEOUT)
         header_timeout = _env_float("LICTOR_HTTP_HEADER_TIMEOUT", 0.1, 3600.0)
         self.http_guard = ConnGuard(
-            max_conns_per_client=int(self.config.limits.get("http_max_conns_per_client", 200)),
+            max_conns_per_client=_limit_count(self.config.limits.get("http_max_conns_per_client", 200),
+                                              "limits.http_max_conns_per_client"),
             header_timeout=header_timeout if header_timeout is not None else DEFAULT_HEADER_TIMEOUT)
         for addr in self.config.bind_addresses("http") if port >= 0 else ():
             site = GuardedTCPSite(runner, addr, port, guard=self.http_guard, reuse_address=True, backlog=1024)
