@@ -105,7 +105,7 @@ class QueryOptions:
                 index = int(q["index"])
             except ValueError:
                 raise ValidationError(f"Invalid index {q['index']!r}: expected an unsigned integer") from None
-            if index < 0:
+            if not 0 <= index < 1 << 64:  # Consul parses it as a uint64
                 raise ValidationError(f"Invalid index {q['index']!r}: expected an unsigned integer")
         wait = 0.0
         if "wait" in q:

@@ -203,3 +203,9 @@ def test_http_check_urls_are_http_or_https_and_refusal_registers_nothing(dev_age
                                 {"Name": "bad-url-svc2", "Checks": [{"TTL": "10s"}, {"HTTP": url, "Interval": "10s"}]})
     assert st == 400, (st, raw)
     assert state_dump(dev_agent) == before
+
+
+def test_index_beyond_uint64_is_a_400_not_a_parked_query(dev_agent: Any) -> None:
+    t0 = time.monotonic()
+    st, raw = dev_agent.request("GET", "/v1/kv/x?index=18446744073709551616&wait=3s")
+    assert st == 400 and b"index" in raw and time.monotonic() - t0 < 1.0, (st, raw)
