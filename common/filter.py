@@ -266,7 +266,7 @@ def _leaf_predicate(op: str, literal: _Literal | None, regex: Pattern | None) ->
     search = regex.search
 
     def matches(v: Any) -> bool:
-        return isinstance(v, str) and search(v) is not None
+        return isinstance(v, str) and search(v)
 
     if op == _MATCHES:
         return matches

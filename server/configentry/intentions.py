@@ -287,7 +287,7 @@ def _compiled(pattern: str) -> Pattern | None:
 
 def _fullmatch(pattern: Any, text: str) -> bool:
     rx = _compiled(str(pattern))
-    return rx is not None and rx.fullmatch(text) is not None
+    return rx is not None and rx.fullmatch(text)
 
 
 def _claim(claims: Mapping[str, Any], path: list[str]) -> Any:

@@ -52,9 +52,9 @@ def test_oversized_programs_and_patterns_are_refused() -> None:
 
 
 def test_re2_semantics_dollar_is_end_of_text_and_unencodable_text_does_not_raise() -> None:
-    assert compile_pattern("web$").search("web\n") is None
+    assert compile_pattern("web$").search("web\n") is False
     assert compile_pattern(r"web\z").search("web")
-    assert compile_pattern("x").search("x\ud800") is None
+    assert compile_pattern("x").search("x\ud800") is False
 
 
 def test_event_filters_use_re2() -> None:
@@ -70,3 +70,10 @@ def test_intention_regexes_validate_and_match_with_re2() -> None:
     assert permission_matches({"HTTP": {"PathRegex": r"/\pL+"}}, L7Request(path="/abc"))
     assert not permission_matches({"HTTP": {"PathRegex": r"/\pL+"}}, L7Request(path="/a1"))
     assert permission_matches({"HTTP": {"PathRegex": "/api/.*"}}, L7Request(path="/api/x"))
+
+
+def test_answers_are_booleans_for_search_and_whole_text_match() -> None:
+    rx = compile_pattern("b+")
+    assert rx.search("abbc") is True and rx.search("ac") is False
+    assert rx.fullmatch("bbb") is True and rx.fullmatch("abbb") is False
+    assert compile_pattern("é+").fullmatch("éé") is True  # UTF-8 text, not bytes
