@@ -45,6 +45,8 @@ def test_repeat_counts_above_1000_are_refused_as_in_consul() -> None:
 def test_oversized_programs_and_patterns_are_refused() -> None:
     with pytest.raises(RegexError):
         compile_pattern("((((a{100}){100}){100}){100})")
+    with pytest.raises(RegexError, match="would exceed"):  # the program-size budget
+        compile_pattern(r"\pL{1000}" * 4)
     with pytest.raises(RegexError, match="longer than"):
         compile_pattern("a" * 5000)
     with pytest.raises(FilterError, match="longer than"):
