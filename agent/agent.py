@@ -35,6 +35,7 @@ from lictor.agent.audit import AuditLog
 from lictor.agent.registry import ServiceRegistry
 from lictor.common.config import ConfigSource, RuntimeConfig, load_config
 from lictor.common.errors import ConfigError, NoLeaderError, NotFound, ValidationError
+from lictor.common.fsutil import ensure_private_dir
 from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, parse_check_definition,
                                       parse_service_definition)
 from lictor.common.tasks import spawn
@@ -76,6 +77,21 @@ def _env_float(name: str, lo: float, hi: float) -> float | None:
     if not lo <= v <= hi:
         raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi}")
     return v
+
+
+def _limit_count(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | str) or not str(v).strip().isdigit():
+        raise ConfigError(f"{what}: expected a non-negative integer, got {v!r}")
+    return int(v)
+
+
+def _limit_seconds(v: Any, what: str) -> float:
+    from lictor.common.duration import parse_duration
+
+    try:
+        return parse_duration(v, what=what)
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def cluster_config(config: RuntimeConfig, address: str) -> ClusterConfig:
@@ -129,6 +145,8 @@ class Agent:
             self.tls = TLSManager(config.tls, datacenter=config.datacenter, domain=config.domain,
                                   server=config.server and not config.dev, auto_encrypt=config.auto_encrypt)
         self.audit: AuditLog | None = AuditLog(config.audit) if config.audit.enabled else None
+        if config.data_dir:  # Raft log, snapshots, tokens: private, tightened (with a warning) if wider
+            ensure_private_dir(config.data_dir, log=log)
         if self.address in ("0.0.0.0", "::", "") and not config.dev:
             self.address = _private_ip()  # clients too: gossip and the catalog need a real address
         if config.server and not config.dev:
@@ -136,6 +154,11 @@ class Agent:
             if self.address in ("0.0.0.0", "::", ""):
                 self.address = _private_ip()
             self.cluster = Cluster(cluster_config(config, self.address), tls=self.tls)
+            self.cluster.rpc_server.set_limits(  # Consul's limits on the RPC port
+                max_conns_per_client=_limit_count(config.limits.get("rpc_max_conns_per_client", 100),
+                                                  "limits.rpc_max_conns_per_client"),
+                handshake_timeout=_limit_seconds(config.limits.get("rpc_handshake_timeout", "5s"),
+                                                 "limits.rpc_handshake_timeout"))
             self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
                                               rpc_address=self.cluster.config.rpc_addr),
                                  replicator=self.cluster.raft, members=self._members)
@@ -166,6 +189,7 @@ class Agent:
         self.local.on_change = self.syncer.trigger_changes
         self.events = EventBuffer()
         self._runners: list[web.AppRunner] = []
+        self.http_guard: Any = None  # lictor.agent.http.conn_guard.ConnGuard, set when HTTP starts
         self._tasks: list[asyncio.Task[Any]] = []
         self.shutdown_requested = asyncio.Event()
         self.left = False
@@ -314,6 +338,7 @@ class Agent:
 
     async def _start_http(self) -> None:
         from lictor.agent.http.app import build_app
+        from lictor.agent.http.conn_guard import DEFAULT_HEADER_TIMEOUT, ConnGuard, GuardedTCPSite
 
         port = self.config.ports.http
         https_port = self.config.ports.https
@@ -323,14 +348,21 @@ class Agent:
         # Parked blocking queries would hold shutdown for up to their wait: give them 1 s.
         runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
+        # limits.http_max_conns_per_client and a request-header deadline, shared by 8500 and 8501
+        # (LICTOR_HTTP_HEADER_TIMEOUT: a hidden knob for tests, like LICTOR_RPC_FRAME_TIMEOUT)
+        header_timeout = _env_float("LICTOR_HTTP_HEADER_TIMEOUT", 0.1, 3600.0)
+        self.http_guard = ConnGuard(
+            max_conns_per_client=_limit_count(self.config.limits.get("http_max_conns_per_client", 200),
+                                              "limits.http_max_conns_per_client"),
+            header_timeout=header_timeout if header_timeout is not None else DEFAULT_HEADER_TIMEOUT)
         for addr in self.config.bind_addresses("http") if port >= 0 else ():
-            site = web.TCPSite(runner, addr, port, reuse_address=True, backlog=1024)
+            site = GuardedTCPSite(runner, addr, port, guard=self.http_guard, reuse_address=True, backlog=1024)
             await site.start()
         if https_port > 0 and https_ctx is not None:
             # the same app on 8501; the context is reloaded in place on SIGHUP
             for addr in self.config.bind_addresses("https"):
-                site = web.TCPSite(runner, addr, https_port, ssl_context=https_ctx, reuse_address=True,
-                                   backlog=1024)
+                site = GuardedTCPSite(runner, addr, https_port, guard=self.http_guard, ssl_context=https_ctx,
+                                      reuse_address=True, backlog=1024)
                 await site.start()
         self._runners.append(runner)
 

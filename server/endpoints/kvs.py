@@ -16,6 +16,22 @@ from lictor.server.state.store import Store
 from lictor.server.state.watch import WatchSet
 
 OPS = {"set", "cas", "lock", "unlock", "delete", "delete-cas", "delete-tree"}
+_UINT64_MAX = (1 << 64) - 1
+
+
+def validate_kv_args(a: dict[str, Any]) -> None:
+    """What may reach the FSM, checked again on the server (a client agent or any RPC caller may
+    send it): a string key (empty only for delete-tree), flags and indexes within Go's uint64."""
+    key = a.get("key", "")
+    if not isinstance(key, str) or (not key and a.get("op") != "delete-tree"):
+        raise ValidationError("Missing key name")
+    for name in ("flags", "index", "cas"):
+        v = a.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _UINT64_MAX):
+            raise ValidationError(f"Invalid {name} {v!r}: expected an unsigned 64-bit integer")
+    value = a.get("value")
+    if value is not None and not isinstance(value, bytes | bytearray):
+        raise ValidationError("Invalid value: expected bytes")
 
 
 @endpoint("KVS.Apply", write=True, args={"op": str},
@@ -26,6 +42,7 @@ async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         raise ValidationError(f"Invalid KV operation {op!r}")
     if op in ("lock", "unlock") and not a.get("session"):
         raise ValidationError("Missing session")
+    validate_kv_args(a)
     if op == "lock":
         # Consul's state store refuses a lock by a session it cannot find (500, not a `false`);
         # a release by a non-holder stays a plain `false` (the FSM decides).

@@ -29,8 +29,11 @@ def _validate(s: dict[str, Any]) -> None:
         seconds = parse_duration(ttl, what="Session TTL")
         if not SESSION_TTL_MIN <= seconds <= SESSION_TTL_MAX:
             raise ValidationError(f"Invalid Session TTL '{ttl}', must be between [10s=24h0m0s]")
-    delay = float(s.get("lock_delay", 15.0))
-    if delay < 0 or delay > MAX_LOCK_DELAY:
+    try:
+        delay = float(s.get("lock_delay", 15.0))
+    except (TypeError, ValueError):
+        raise ValidationError("Invalid LockDelay, expected a duration") from None
+    if not 0 <= delay <= MAX_LOCK_DELAY:  # written so NaN is refused too (every NaN comparison is false)
         raise ValidationError(f"Invalid LockDelay, must be between 0 and {MAX_LOCK_DELAY:g}s")
 
 

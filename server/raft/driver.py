@@ -57,6 +57,7 @@ from lictor.common.errors import (
     NotLeaderError,
     ShutdownError,
 )
+from lictor.common.fsutil import PRIVATE_FILE_MODE
 
 from .core import Config, RaftCore
 from .fsm import FSMProtocol
@@ -936,6 +937,8 @@ class RaftNode(Generic[F]):
             return
         path = self._raft_dir / "peers.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({str(k): v for k, v in self.transport.peers().items()}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)  # owner-only, as the log
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({str(k): v for k, v in self.transport.peers().items()}))
         os.replace(tmp, path)
 
