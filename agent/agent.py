@@ -249,6 +249,7 @@ class Agent:
             await self.server.start()
         await self._start_security()
         await self._start_http()
+        await self._start_dns()
         await self._start_gossip()
         self._load_config_definitions(self.config)
         self._tasks.append(asyncio.get_running_loop().create_task(self.syncer.run(), name="anti-entropy"))
@@ -332,7 +333,25 @@ class Agent:
                 await site.start()
         self._runners.append(runner)
 
+    async def _start_dns(self) -> None:
+        """DNS on ports.dns (UDP and TCP; -1 disables), answered from the agent's cache (issue 15)."""
+        self.dns = None
+        if self.config.ports.dns < 0:
+            return
+        from lictor.agent.dns.config import dns_config_from_runtime
+        from lictor.agent.dns.server import DNSServer
+
+        acl = self.acl
+
+        def token() -> str | None:  # read per question: tokens can be set at run time
+            return (acl.tokens.get("dns") or acl.default_token()) if acl.enabled else None
+
+        self.dns = DNSServer(dns_config_from_runtime(self.config), self.rpc, token)
+        await self.dns.start(self.config.bind_addresses("dns"), self.config.ports.dns)
+
     async def stop(self) -> None:
+        if getattr(self, "dns", None) is not None:
+            await self.dns.stop()
         await self.membership.stop()
         if self.pool is not None:
             await self.pool.close()

@@ -1,0 +1,250 @@
+"""The DNS server: thin asyncio UDP and TCP listeners around the pure resolver.
+
+::
+
+    datagram / TCP frame --parse (dnspython)--> plan() --fetches--> CatalogCache --> respond() --> wire
+                          malformed: dropped, counted (never answered, never fatal)
+                          outside the domain: forwarded to the recursors (sequential or random)
+
+What is dropped and counted (``stats["malformed"]``): anything dnspython cannot parse (garbage,
+truncated messages, compression loops, bad label lengths), messages larger than
+``MAX_QUERY_SIZE`` and messages that are responses. A parseable query without exactly one
+question gets FORMERR; an opcode other than QUERY gets NOTIMP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+
+from lictor.agent.dns.cache import RPC, CatalogCache
+from lictor.agent.dns.config import DNSConfig
+from lictor.agent.dns.resolver import Fetch, Plan, plan, respond
+
+__all__ = ["MAX_QUERY_SIZE", "DNSServer"]
+
+log = logging.getLogger("lictor.dns")
+
+# A question with EDNS options fits easily; anything bigger is not a query we answer.
+MAX_QUERY_SIZE = 4096
+TCP_IDLE_TIMEOUT = 10.0
+MAX_TCP_CONNECTIONS = 512
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, server: DNSServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        first = self.server.prepare(data, tcp=False)
+        if isinstance(first, bytes):
+            if first and self.transport is not None:
+                self.transport.sendto(first, addr)
+            return
+        self.server.spawn(self._answer(first[0], first[1], addr))
+
+    async def _answer(self, msg: dns.message.Message, p: Plan, addr: Any) -> None:
+        out = await self.server.complete(msg, p, tcp=False)
+        if out and self.transport is not None:
+            self.transport.sendto(out, addr)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable from a client: ignore
+        pass
+
+
+class DNSServer:
+    """Serve ``cfg`` on UDP and TCP. ``rpc`` is the agent's RPC (in-process on servers),
+    ``token`` returns the DNS token to use (``acl.tokens.dns``, else ``default``; None when ACLs
+    are off)."""
+
+    def __init__(self, cfg: DNSConfig, rpc: RPC, token: Callable[[], str | None], *,
+                 rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self.cache = CatalogCache(rpc, cfg, token)
+        self.rng = rng or random.Random()
+        self.stats: dict[str, int] = {"queries": 0, "malformed": 0, "formerr": 0, "recursed": 0,
+                                      "recurse_failed": 0, "servfail": 0, "truncated": 0}
+        self._transports: list[asyncio.BaseTransport] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tcp_conns = 0
+        self.addresses: list[tuple[str, int]] = []
+
+    # ----- lifecycle -------------------------------------------------------------------------
+    async def start(self, hosts: tuple[str, ...] | list[str], port: int) -> None:
+        loop = asyncio.get_running_loop()
+        for host in hosts:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), local_addr=(host, port),
+                                                                reuse_port=False)
+            self._transports.append(transport)
+            bound = transport.get_extra_info("sockname")
+            srv = await asyncio.start_server(self._tcp_client, host, bound[1], reuse_address=True)
+            self._servers.append(srv)
+            self.addresses.append((host, bound[1]))
+        log.info("DNS server listening on %s (domain %s)", ", ".join(f"{h}:{p}" for h, p in self.addresses),
+                 self.cfg.domain)
+
+    async def stop(self) -> None:
+        for t in self._transports:
+            t.close()
+        for s in self._servers:
+            s.close()
+        for t in list(self._tasks):
+            t.cancel()
+        for s in self._servers:
+            try:
+                await asyncio.wait_for(s.wait_closed(), 1.0)
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
+        await self.cache.close()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        # a fresh Context: nothing of whoever started the listener leaks into answers
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----- TCP --------------------------------------------------------------------------------
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._tcp_conns >= MAX_TCP_CONNECTIONS:
+            writer.close()
+            return
+        self._tcp_conns += 1
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
+                    (length,) = struct.unpack("!H", head)
+                    if length > MAX_QUERY_SIZE or length < 12:
+                        self.stats["malformed"] += 1
+                        return  # an oversized or impossible frame: close, never read it
+                    data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
+                except (asyncio.IncompleteReadError, TimeoutError, asyncio.TimeoutError, ConnectionError):
+                    return
+                out = await self.handle(data, tcp=True)
+                if out:
+                    writer.write(struct.pack("!H", len(out)) + out)
+                    await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tcp_conns -= 1
+            writer.close()
+
+    # ----- answering --------------------------------------------------------------------------
+    def _parse(self, data: bytes) -> dns.message.Message | None:
+        if len(data) > MAX_QUERY_SIZE or len(data) < 12:
+            self.stats["malformed"] += 1
+            return None
+        try:
+            msg = dns.message.from_wire(data)
+        except Exception:  # noqa: BLE001 - any parse failure is a malformed packet: drop, count
+            self.stats["malformed"] += 1
+            return None
+        if msg.flags & dns.flags.QR:
+            self.stats["malformed"] += 1
+            return None
+        return msg
+
+    def _error(self, msg: dns.message.Message, rcode: int) -> bytes:
+        resp = dns.message.make_response(msg) if msg.question else dns.message.Message(id=msg.id)
+        resp.flags |= dns.flags.QR
+        if msg.flags & dns.flags.RD:
+            resp.flags |= dns.flags.RD
+        resp.set_rcode(rcode)
+        return resp.to_wire()
+
+    def prepare(self, data: bytes, *, tcp: bool) -> bytes | tuple[dns.message.Message, Plan]:
+        """Parse and classify, synchronously. Bytes are the whole reply (b"" = drop it); a
+        (message, plan) pair needs catalog reads or a recursor: finish it with :meth:`complete`."""
+        msg = self._parse(data)
+        if msg is None:
+            return b""
+        self.stats["queries"] += 1
+        if msg.opcode() != dns.opcode.QUERY:
+            return self._error(msg, dns.rcode.NOTIMP)
+        if len(msg.question) != 1:
+            self.stats["formerr"] += 1
+            return self._error(msg, dns.rcode.FORMERR)
+        q = msg.question[0]
+        p = plan(q.name.to_text(), q.rdtype, self.cfg)
+        if p.form == "recurse" or p.fetches:
+            return msg, p
+        return self._render(msg, p, {}, tcp)
+
+    def _render(self, msg: dns.message.Message, p: Plan, results: dict[Fetch, Any], tcp: bool) -> bytes:
+        try:
+            resp = respond(msg, p, results, self.cfg, rng=self.rng, now=time.time(), tcp=tcp)
+        except Exception:  # noqa: BLE001 - a bug must not take the listener down: SERVFAIL, logged
+            log.exception("DNS: answering %s failed", msg.question[0].name if msg.question else "?")
+            self.stats["servfail"] += 1
+            return self._error(msg, dns.rcode.SERVFAIL)
+        if resp.flags & dns.flags.TC:
+            self.stats["truncated"] += 1
+        if resp.rcode() == dns.rcode.SERVFAIL:
+            self.stats["servfail"] += 1
+        return resp.to_wire(max_size=65535)
+
+    async def handle(self, data: bytes, *, tcp: bool) -> bytes:
+        """The reply to one query (b"": none, the packet is dropped)."""
+        first = self.prepare(data, tcp=tcp)
+        if isinstance(first, bytes):
+            return first
+        return await self.complete(*first, tcp=tcp)
+
+    async def complete(self, msg: dns.message.Message, p: Plan, *, tcp: bool) -> bytes:
+        if p.form == "recurse":
+            return await self._recurse(msg, tcp)
+        results: dict[Fetch, Any] = {}
+        for f in p.fetches:
+            try:
+                results[f] = await self.cache.get(f)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the resolver maps errors to rcodes
+                results[f] = exc
+        return self._render(msg, p, results, tcp)
+
+    async def _recurse(self, msg: dns.message.Message, tcp: bool) -> bytes:
+        order = list(range(len(self.cfg.recursors)))
+        if self.cfg.recursor_strategy == "random":
+            self.rng.shuffle(order)
+        for i in order:
+            host, port = self.cfg.recursors[i]
+            try:
+                if tcp:
+                    r = await dns.asyncquery.tcp(msg, host, port=port, timeout=self.cfg.recursor_timeout)
+                else:
+                    r = await dns.asyncquery.udp(msg, host, port=port, timeout=self.cfg.recursor_timeout,
+                                                 ignore_unexpected=True)
+            except (dns.exception.DNSException, OSError, EOFError) as exc:
+                log.debug("DNS: recursor %s:%d failed: %s", host, port, type(exc).__name__)
+                continue
+            if r.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                continue
+            self.stats["recursed"] += 1
+            r.id = msg.id
+            return r.to_wire(max_size=65535)
+        self.stats["recurse_failed"] += 1
+        resp = dns.message.make_response(msg, recursion_available=True)
+        if msg.edns < 0:
+            resp.use_edns(False)
+        resp.set_rcode(dns.rcode.SERVFAIL)
+        return resp.to_wire()
