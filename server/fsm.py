@@ -128,7 +128,8 @@ def register_handler(msg_type: int, handler: Handler) -> None:
 # Modules that register command handlers and row codecs for the extension tables. They are
 # imported once, below, so that every server that can apply a command type knows it.
 EXTENSIONS: tuple[str, ...] = ("lictor.server.connect.fsm", "lictor.server.configentry.fsm",
-                               "lictor.server.acl.fsm", "lictor.server.coordinates")
+                               "lictor.server.acl.fsm", "lictor.server.coordinates",
+                               "lictor.server.prepared_query")
 
 
 def _load_extensions() -> None:
