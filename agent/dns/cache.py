@@ -89,6 +89,19 @@ class CatalogCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def peek(self, f: Fetch) -> tuple[bool, Any]:
+        """(True, rows) when a fresh cached answer exists (errors included, as the exception), without
+        waiting: the server's synchronous fast path. (False, None) otherwise."""
+        if not self.cfg.use_cache or (f.dc and f.dc != self.cfg.datacenter):
+            return False, None
+        ent = self._entries.get((f, self._token()))
+        now = self._clock()
+        if ent is None or not self._fresh(ent, f, now):
+            return False, None
+        ent.last_used = now
+        self.hits += 1
+        return True, (ent.error if ent.error is not None else ent.value)
+
     async def get(self, f: Fetch) -> Any:
         if f.dc and f.dc != self.cfg.datacenter:
             # one datacenter: Consul answers "no path to datacenter" with NXDOMAIN

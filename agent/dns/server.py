@@ -42,6 +42,12 @@ log = logging.getLogger("lictor.dns")
 MAX_QUERY_SIZE = 4096
 TCP_IDLE_TIMEOUT = 10.0
 MAX_TCP_CONNECTIONS = 512
+RENDER_VARIANTS = 8
+MAX_RENDERED = 4096
+
+
+def _same(a: dict[Fetch, Any], b: dict[Fetch, Any]) -> bool:
+    return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -85,6 +91,8 @@ class DNSServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tcp_conns = 0
+        # rendered answers for unchanged cached rows: key -> (rows, variants)
+        self._rendered: dict[tuple[Any, ...], tuple[dict[Fetch, Any], list[bytes | None]]] = {}
         self.addresses: list[tuple[str, int]] = []
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -185,9 +193,38 @@ class DNSServer:
             return self._error(msg, dns.rcode.FORMERR)
         q = msg.question[0]
         p = plan(q.name.to_text(), q.rdtype, self.cfg)
-        if p.form == "recurse" or p.fetches:
+        if p.form == "recurse":
             return msg, p
-        return self._render(msg, p, {}, tcp)
+        if not p.fetches:
+            return self._render(msg, p, {}, tcp)
+        results: dict[Fetch, Any] = {}
+        for f in p.fetches:
+            hit, value = self.cache.peek(f)
+            if not hit:
+                return msg, p
+            results[f] = value
+        return self._render_cached(msg, p, results, tcp)
+
+    def _render_cached(self, msg: dns.message.Message, p: Plan, results: dict[Fetch, Any], tcp: bool) -> bytes:
+        """Answers from unchanged cached rows are rendered once per variant and reused with the
+        question's ID: RENDER_VARIANTS shuffled orders per question, one picked at random, so the
+        order still varies between answers. A new catalog result (a new object) renders afresh."""
+        q = msg.question[0]
+        key = (q.name.to_text().lower(), q.rdtype, msg.flags & (dns.flags.RD | dns.flags.CD), msg.edns,
+               msg.payload if msg.edns >= 0 else 0, tcp)
+        slot = self.rng.randrange(RENDER_VARIANTS)
+        ent = self._rendered.get(key)
+        if ent is None or not _same(ent[0], results):  # rows kept in the entry: ids cannot be reused
+            ent = (results, [None] * RENDER_VARIANTS)
+            self._rendered[key] = ent
+            if len(self._rendered) > MAX_RENDERED:
+                self._rendered.pop(next(iter(self._rendered)))
+        wire = ent[1][slot]
+        if wire is None:
+            wire = self._render(msg, p, results, tcp)
+            ent[1][slot] = wire
+            return wire
+        return struct.pack("!H", msg.id) + wire[2:]
 
     def _render(self, msg: dns.message.Message, p: Plan, results: dict[Fetch, Any], tcp: bool) -> bytes:
         try:
