@@ -251,5 +251,15 @@ def test_acl_dns_token_decides_what_dns_reveals(tmp_path: Path) -> None:
                    what="public answered")
         assert udp("secret.service.consul", "A", port).rcode() == dns.rcode.NXDOMAIN
         assert rrs(udp("lictor-test.node.consul", "A", port))
+        # prepared queries: query:write on the name to create one; its Token hidden from readers
+        # without acl:read; executed with its own token, so it may reveal what its token reads
+        body = {"Name": "sq", "Token": MGMT, "Service": {"Service": "secret"}}
+        status, raw = a.request("POST", "/v1/query", body, headers={"X-Consul-Token": DNS_TOKEN})
+        assert status == 403 and b"query:write" in raw
+        qid = a.json("POST", "/v1/query", body, headers=h)["ID"]
+        assert a.request("GET", f"/v1/query/{qid}", headers={"X-Consul-Token": DNS_TOKEN})[0] == 403
+        assert a.json("GET", f"/v1/query/{qid}", headers=h)[0]["Token"] == MGMT
+        eventually(lambda: rrs(udp("sq.query.consul", "A", port)) == [("sq.query.consul.", "127.0.0.1")],
+                   what="the query's own token reads the service")
     finally:
         a.stop()
