@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -77,6 +78,7 @@ class CatalogCache:
         self.cfg = cfg
         self._token = token
         self._clock = clock
+        self._rng = random.Random()
         self.max_entries = max_entries
         self.idle = idle
         self.error_ttl = error_ttl
@@ -195,9 +197,10 @@ class CatalogCache:
             if self._clock() - ent.last_used > self.idle:
                 break
             try:
+                # jittered, so entries made together do not all time out (and ask again) together
+                wait = min(BLOCKING_WAIT, self.idle) * (0.5 + 0.5 * self._rng.random())
                 out = await self._rpc(name, dict(self._args(args, token, self.cfg.allow_stale),
-                                                 min_index=max(ent.index, 1),
-                                                 wait=min(BLOCKING_WAIT, self.idle)))
+                                                 min_index=max(ent.index, 1), wait=wait))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep serving what we have; try again later

@@ -93,6 +93,8 @@ class DNSServer:
         self._tcp_conns = 0
         # rendered answers for unchanged cached rows: key -> (rows, variants)
         self._rendered: dict[tuple[Any, ...], tuple[dict[Fetch, Any], list[bytes | None]]] = {}
+        # the same by exact query bytes (without the ID): (fetches, rows, the variants above)
+        self._raw: dict[tuple[bytes, bool], tuple[tuple[Fetch, ...], tuple[Any, ...], list[bytes | None]]] = {}
         self.addresses: list[tuple[str, int]] = []
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -182,6 +184,9 @@ class DNSServer:
     def prepare(self, data: bytes, *, tcp: bool) -> bytes | tuple[dns.message.Message, Plan]:
         """Parse and classify, synchronously. Bytes are the whole reply (b"" = drop it); a
         (message, plan) pair needs catalog reads or a recursor: finish it with :meth:`complete`."""
+        fast = self._repeat(data, tcp)
+        if fast is not None:
+            return fast
         msg = self._parse(data)
         if msg is None:
             return b""
@@ -203,9 +208,29 @@ class DNSServer:
             if not hit:
                 return msg, p
             results[f] = value
-        return self._render_cached(msg, p, results, tcp)
+        return self._render_cached(msg, p, results, tcp, data)
 
-    def _render_cached(self, msg: dns.message.Message, p: Plan, results: dict[Fetch, Any], tcp: bool) -> bytes:
+    def _repeat(self, data: bytes, tcp: bool) -> bytes | None:
+        """The same query bytes (but the ID) as one answered before from rows that are still the
+        cache's current ones: that answer again, with this ID, without parsing. Only bytes that
+        parsed and were answered once get here, so nothing malformed takes this path."""
+        ent = self._raw.get((data[2:], tcp))
+        if ent is None:
+            return None
+        fetches, rows, variants = ent
+        for f, r in zip(fetches, rows):
+            hit, value = self.cache.peek(f)
+            if not hit or value is not r:
+                del self._raw[(data[2:], tcp)]
+                return None
+        wire = variants[self.rng.randrange(RENDER_VARIANTS)]
+        if wire is None:
+            return None
+        self.stats["queries"] += 1
+        return data[:2] + wire[2:]
+
+    def _render_cached(self, msg: dns.message.Message, p: Plan, results: dict[Fetch, Any], tcp: bool,
+                       data: bytes) -> bytes:
         """Answers from unchanged cached rows are rendered once per variant and reused with the
         question's ID: RENDER_VARIANTS shuffled orders per question, one picked at random, so the
         order still varies between answers. A new catalog result (a new object) renders afresh."""
@@ -219,6 +244,11 @@ class DNSServer:
             self._rendered[key] = ent
             if len(self._rendered) > MAX_RENDERED:
                 self._rendered.pop(next(iter(self._rendered)))
+        raw_key = (data[2:], tcp)
+        if raw_key not in self._raw:
+            self._raw[raw_key] = (tuple(results), tuple(results.values()), ent[1])
+            if len(self._raw) > MAX_RENDERED:
+                self._raw.pop(next(iter(self._raw)))
         wire = ent[1][slot]
         if wire is None:
             wire = self._render(msg, p, results, tcp)
