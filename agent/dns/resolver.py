@@ -386,8 +386,11 @@ def _nameservers(results: Mapping[Fetch, Any], fetch: Fetch, cfg: DNSConfig, dom
 def _service_answer(rows: list[Mapping[str, Any]], qname: dns.name.Name, qtype: int, ttl: int, dc: str,
                     domain: str, cfg: DNSConfig, rng: random.Random, out: _Out, *,
                     health_filtered: bool = False) -> None:
-    entries = list(rows) if health_filtered else [e for e in rows if _healthy(e, cfg.only_passing)]
-    rng.shuffle(entries)
+    if health_filtered:  # a prepared query's result: filtered, and ordered (shuffled or Near) by the query
+        entries = list(rows)
+    else:
+        entries = [e for e in rows if _healthy(e, cfg.only_passing)]
+        rng.shuffle(entries)
     if qtype == T.SRV:
         seen: set[tuple[str, str, int]] = set()
         for e in entries:

@@ -267,7 +267,7 @@ class DNSServer:
             self.stats["truncated"] += 1
         if resp.rcode() == dns.rcode.SERVFAIL:
             self.stats["servfail"] += 1
-        return resp.to_wire(max_size=65535)
+        return resp.to_wire(max_size=65535, want_shuffle=False)  # the order is ours (shuffled or Near)
 
     async def handle(self, data: bytes, *, tcp: bool) -> bytes:
         """The reply to one query (b"": none, the packet is dropped)."""
@@ -287,7 +287,25 @@ class DNSServer:
                 raise
             except Exception as exc:  # noqa: BLE001 - the resolver maps errors to rcodes
                 results[f] = exc
+            if f.kind == "query" and isinstance(results[f], dict) and results[f].get("Near"):
+                results[f] = await self._near(results[f])
         return self._render(msg, p, results, tcp)
+
+    async def _near(self, result: dict[str, Any]) -> dict[str, Any]:
+        """A prepared query's ``Near``: its instances closest first by network coordinates
+        (``_agent`` is this agent's node, as Consul's DNS interface passes it)."""
+        from lictor.agent.coordinates import sort_by_distance
+
+        try:
+            rows = await self.cache.get(Fetch("coords", dc=self.cfg.datacenter))
+        except Exception:  # noqa: BLE001 - without coordinates the server's order stands
+            return result
+        coords = {r["Node"]: r["Coord"] for r in rows or () if not r.get("Segment")}
+        near = result["Near"]
+        mine = coords.get(self.cfg.node_name if near == "_agent" else near)
+        nodes = sort_by_distance(list(result.get("Nodes") or ()), mine, coords,
+                                 lambda r: (r.get("Node") or {}).get("Node"))
+        return {**result, "Nodes": nodes}
 
     async def _recurse(self, msg: dns.message.Message, tcp: bool) -> bytes:
         order = list(range(len(self.cfg.recursors)))
@@ -308,7 +326,7 @@ class DNSServer:
                 continue
             self.stats["recursed"] += 1
             r.id = msg.id
-            return r.to_wire(max_size=65535)
+            return r.to_wire(max_size=65535, want_shuffle=False)
         self.stats["recurse_failed"] += 1
         resp = dns.message.make_response(msg, recursion_available=True)
         if msg.edns < 0:

@@ -159,3 +159,31 @@ async def test_server_drops_and_counts_malformed_and_answers_formerr_and_notimp(
     assert await srv.handle(response, tcp=False) == b""
     assert srv.stats["malformed"] == 6
     await srv.stop()
+
+
+def coord(x: float) -> dict[str, Any]:
+    return {"Vec": [x] + [0.0] * 7, "Error": 0.1, "Adjustment": 0.0, "Height": 1e-5}
+
+
+async def test_prepared_query_near_agent_orders_the_dns_answer() -> None:
+    def node_row(node: str, addr: str) -> dict[str, Any]:
+        return {"Node": {"Node": node, "Address": addr, "Datacenter": "dc1"},
+                "Service": {"Service": "db", "Address": "", "Port": 5432}, "Checks": []}
+
+    async def rpc(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        if name == "PreparedQuery.Execute":
+            assert args["agent_node"] == "me"
+            return {"index": 1, "result": {"Service": "db", "Datacenter": "dc1", "DNS": {"TTL": ""}, "Near": "_agent",
+                                           "Nodes": [node_row("far", "10.0.0.1"), node_row("near", "10.0.0.2")]}}
+        assert name == "Coordinate.ListNodes"
+        if args.get("min_index"):
+            await asyncio.sleep(3600)
+        return {"index": 1, "result": [{"Node": "me", "Segment": "", "Coord": coord(0.0)},
+                                       {"Node": "near", "Segment": "", "Coord": coord(0.001)},
+                                       {"Node": "far", "Segment": "", "Coord": coord(0.5)}]}
+
+    srv = DNSServer(parse_dns_config({"udp_answer_limit": 8}, node_name="me"), rpc, lambda: None)
+    for _ in range(5):  # the query's order, not a shuffle, decides
+        r = dns.message.from_wire(await srv.handle(query("db.query.consul"), tcp=False))
+        assert [rd.to_text() for rd in r.answer[0]] == ["10.0.0.2", "10.0.0.1"]
+    await srv.stop()
