@@ -18,6 +18,7 @@ import asyncio
 import contextvars
 import logging
 import random
+import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ log = logging.getLogger("lictor.dns")
 MAX_QUERY_SIZE = 4096
 TCP_IDLE_TIMEOUT = 10.0
 MAX_TCP_CONNECTIONS = 512
+UDP_BATCH = 64
 RENDER_VARIANTS = 8
 MAX_RENDERED = 4096
 
@@ -50,29 +52,51 @@ def _same(a: dict[Fetch, Any], b: dict[Fetch, Any]) -> bool:
     return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
 
 
-class _UDP(asyncio.DatagramProtocol):
-    def __init__(self, server: DNSServer) -> None:
+class _UDP:
+    """One UDP socket read in batches: every wake-up drains up to ``UDP_BATCH`` datagrams, and the
+    answers that need no catalog read (most of them, from the cache) go out at once. A reply the
+    socket cannot take right now is dropped, as UDP may drop it anyway; the client asks again."""
+
+    def __init__(self, server: DNSServer, sock: socket.socket) -> None:
         self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.closed = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        first = self.server.prepare(data, tcp=False)
-        if isinstance(first, bytes):
-            if first and self.transport is not None:
-                self.transport.sendto(first, addr)
-            return
-        self.server.spawn(self._answer(first[0], first[1], addr))
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.closed = True
+        loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.server.stats["udp_send_dropped"] += 1
+        except OSError:  # the client's port is gone (ICMP unreachable) or similar: nothing to do
+            pass
+
+    def _readable(self) -> None:
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error queued on the socket: read on
+                continue
+            first = self.server.prepare(data, tcp=False)
+            if isinstance(first, bytes):
+                if first:
+                    self._send(first, addr)
+                continue
+            self.server.spawn(self._answer(first[0], first[1], addr))
 
     async def _answer(self, msg: dns.message.Message, p: Plan, addr: Any) -> None:
         out = await self.server.complete(msg, p, tcp=False)
-        if out and self.transport is not None:
-            self.transport.sendto(out, addr)
-
-    def error_received(self, exc: Exception) -> None:  # ICMP unreachable from a client: ignore
-        pass
+        if out and not self.closed:
+            self._send(out, addr)
 
 
 class DNSServer:
@@ -86,8 +110,9 @@ class DNSServer:
         self.cache = CatalogCache(rpc, cfg, token)
         self.rng = rng or random.Random()
         self.stats: dict[str, int] = {"queries": 0, "malformed": 0, "formerr": 0, "recursed": 0,
-                                      "recurse_failed": 0, "servfail": 0, "truncated": 0}
-        self._transports: list[asyncio.BaseTransport] = []
+                                      "recurse_failed": 0, "servfail": 0, "truncated": 0,
+                                      "udp_send_dropped": 0}
+        self._udp: list[_UDP] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tcp_conns = 0
@@ -101,10 +126,19 @@ class DNSServer:
     async def start(self, hosts: tuple[str, ...] | list[str], port: int) -> None:
         loop = asyncio.get_running_loop()
         for host in hosts:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), local_addr=(host, port),
-                                                                reuse_port=False)
-            self._transports.append(transport)
-            bound = transport.get_extra_info("sockname")
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                raise
+            udp = _UDP(self, sock)
+            udp.start(loop)
+            self._udp.append(udp)
+            bound = sock.getsockname()
             srv = await asyncio.start_server(self._tcp_client, host, bound[1], reuse_address=True)
             self._servers.append(srv)
             self.addresses.append((host, bound[1]))
@@ -112,8 +146,9 @@ class DNSServer:
                  self.cfg.domain)
 
     async def stop(self) -> None:
-        for t in self._transports:
-            t.close()
+        loop = asyncio.get_running_loop()
+        for u in self._udp:
+            u.close(loop)
         for s in self._servers:
             s.close()
         for t in list(self._tasks):

@@ -75,6 +75,10 @@ def dnsperf(port: int, datafile: Path, duration: float, *, rate: int = 0) -> tup
     lost = re.search(r"Queries lost:\s+(\d+)", out)
     if lost and int(lost.group(1)):
         print(f"    (dnsperf: {lost.group(1)} queries lost)", file=sys.stderr)
+    codes = re.search(r"Response codes:\s+(.*)", out)
+    if codes is None or not codes.group(1).strip().startswith("NOERROR") or "," in codes.group(1):
+        # every name exists: anything but 100% NOERROR means the server answered wrongly
+        raise RuntimeError(f"port {port}: unexpected response codes: {codes.group(1) if codes else out[-2000:]}")
     lat = [float(line.rsplit(None, 1)[-1]) for line in out.splitlines()
            if line.startswith("> NOERROR") or line.startswith("> NXDOMAIN")]
     return float(m.group(1)), lat
