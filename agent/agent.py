@@ -342,11 +342,12 @@ class Agent:
         from lictor.agent.dns.server import DNSServer
 
         acl = self.acl
+        dns_cfg = dns_config_from_runtime(self.config)  # a bad dns_config stops the start (ConfigError)
 
         def token() -> str | None:  # read per question: tokens can be set at run time
             return (acl.tokens.get("dns") or acl.default_token()) if acl.enabled else None
 
-        self.dns = DNSServer(dns_config_from_runtime(self.config), self.rpc, token)
+        self.dns = DNSServer(dns_cfg, self.rpc, token)
         await self.dns.start(self.config.bind_addresses("dns"), self.config.ports.dns)
 
     async def stop(self) -> None:
@@ -531,6 +532,9 @@ class Agent:
         # validate every definition before touching local state
         defs = [parse_service_definition(i.data, where=f"{i.source}: {i.path}") for i in new.services]
         chks = [parse_check_definition(i.data, where=f"{i.source}: {i.path}") for i in new.checks]
+        from lictor.agent.dns.config import dns_config_from_runtime
+
+        dns_cfg = dns_config_from_runtime(new)  # DNS settings apply on reload, as in Consul
         if self.tls is not None:  # certificates: new files into the live contexts (or ConfigError)
             for sentence in self.tls.reload(new.tls):
                 log.info("%s", sentence)
@@ -541,6 +545,8 @@ class Agent:
         self.config_services.clear()
         self.config_checks.clear()
         self.config = new
+        if getattr(self, "dns", None) is not None:
+            self.dns.reload(dns_cfg)
         for d in defs:
             await self.register_service(d, token=d.token or "", from_config=True)
         for c in chks:

@@ -145,6 +145,14 @@ class DNSServer:
         log.info("DNS server listening on %s (domain %s)", ", ".join(f"{h}:{p}" for h, p in self.addresses),
                  self.cfg.domain)
 
+    def reload(self, cfg: DNSConfig) -> None:
+        """New settings (SIGHUP, /v1/agent/reload); the listeners stay where they are (Consul too
+        keeps its ports). Rendered answers are forgotten; cached catalog rows stay valid."""
+        self.cfg = cfg
+        self.cache.cfg = cfg
+        self._rendered.clear()
+        self._raw.clear()
+
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
         for u in self._udp:

@@ -263,3 +263,23 @@ def test_acl_dns_token_decides_what_dns_reveals(tmp_path: Path) -> None:
                    what="the query's own token reads the service")
     finally:
         a.stop()
+
+
+def test_reload_applies_new_dns_settings(agent: tuple[AgentProcess, int]) -> None:
+    a, port = agent
+    path = a.workdir / "dns.json"
+    before = path.read_text()
+    cfg = json.loads(before)
+    cfg["dns_config"]["service_ttl"] = {"web*": "13s"}
+    try:
+        path.write_text(json.dumps(cfg))
+        a.json("PUT", "/v1/agent/reload")
+        assert {r[1] for r in answers(dig(port, "web.service.consul", "+noall", "+answer"))} == {"13"}
+        cfg["dns_config"]["udp_answer_limit"] = -1
+        path.write_text(json.dumps(cfg))
+        status, raw = a.request("PUT", "/v1/agent/reload")
+        assert status >= 400 and b"dns_config.udp_answer_limit" in raw  # refused, nothing changed
+        assert {r[1] for r in answers(dig(port, "web.service.consul", "+noall", "+answer"))} == {"13"}
+    finally:
+        path.write_text(before)
+        a.json("PUT", "/v1/agent/reload")
