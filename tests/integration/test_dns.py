@@ -283,3 +283,27 @@ def test_reload_applies_new_dns_settings(agent: tuple[AgentProcess, int]) -> Non
     finally:
         path.write_text(before)
         a.json("PUT", "/v1/agent/reload")
+
+
+def test_ingress_gateways_for_a_service(agent: tuple[AgentProcess, int]) -> None:
+    a, port = agent
+    a.json("PUT", "/v1/config", {"Kind": "ingress-gateway", "Name": "ig", "Listeners": [
+        {"Port": 8888, "Protocol": "tcp", "Services": [{"Name": "web"}]}]})
+    a.json("PUT", "/v1/agent/service/register", {"Name": "ig", "Kind": "ingress-gateway", "Port": 8888,
+                                                  "Address": "127.0.0.9"})
+    eventually(lambda: rrs(udp("web.ingress.consul", "A", port)) == [("web.ingress.consul.", "127.0.0.9")],
+               what="the gateway answering for web")
+    assert udp("api.ingress.consul", "A", port).rcode() == dns.rcode.NXDOMAIN
+
+
+def test_a_storm_is_answered_from_the_cache(agent: tuple[AgentProcess, int]) -> None:
+    a, port = agent
+
+    def gauge(name: str) -> float:
+        return next(g["Value"] for g in a.json("GET", "/v1/agent/metrics")["Gauges"] if g["Name"] == name)
+
+    udp("storm.service.consul", "A", port)  # the first question fills the cache (one read)
+    before = gauge("lictor.dns.cache_rpcs")
+    for i in range(300):
+        assert udp("web.service.consul" if i % 2 else "storm.service.consul", "A", port).rcode() in (0, 3)
+    assert gauge("lictor.dns.cache_rpcs") - before <= 1  # web was cached by earlier tests, storm now
