@@ -34,7 +34,7 @@ from lictor.common.errors import NotFound, ValidationError
 from lictor.server.fsm import register_handler
 from lictor.server.state.store import Store, WriteTxn
 
-__all__ = ["TABLE", "apply_prepared_query", "filter_nodes", "parse_query", "render", "resolve"]
+__all__ = ["TABLE", "apply_prepared_query", "filter_nodes", "get_field", "parse_query", "render", "resolve"]
 
 TABLE = "prepared_queries"
 TEMPLATE_TYPE = "name_prefix_match"
@@ -43,8 +43,9 @@ _VAR = re.compile(r"\$\{\s*([a-z.]+(?:\(\s*\d+\s*\))?)\s*\}")
 MAX_REGEXP_LEN = 1024
 
 
-def _get(d: Any, key: str, default: Any = None) -> Any:
-    """Consul's JSON decoding is case-insensitive on field names."""
+def get_field(d: Any, key: str, default: Any = None) -> Any:
+    """Consul's JSON decoding is case-insensitive on field names: the exact spelling first, else the
+    first key that matches ignoring case. The ACL rules read names with this same function."""
     if not isinstance(d, Mapping):
         return default
     if key in d:
@@ -94,36 +95,36 @@ def parse_query(body: Any) -> dict[str, Any]:
     naming the field. The result has every field, in Consul's spelling, without ID or indexes."""
     if not isinstance(body, Mapping):
         raise ValidationError("Request decode failed: expected a JSON object")
-    tmpl = _get(body, "Template") or {}
+    tmpl = get_field(body, "Template") or {}
     if not isinstance(tmpl, Mapping):
         raise ValidationError("Template must be an object")
-    ttype = _str(_get(tmpl, "Type"), "Template.Type")
+    ttype = _str(get_field(tmpl, "Type"), "Template.Type")
     if ttype not in ("", TEMPLATE_TYPE):
         raise ValidationError(f"Bad Template.Type '{ttype}'")
-    regexp = _str(_get(tmpl, "Regexp"), "Template.Regexp")
+    regexp = _str(get_field(tmpl, "Regexp"), "Template.Regexp")
     if regexp:
         if not ttype:
             raise ValidationError("Template.Regexp needs Template.Type")
         compile_regexp(regexp)
-    svc = _get(body, "Service") or {}
+    svc = get_field(body, "Service") or {}
     if not isinstance(svc, Mapping):
         raise ValidationError("Service must be an object")
-    service = _str(_get(svc, "Service"), "Service.Service")
+    service = _str(get_field(svc, "Service"), "Service.Service")
     if not service:
         raise ValidationError("Must provide a Service name to query")
-    fo = _get(svc, "Failover") or {}
+    fo = get_field(svc, "Failover") or {}
     if not isinstance(fo, Mapping):
         raise ValidationError("Service.Failover must be an object")
-    nearest = _get(fo, "NearestN", 0) or 0
+    nearest = get_field(fo, "NearestN", 0) or 0
     if not isinstance(nearest, int) or isinstance(nearest, bool) or nearest < 0:
         raise ValidationError(f"Bad NearestN '{nearest}', must be >= 0")
-    targets = _get(fo, "Targets") or []
+    targets = get_field(fo, "Targets") or []
     if not isinstance(targets, list) or not all(isinstance(t, Mapping) for t in targets):
         raise ValidationError("Service.Failover.Targets must be a list of objects")
-    dns_block = _get(body, "DNS") or {}
+    dns_block = get_field(body, "DNS") or {}
     if not isinstance(dns_block, Mapping):
         raise ValidationError("DNS must be an object")
-    ttl = _str(_get(dns_block, "TTL"), "DNS.TTL")
+    ttl = _str(get_field(dns_block, "TTL"), "DNS.TTL")
     if ttl:
         try:
             seconds = parse_duration(ttl)
@@ -131,31 +132,31 @@ def parse_query(body: Any) -> dict[str, Any]:
             raise ValidationError(f"Bad DNS TTL '{ttl}'") from None
         if seconds < 0:
             raise ValidationError(f"DNS TTL '{ttl}', must be >=0")
-    connect = _get(svc, "Connect") or {}
+    connect = get_field(svc, "Connect") or {}
     if not isinstance(connect, Mapping):
         raise ValidationError("Service.Connect must be an object")
-    only_passing = _get(svc, "OnlyPassing", False)
+    only_passing = get_field(svc, "OnlyPassing", False)
     if not isinstance(only_passing, bool):
         raise ValidationError("Service.OnlyPassing must be true or false")
-    name = _str(_get(body, "Name"), "Name")
+    name = _str(get_field(body, "Name"), "Name")
     if ttype == "" and _UUID.match(name):
         raise ValidationError("Query name cannot be a UUID")
     q = {
         "Name": name,
-        "Session": _str(_get(body, "Session"), "Session"),
-        "Token": _str(_get(body, "Token"), "Token"),
-        "Template": {"Type": ttype, "Regexp": regexp, "RemoveEmptyTags": bool(_get(tmpl, "RemoveEmptyTags", False))},
+        "Session": _str(get_field(body, "Session"), "Session"),
+        "Token": _str(get_field(body, "Token"), "Token"),
+        "Template": {"Type": ttype, "Regexp": regexp, "RemoveEmptyTags": bool(get_field(tmpl, "RemoveEmptyTags", False))},
         "Service": {
             "Service": service,
-            "Failover": {"NearestN": nearest, "Datacenters": _str_list(_get(fo, "Datacenters"), "Failover.Datacenters"),
+            "Failover": {"NearestN": nearest, "Datacenters": _str_list(get_field(fo, "Datacenters"), "Failover.Datacenters"),
                          "Targets": [dict(t) for t in targets]},
             "OnlyPassing": only_passing,
-            "IgnoreCheckIDs": _str_list(_get(svc, "IgnoreCheckIDs"), "Service.IgnoreCheckIDs"),
-            "Near": _str(_get(svc, "Near"), "Service.Near"),
-            "Tags": _str_list(_get(svc, "Tags"), "Service.Tags"),
-            "NodeMeta": _str_map(_get(svc, "NodeMeta"), "Service.NodeMeta"),
-            "ServiceMeta": _str_map(_get(svc, "ServiceMeta"), "Service.ServiceMeta"),
-            "Connect": {"Enabled": bool(_get(connect, "Enabled", False))},
+            "IgnoreCheckIDs": _str_list(get_field(svc, "IgnoreCheckIDs"), "Service.IgnoreCheckIDs"),
+            "Near": _str(get_field(svc, "Near"), "Service.Near"),
+            "Tags": _str_list(get_field(svc, "Tags"), "Service.Tags"),
+            "NodeMeta": _str_map(get_field(svc, "NodeMeta"), "Service.NodeMeta"),
+            "ServiceMeta": _str_map(get_field(svc, "ServiceMeta"), "Service.ServiceMeta"),
+            "Connect": {"Enabled": bool(get_field(connect, "Enabled", False))},
         },
         "DNS": {"TTL": ttl},
     }

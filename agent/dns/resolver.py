@@ -103,7 +103,7 @@ class Plan:
 # Errors (by class name, as they cross RPC) that mean "this name does not exist" rather than a
 # failure: unknown datacenter or prepared query; and a read the DNS token may not make, which
 # Consul's ACL filtering turns into an empty result.
-NXDOMAIN_ERRORS = frozenset({"NotFound", "PermissionDeniedError", "ACLNotFoundError", "NoDCPath"})
+NXDOMAIN_ERRORS = frozenset({"NotFound", "PermissionDeniedError", "ACLNotFoundError"})
 
 
 def _split(qname: str, cfg: DNSConfig) -> tuple[list[str], str] | None:
@@ -356,7 +356,7 @@ def _result(results: Mapping[Fetch, Any], f: Fetch) -> tuple[Any, int | None]:
     r = results.get(f)
     if isinstance(r, BaseException):
         name = type(r).__name__
-        if name in NXDOMAIN_ERRORS or getattr(r, "code", "") in ("not_found", "no_dc_path", "permission_denied"):
+        if name in NXDOMAIN_ERRORS:
             return None, dns.rcode.NXDOMAIN
         return None, dns.rcode.SERVFAIL
     return r, None
@@ -465,15 +465,11 @@ def respond(request: dns.message.Message, p: Plan, results: Mapping[Fetch, Any],
         else:
             out.answer += ns
         out.extra += extra
-    elif p.form == "addr":
-        if p.dc != cfg.datacenter:
-            rcode = dns.rcode.NXDOMAIN
-            out.authority.append(_soa(cfg, domain, now))
-        else:
-            ip = ipaddress.ip_address(p.addr)
-            rtype = T.A if ip.version == 4 else T.AAAA
-            rd = A(IN, T.A, p.addr) if ip.version == 4 else AAAA(IN, T.AAAA, p.addr)
-            (out.answer if qtype in (rtype, T.ANY) else out.extra).append((qname, rtype, cfg.node_ttl, rd))
+    elif p.form == "addr":  # the datacenter label is not checked (Consul does not either)
+        ip = ipaddress.ip_address(p.addr)
+        rtype = T.A if ip.version == 4 else T.AAAA
+        rd = A(IN, T.A, p.addr) if ip.version == 4 else AAAA(IN, T.AAAA, p.addr)
+        (out.answer if qtype in (rtype, T.ANY) else out.extra).append((qname, rtype, cfg.node_ttl, rd))
     elif p.form == "virtual":
         pass  # no virtual IPs are allocated yet: an empty NOERROR, as Consul answers an unknown one
     elif p.form == "ptr":

@@ -166,8 +166,10 @@ def _query_apply(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
     needs: list[Need] = []
     q = a.get("query")
     if a.get("op") != "delete" and isinstance(q, dict):
-        name = next((v for k, v in q.items() if isinstance(k, str) and k.lower() == "name"), "")
-        needs.append(_query_need(str(name or ""), "write"))
+        from lictor.server.prepared_query import get_field
+
+        # the name the endpoint will store: read by the decoder's own rule (exact key, else any case)
+        needs.append(_query_need(str(get_field(q, "Name") or ""), "write"))
     if a.get("op") in ("update", "delete"):
         old = _query_row(server, str(a.get("id") or ""))
         if old is not None:  # you may not take over (or delete) a query you could not write

@@ -112,3 +112,14 @@ def test_execute_filters():
     assert [r["Node"]["Node"] for r in filter_nodes(base, rows)] == ["b", "d", "e"]
     strict = parse_query({"Service": {"Service": "web", "OnlyPassing": True, "NodeMeta": {"rack": "r2"}}})
     assert [r["Node"]["Node"] for r in filter_nodes(strict, rows)] == ["e"]
+
+
+def test_the_acl_rule_authorizes_the_name_the_decoder_stores() -> None:
+    from lictor.server.acl.rpc_rules import RPC_RULES
+
+    body = {"name": "allowed", "Name": "secret", "Service": {"Service": "web"}}
+    needs = RPC_RULES["PreparedQuery.Apply"][0](None, {"op": "create", "query": body}, None)  # type: ignore[arg-type]
+    assert needs == [("query", "write", parse_query(body)["Name"])] == [("query", "write", "secret")]
+    body = {"name": "only-lower", "Service": {"Service": "web"}}
+    needs = RPC_RULES["PreparedQuery.Apply"][0](None, {"op": "create", "query": body}, None)  # type: ignore[arg-type]
+    assert needs == [("query", "write", "only-lower")] and parse_query(body)["Name"] == "only-lower"
