@@ -55,6 +55,8 @@ def rpc_for(f: Fetch, *, agent_node: str = "") -> tuple[str, dict[str, Any], boo
         return "Catalog.NodeServices", {"node": f.name}, True
     if f.kind == "nodes":
         return "Catalog.ListNodes", {}, True
+    if f.kind == "service_addr":
+        return "Catalog.ServicesByAddress", {"address": f.name}, True
     if f.kind == "coords":
         return "Coordinate.ListNodes", {}, True
     if f.kind == "query":

@@ -157,7 +157,8 @@ def plan(qname: str, qtype: int, cfg: DNSConfig) -> Plan:
         ip = _arpa_ip(lowered)
         if ip is None:
             return Plan("recurse" if cfg.recursors else "invalid", domain=cfg.domain)
-        return Plan("ptr", domain=cfg.domain, fetches=(Fetch("nodes", dc=cfg.datacenter),), ptr_ip=ip)
+        return Plan("ptr", domain=cfg.domain, ptr_ip=ip,
+                    fetches=(Fetch("nodes", dc=cfg.datacenter), Fetch("service_addr", name=ip, dc=cfg.datacenter)))
     split = _split(qname, cfg)
     if split is None:
         return Plan("recurse" if cfg.recursors else "refused")
@@ -479,6 +480,14 @@ def respond(request: dns.message.Message, p: Plan, results: Mapping[Fetch, Any],
                 target = _node_fqdn(str(n.get("Node")), str(n.get("Datacenter") or cfg.datacenter), cfg.domain)
                 out.answer.append((qname, T.PTR, 0, PTR(IN, T.PTR, target)))
                 break
+        if not out.answer and len(p.fetches) > 1:  # no node there: an instance's own address?
+            svcs, _ = _result(results, p.fetches[1])
+            for s in svcs or []:
+                if _ip(str(s.get("ServiceAddress") or "")) == _ip(p.ptr_ip):
+                    dc = str(s.get("Datacenter") or cfg.datacenter)
+                    target = _fqdn(f"{s.get('ServiceName')}.service.{dc}.{cfg.domain}".lower())
+                    out.answer.append((qname, T.PTR, 0, PTR(IN, T.PTR, target)))
+                    break
         if not out.answer:
             rcode = dns.rcode.NXDOMAIN
             out.authority.append(_soa(cfg, cfg.domain, now))

@@ -266,6 +266,8 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Catalog.ServiceNodes": (_fixed("service", "read", "service"),
                              _rows(lambda z, r: not isinstance(r, dict) or _node_ok(z, r.get("Node")))),
     "Catalog.NodeServices": (_fixed("node", "read", "node"), _node_services),
+    "Catalog.ServicesByAddress": (_none, _rows(lambda z, r: not isinstance(r, dict) or (
+        _node_ok(z, r.get("Node")) and _svc_ok(z, r.get("ServiceName"))))),
     "Catalog.GatewayServices": (_fixed("service", "read", "gateway"), None),
     "Health.NodeChecks": (_fixed("node", "read", "node"), _rows(_check_ok)),
     "Health.ServiceChecks": (_fixed("service", "read", "service"), _rows(_check_ok)),

@@ -127,6 +127,7 @@ def test_service_and_node_forms_with_dig(agent: tuple[AgentProcess, int]) -> Non
     assert answers(dig(port, "web.service.lictor", "SRV", "+noall", "+answer"))[0][7].endswith(".dc1.lictor.")
     assert answers(dig(port, "0a010203.addr.dc1.consul", "+noall", "+answer"))[0][4] == "10.1.2.3"
     assert answers(dig(port, "-x", "10.20.0.3", "+noall", "+answer"))[0][4] == "m2.node.dc1.consul."
+    assert answers(dig(port, "-x", "127.0.0.2", "+noall", "+answer"))[0][4] == "web.service.dc1.consul."
     soa = udp("consul", "SOA", port)
     assert soa.answer[0].rdtype == 6 and soa.flags & dns.flags.AA
 

@@ -158,6 +158,10 @@ def test_addr_and_ptr():
     assert records(r) == [("1.1.1.10.in-addr.arpa.", "PTR", 0, "n1.node.dc1.consul.")]
     _, r = ask("2.1.1.10.in-addr.arpa.", "PTR", {Fetch("nodes", dc="dc1"): nodes})
     assert r.rcode() == dns.rcode.NXDOMAIN
+    svcs = [{"ServiceName": "db", "ServiceAddress": "10.1.1.2", "Datacenter": "dc1"}]
+    _, r = ask("2.1.1.10.in-addr.arpa.", "PTR", {Fetch("nodes", dc="dc1"): nodes,
+                                                 Fetch("service_addr", name="10.1.1.2", dc="dc1"): svcs})
+    assert records(r) == [("2.1.1.10.in-addr.arpa.", "PTR", 0, "db.service.dc1.consul.")]
 
 
 def test_soa_and_ns():
