@@ -308,3 +308,30 @@ def test_a_storm_is_answered_from_the_cache(agent: tuple[AgentProcess, int]) -> 
     for i in range(300):
         assert udp("web.service.consul" if i % 2 else "storm.service.consul", "A", port).rcode() in (0, 3)
     assert gauge("lictor.dns.cache_rpcs") - before <= 1  # web was cached by earlier tests, storm now
+
+
+def test_prepared_query_api_through_py_consul(agent: tuple[AgentProcess, int]) -> None:
+    import consul
+
+    a, port = agent
+    c = consul.Consul(host="127.0.0.1", port=a.http_port)
+    created = c.query.create("web", name="pc-web", tags=["v1"], onlypassing=True)
+    qid = created["ID"]
+    assert [q["Name"] for q in c.query.list() if q["ID"] == qid] == ["pc-web"]
+    got = c.query.get(qid)[0]
+    assert got["Service"]["Tags"] == ["v1"] and got["Service"]["OnlyPassing"] is True
+    out = c.query.execute("pc-web")
+    assert out["Service"] == "web" and [n["Service"]["ID"] for n in out["Nodes"]] == ["web1"]
+    assert c.query.explain("pc-web-anything")["Query"]["ID"] == qid  # py-consul makes prefix templates
+    c.query.update(qid, "web", name="pc-web", tags=["v2"])
+    assert [n["Service"]["ID"] for n in c.query.execute(qid)["Nodes"]] == ["web2"]
+    assert rrs(udp("pc-web.query.consul", "A", port)) == [("pc-web.query.consul.", "127.0.0.2")]
+    assert c.query.execute(qid, limit=1)["Nodes"]
+    c.query.delete(qid)
+    assert all(q["ID"] != qid for q in c.query.list())
+    status, raw = a.request("GET", f"/v1/query/{qid}")
+    assert status == 404 and b"Query not found" in raw
+    status, raw = a.request("POST", "/v1/query", {"Name": "x", "Service": {"Service": "web"}, "DNS": {"TTL": "x"}})
+    assert status == 400 and b"Bad DNS TTL" in raw
+    status, raw = a.request("GET", "/v1/query/nope/execute?limit=-1")
+    assert status == 400
