@@ -430,10 +430,65 @@ def _service_answer(rows: list[Mapping[str, Any]], qname: dns.name.Name, qtype: 
         out.answer = cname
 
 
+MAX_EXTERNAL_HOSTS = 5
+
+
+def _outside(host: str, cfg: DNSConfig) -> bool:
+    h = host.lower().rstrip(".") + "."
+    return not any(d and (h == d or h.endswith("." + d)) for d in (cfg.domain, cfg.alt_domain))
+
+
+def external_hosts(p: Plan, results: Mapping[Fetch, Any], cfg: DNSConfig) -> list[str]:
+    """Host names outside the domain that an answer would point at (an instance or node whose
+    address is a name): the server resolves them with the recursors, as Consul does, and passes
+    them to :func:`respond` as ``resolved``. At most MAX_EXTERNAL_HOSTS, lower case, fully qualified."""
+    if not cfg.recursors or p.form not in ("service", "query", "node") or not p.fetches:
+        return []
+    rows, err = _result(results, p.fetches[0])
+    if err is not None or not rows:
+        return []
+    if p.form == "node":
+        entries = [{"Node": rows.get("Node") or {}, "Service": {}}] if isinstance(rows, dict) else []
+    elif p.form == "query":
+        entries = list(rows.get("Nodes") or []) if isinstance(rows, dict) else []
+    else:
+        entries = list(rows)
+    out: list[str] = []
+    for e in entries:
+        svc_addr = str((e.get("Service") or {}).get("Address") or "")
+        node_addr = str((e.get("Node") or {}).get("Address") or "")
+        host = svc_addr if svc_addr else node_addr
+        if host and _ip(host) is None and _outside(host, cfg):
+            name = host.lower().rstrip(".") + "."
+            if name not in out:
+                out.append(name)
+        if len(out) >= MAX_EXTERNAL_HOSTS:
+            break
+    return out
+
+
+def _add_resolved(out: _Out, resolved: Mapping[str, list[str]]) -> None:
+    """Address records of external CNAME targets into Answer, of SRV targets into Additional."""
+    for _, rtype, ttl, rd in list(out.answer):
+        if rtype not in (T.CNAME, T.SRV):
+            continue
+        target = rd.target
+        section = out.answer if rtype == T.CNAME else out.extra
+        for text in resolved.get(target.to_text().lower(), ()):
+            ip = _ip(text)
+            if ip is None:
+                continue
+            rec = (target, T.A, ttl, A(IN, T.A, text)) if ip.version == 4 else (target, T.AAAA, ttl, AAAA(IN, T.AAAA, text))
+            if not any(r[0] == rec[0] and r[1] == rec[1] and r[3] == rec[3] for r in section):
+                section.append(rec)
+
+
 def respond(request: dns.message.Message, p: Plan, results: Mapping[Fetch, Any], cfg: DNSConfig, *,
-            rng: random.Random, now: float, tcp: bool) -> dns.message.Message:
+            rng: random.Random, now: float, tcp: bool,
+            resolved: Mapping[str, list[str]] | None = None) -> dns.message.Message:
     """The answer to ``request`` (pure: randomness and clock are parameters). Never raises for a
-    question it can classify; ``recurse`` plans are the server's to forward."""
+    question it can classify; ``recurse`` plans are the server's to forward. ``resolved``: the
+    addresses of :func:`external_hosts`, looked up by the server."""
     resp = dns.message.make_response(request, recursion_available=bool(cfg.recursors))
     resp.flags |= dns.flags.AA
     resp.flags &= ~dns.flags.TC
@@ -517,6 +572,8 @@ def respond(request: dns.message.Message, p: Plan, results: Mapping[Fetch, Any],
                 _service_answer(entries, qname, qtype, ttl, p.dc, domain, cfg, rng, out)
         if rcode == dns.rcode.NXDOMAIN or (rcode == dns.rcode.NOERROR and not out.answer):
             out.authority.append(_soa(cfg, domain, now))
+    if resolved:
+        _add_resolved(out, resolved)
     resp.set_rcode(rcode)
     _fill(resp, out)
     _trim(request, resp, out, cfg, tcp)

@@ -30,10 +30,11 @@ import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.rdatatype
 
 from lictor.agent.dns.cache import RPC, CatalogCache
 from lictor.agent.dns.config import DNSConfig
-from lictor.agent.dns.resolver import Fetch, Plan, plan, respond
+from lictor.agent.dns.resolver import Fetch, Plan, external_hosts, plan, respond
 
 __all__ = ["MAX_QUERY_SIZE", "DNSServer"]
 
@@ -251,6 +252,8 @@ class DNSServer:
             if not hit:
                 return msg, p
             results[f] = value
+        if external_hosts(p, results, self.cfg):
+            return msg, p  # names to look up with the recursors first: the asynchronous path
         return self._render_cached(msg, p, results, tcp, data)
 
     def _repeat(self, data: bytes, tcp: bool) -> bytes | None:
@@ -299,9 +302,10 @@ class DNSServer:
             return wire
         return struct.pack("!H", msg.id) + wire[2:]
 
-    def _render(self, msg: dns.message.Message, p: Plan, results: dict[Fetch, Any], tcp: bool) -> bytes:
+    def _render(self, msg: dns.message.Message, p: Plan, results: dict[Fetch, Any], tcp: bool,
+                resolved: dict[str, list[str]] | None = None) -> bytes:
         try:
-            resp = respond(msg, p, results, self.cfg, rng=self.rng, now=time.time(), tcp=tcp)
+            resp = respond(msg, p, results, self.cfg, rng=self.rng, now=time.time(), tcp=tcp, resolved=resolved)
         except Exception:  # noqa: BLE001 - a bug must not take the listener down: SERVFAIL, logged
             log.exception("DNS: answering %s failed", msg.question[0].name if msg.question else "?")
             self.stats["servfail"] += 1
@@ -332,7 +336,28 @@ class DNSServer:
                 results[f] = exc
             if f.kind == "query" and isinstance(results[f], dict) and results[f].get("Near"):
                 results[f] = await self._near(results[f])
-        return self._render(msg, p, results, tcp)
+        hosts = external_hosts(p, results, self.cfg)
+        resolved = dict(zip(hosts, await asyncio.gather(*(self._lookup_a(h) for h in hosts)))) if hosts else None
+        return self._render(msg, p, results, tcp, resolved)
+
+    async def _lookup_a(self, host: str) -> list[str]:
+        """The A records of an external name, from the recursors (Consul's resolveCNAME)."""
+        q = dns.message.make_query(host, "A")
+        for i in self._recursor_order():
+            addr, port = self.cfg.recursors[i]
+            try:
+                r = await dns.asyncquery.udp(q, addr, port=port, timeout=self.cfg.recursor_timeout,
+                                             ignore_unexpected=True)
+            except (dns.exception.DNSException, OSError, EOFError):
+                continue
+            return [rd.to_text() for rrs in r.answer if rrs.rdtype == dns.rdatatype.A for rd in rrs]
+        return []
+
+    def _recursor_order(self) -> list[int]:
+        order = list(range(len(self.cfg.recursors)))
+        if self.cfg.recursor_strategy == "random":
+            self.rng.shuffle(order)
+        return order
 
     async def _near(self, result: dict[str, Any]) -> dict[str, Any]:
         """A prepared query's ``Near``: its instances closest first by network coordinates
@@ -351,10 +376,7 @@ class DNSServer:
         return {**result, "Nodes": nodes}
 
     async def _recurse(self, msg: dns.message.Message, tcp: bool) -> bytes:
-        order = list(range(len(self.cfg.recursors)))
-        if self.cfg.recursor_strategy == "random":
-            self.rng.shuffle(order)
-        for i in order:
+        for i in self._recursor_order():
             host, port = self.cfg.recursors[i]
             try:
                 if tcp:

@@ -44,7 +44,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     exe = shutil.which("dnsmasq")
     assert exe is not None, "dnsmasq is not installed (Debian's dnsmasq-base)"
     d = tmp_path_factory.mktemp("dnsmasq")
-    (d / "hosts").write_text("192.0.2.77 upstream.test\n")
+    (d / "hosts").write_text("192.0.2.77 upstream.test\n192.0.2.88 ext.test\n")
     (port,) = free_ports(1)
     proc = subprocess.Popen([exe, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
                              f"--addn-hosts={d / 'hosts'}", "--listen-address=127.0.0.1", "--bind-interfaces",
@@ -165,6 +165,18 @@ def test_recursors_forward_names_outside_the_domain(agent: tuple[AgentProcess, i
     # dnsmasq refuses a name it has no upstream for; a refusal is not an answer, and when no
     # recursor answers, Consul answers SERVFAIL
     assert udp("missing.test", "A", port).rcode() == dns.rcode.SERVFAIL
+
+
+def test_external_service_names_are_resolved_with_the_recursors(agent: tuple[AgentProcess, int]) -> None:
+    a, port = agent
+    a.json("PUT", "/v1/catalog/register", {"Node": "extnode", "Address": "ext.test",
+                                            "Service": {"Service": "ext", "Port": 443}})
+    eventually(lambda: udp("ext.service.consul", "A", port).answer, what="ext answered")
+    got = rrs(udp("ext.service.consul", "A", port))
+    assert got == [("ext.service.consul.", "ext.test."), ("ext.test.", "192.0.2.88")]  # CNAME, then its A
+    srv = udp("ext.service.consul", "SRV", port)
+    assert rrs(srv) == [("ext.service.consul.", "1 1 443 ext.test.")]
+    assert rrs(srv, "additional") == [("ext.test.", "192.0.2.88")]
 
 
 def test_critical_instance_leaves_the_answers(agent: tuple[AgentProcess, int]) -> None:

@@ -134,6 +134,21 @@ def test_hostname_address_gives_cname():
     assert records(r) == [("web.service.consul.", "CNAME", 0, "db.example.com.")]
 
 
+def test_external_hosts_are_named_for_the_server_and_their_addresses_added():
+    from lictor.agent.dns.resolver import external_hosts
+
+    cfg = parse_dns_config({}, recursors=["127.0.0.1"])
+    rows = {Fetch("service", name="web", dc="dc1"): [entry("a", "10.0.0.1", svc_addr="Db.Example.com"),
+                                                     entry("b", "host.node.consul"), entry("c", "10.0.0.3")]}
+    p = plan("web.service.consul.", T.A, cfg)
+    assert external_hosts(p, rows, cfg) == ["db.example.com."]  # names inside the domain are not sent out
+    assert external_hosts(p, rows, CFG) == []  # no recursors: nothing to ask
+    q = dns.message.from_wire(dns.message.make_query("web.service.consul", "SRV").to_wire())
+    r = respond(q, plan("web.service.consul.", T.SRV, cfg), rows, cfg, rng=random.Random(1), now=0, tcp=True,
+                resolved={"db.example.com.": ["192.0.2.1"]})
+    assert ("db.example.com.", "A", 0, "192.0.2.1") in [(n.lower(), *rest) for n, *rest in records(r, "additional")]
+
+
 def test_node_records_meta_txt_and_unknown_node():
     node = {"Node": {"Node": "n1", "Address": "10.1.1.1", "Meta": {"env": "prod", "rfc1035-raw": "x y"}}}
     f = {Fetch("node", name="n1", dc="dc1"): node}
