@@ -187,3 +187,27 @@ async def test_prepared_query_near_agent_orders_the_dns_answer() -> None:
         r = dns.message.from_wire(await srv.handle(query("db.query.consul"), tcp=False))
         assert [rd.to_text() for rd in r.answer[0]] == ["10.0.0.2", "10.0.0.1"]
     await srv.stop()
+
+
+async def test_prepared_query_results_are_reused_only_within_cache_max_age() -> None:
+    calls: list[str] = []
+    now = [0.0]
+
+    async def rpc(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        calls.append(name)
+        return {"index": 1, "result": {"Nodes": []}}
+
+    q = Fetch("query", name="q1", dc="dc1")
+    plain = CatalogCache(rpc, parse_dns_config({}), lambda: None, clock=lambda: now[0])
+    await plain.get(q)
+    await plain.get(q)
+    assert calls == ["PreparedQuery.Execute"] * 2  # not a blocking read: executed per question
+    calls.clear()
+    aged = CatalogCache(rpc, parse_dns_config({"cache_max_age": "5s"}), lambda: None, clock=lambda: now[0])
+    await aged.get(q)
+    now[0] += 4
+    await aged.get(q)
+    assert len(calls) == 1
+    now[0] += 2
+    await aged.get(q)
+    assert len(calls) == 2
