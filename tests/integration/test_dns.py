@@ -347,3 +347,29 @@ def test_prepared_query_api_through_py_consul(agent: tuple[AgentProcess, int]) -
     assert status == 400 and b"Bad DNS TTL" in raw
     status, raw = a.request("GET", "/v1/query/nope/execute?limit=-1")
     assert status == 400
+
+
+def test_a_client_agent_answers_through_its_servers(tmp_path: Path) -> None:
+    """DNS on a client agent: catalog reads go to the server over RPC (stale), and the blocking
+    refresh over that connection brings a health change into the answers."""
+    from .meshproc import MeshAgent, free_port
+
+    server = MeshAgent(tmp_path, "s1", server=True, host="127.0.0.1", distinct_ports=True, join=[], expect=1)
+    dns_port = free_port()
+    client = MeshAgent(tmp_path, "c1", server=False, host="127.0.0.1", distinct_ports=True,
+                       join=[server.serf_addr], extra=(f"-dns-port={dns_port}",))
+    try:
+        server.spawn().wait_http()
+        client.spawn().wait_http()
+        client.json("PUT", "/v1/agent/service/register", {"Name": "cweb", "Port": 80, "Address": "127.0.3.1",
+                                                           "Check": {"TTL": "60s"}})
+        client.json("PUT", "/v1/agent/check/pass/service:cweb")
+        eventually(lambda: rrs(udp("cweb.service.consul", "A", dns_port)) == [("cweb.service.consul.", "127.0.3.1")],
+                   timeout=30, what="the client's DNS answering from the servers")
+        assert rrs(udp("c1.node.consul", "A", dns_port)) == [("c1.node.consul.", "127.0.0.1")]
+        client.json("PUT", "/v1/agent/check/fail/service:cweb")
+        eventually(lambda: udp("cweb.service.consul", "A", dns_port).rcode() == dns.rcode.NXDOMAIN,
+                   timeout=15, what="the critical instance gone from the client's answers")
+    finally:
+        client.stop()
+        server.stop()
