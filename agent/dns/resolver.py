@@ -439,10 +439,11 @@ def _outside(host: str, cfg: DNSConfig) -> bool:
 
 
 def external_hosts(p: Plan, results: Mapping[Fetch, Any], cfg: DNSConfig) -> list[str]:
-    """Host names outside the domain that an answer would point at (an instance or node whose
-    address is a name): the server resolves them with the recursors, as Consul does, and passes
-    them to :func:`respond` as ``resolved``. At most MAX_EXTERNAL_HOSTS, lower case, fully qualified."""
-    if not cfg.recursors or p.form not in ("service", "query", "node") or not p.fetches:
+    """Host names an answer would point at (an instance or node whose address is a name): the
+    server resolves them - names outside the domain with the recursors, names inside it with its
+    own answers, one level deep - as Consul does, and passes them to :func:`respond` as
+    ``resolved``. At most MAX_EXTERNAL_HOSTS, lower case, fully qualified."""
+    if p.form not in ("service", "query", "node") or not p.fetches:
         return []
     rows, err = _result(results, p.fetches[0])
     if err is not None or not rows:
@@ -458,7 +459,7 @@ def external_hosts(p: Plan, results: Mapping[Fetch, Any], cfg: DNSConfig) -> lis
         svc_addr = str((e.get("Service") or {}).get("Address") or "")
         node_addr = str((e.get("Node") or {}).get("Address") or "")
         host = svc_addr if svc_addr else node_addr
-        if host and _ip(host) is None and _outside(host, cfg):
+        if host and _ip(host) is None and (not _outside(host, cfg) or cfg.recursors):
             name = host.lower().rstrip(".") + "."
             if name not in out:
                 out.append(name)

@@ -341,8 +341,22 @@ class DNSServer:
         return self._render(msg, p, results, tcp, resolved)
 
     async def _lookup_a(self, host: str) -> list[str]:
-        """The A records of an external name, from the recursors (Consul's resolveCNAME)."""
+        """The A records of a name an answer points at (Consul's resolveCNAME): a name in our domain
+        from our own answer (one level: its own host names are not followed), others from the
+        recursors."""
         q = dns.message.make_query(host, "A")
+        inner = plan(host, dns.rdatatype.A, self.cfg)
+        if inner.form not in ("recurse", "refused"):
+            results: dict[Fetch, Any] = {}
+            for f in inner.fetches:
+                try:
+                    results[f] = await self.cache.get(f)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an error is just no address
+                    results[f] = exc
+            r = respond(q, inner, results, self.cfg, rng=self.rng, now=time.time(), tcp=True)
+            return [rd.to_text() for rrs in r.answer if rrs.rdtype == dns.rdatatype.A for rd in rrs]
         for i in self._recursor_order():
             addr, port = self.cfg.recursors[i]
             try:

@@ -177,6 +177,11 @@ def test_external_service_names_are_resolved_with_the_recursors(agent: tuple[Age
     srv = udp("ext.service.consul", "SRV", port)
     assert rrs(srv) == [("ext.service.consul.", "1 1 443 ext.test.")]
     assert rrs(srv, "additional") == [("ext.test.", "192.0.2.88")]
+    # a name in our own domain is answered by ourselves
+    a.json("PUT", "/v1/agent/service/register", {"Name": "alias", "Port": 1, "Address": "lictor-test.node.consul"})
+    eventually(lambda: udp("alias.service.consul", "A", port).answer, what="alias answered")
+    assert rrs(udp("alias.service.consul", "A", port)) == [("alias.service.consul.", "lictor-test.node.consul."),
+                                                            ("lictor-test.node.consul.", "127.0.0.1")]
 
 
 def test_critical_instance_leaves_the_answers(agent: tuple[AgentProcess, int]) -> None:

@@ -141,8 +141,8 @@ def test_external_hosts_are_named_for_the_server_and_their_addresses_added():
     rows = {Fetch("service", name="web", dc="dc1"): [entry("a", "10.0.0.1", svc_addr="Db.Example.com"),
                                                      entry("b", "host.node.consul"), entry("c", "10.0.0.3")]}
     p = plan("web.service.consul.", T.A, cfg)
-    assert external_hosts(p, rows, cfg) == ["db.example.com."]  # names inside the domain are not sent out
-    assert external_hosts(p, rows, CFG) == []  # no recursors: nothing to ask
+    assert external_hosts(p, rows, cfg) == ["db.example.com.", "host.node.consul."]
+    assert external_hosts(p, rows, CFG) == ["host.node.consul."]  # no recursors: only our own names
     q = dns.message.from_wire(dns.message.make_query("web.service.consul", "SRV").to_wire())
     r = respond(q, plan("web.service.consul.", T.SRV, cfg), rows, cfg, rng=random.Random(1), now=0, tcp=True,
                 resolved={"db.example.com.": ["192.0.2.1"]})
