@@ -17,6 +17,7 @@ way the agent asks a server anything: in-process today, over the network for cli
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -342,7 +343,8 @@ class Agent:
         from lictor.agent.dns.server import DNSServer
 
         acl = self.acl
-        dns_cfg = dns_config_from_runtime(self.config)  # a bad dns_config stops the start (ConfigError)
+        # a bad dns_config stops the start (ConfigError)
+        dns_cfg = dataclasses.replace(dns_config_from_runtime(self.config), node_address=self.address)
 
         def token() -> str | None:  # read per question: tokens can be set at run time
             return (acl.tokens.get("dns") or acl.default_token()) if acl.enabled else None
@@ -534,7 +536,8 @@ class Agent:
         chks = [parse_check_definition(i.data, where=f"{i.source}: {i.path}") for i in new.checks]
         from lictor.agent.dns.config import dns_config_from_runtime
 
-        dns_cfg = dns_config_from_runtime(new)  # DNS settings apply on reload, as in Consul
+        # DNS settings apply on reload, as in Consul
+        dns_cfg = dataclasses.replace(dns_config_from_runtime(new), node_address=self.address)
         if self.tls is not None:  # certificates: new files into the live contexts (or ConfigError)
             for sentence in self.tls.reload(new.tls):
                 log.info("%s", sentence)

@@ -37,6 +37,7 @@ class DNSConfig:
     alt_domain: str = ""  # "" or lower case, fully qualified
     datacenter: str = "dc1"
     node_name: str = ""
+    node_address: str = ""  # this agent's address (NS glue when no "consul" service is registered)
     allow_stale: bool = True
     max_stale: float = 87600 * 3600.0
     node_ttl: int = 0  # seconds

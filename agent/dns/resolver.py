@@ -20,7 +20,9 @@ Consul's semantics (agent/dns.go), kept here:
   shuffled; A/AAAA for the instance's service address, else its node's; SRV targets
   ``<node>.node.<dc>.<domain>`` (the node's address) or ``<hex-ip>.addr.<dc>.<domain>`` (a
   service address) with the address record in Additional, priority 1, weight from
-  ``Weights`` (passing/warning); a host name gives a CNAME (or an SRV target as is);
+  ``Weights`` (passing/warning); a host name gives a CNAME (or an SRV target as is), followed
+  by its A records when the server resolved it (``external_hosts``: our own names by ourselves,
+  others with the recursors);
 - node metadata as TXT (RFC 1464 ``key=value``; keys starting ``rfc1035-`` as raw values): in
   Answer for TXT/ANY questions, in Additional otherwise (``enable_additional_node_meta_txt``);
 - TTLs: ``node_ttl`` for nodes and addresses, ``service_ttl`` (exact name, else longest
@@ -75,8 +77,10 @@ class Fetch:
     """One catalog read the answer needs; the server turns it into an RPC (and a cache key).
 
     kind: ``service`` (Health.ServiceNodes; ``connect``/``ingress`` variants), ``node``
-    (Catalog.NodeServices), ``nodes`` (Catalog.ListNodes, for PTR), ``query``
-    (PreparedQuery.Execute), ``servers`` (the nameservers: instances of service ``consul``)."""
+    (Catalog.NodeServices), ``nodes`` (Catalog.ListNodes) and ``service_addr``
+    (Catalog.ServicesByAddress) for PTR, ``query`` (PreparedQuery.Execute), ``servers`` (the
+    nameservers: instances of service ``consul``, else none), ``coords`` (Coordinate.ListNodes,
+    for a prepared query's ``Near``)."""
 
     kind: str
     name: str = ""
@@ -368,6 +372,10 @@ def _nameservers(results: Mapping[Fetch, Any], fetch: Fetch, cfg: DNSConfig, dom
     rows, _ = _result(results, fetch)
     entries = [e for e in rows or [] if _healthy(e, False)]
     rng.shuffle(entries)
+    if not entries and cfg.node_name:
+        # Lictor's servers do not register a "consul" service (Consul's do): then the agent that
+        # answers is the name server it can vouch for
+        entries = [{"Node": {"Node": cfg.node_name, "Address": cfg.node_address, "Datacenter": cfg.datacenter}}]
     for e in entries:
         node = e.get("Node") or {}
         name = str(node.get("Node") or "")

@@ -130,6 +130,9 @@ def test_service_and_node_forms_with_dig(agent: tuple[AgentProcess, int]) -> Non
     assert answers(dig(port, "-x", "127.0.0.2", "+noall", "+answer"))[0][4] == "web.service.dc1.consul."
     soa = udp("consul", "SOA", port)
     assert soa.answer[0].rdtype == 6 and soa.flags & dns.flags.AA
+    ns = udp("consul", "NS", port)
+    assert rrs(ns) == [("consul.", "lictor-test.node.dc1.consul.")]
+    assert rrs(ns, "additional") == [("lictor-test.node.dc1.consul.", "127.0.0.1")]
 
 
 def test_nxdomain_and_nodata_as_consul_answers(agent: tuple[AgentProcess, int]) -> None:
