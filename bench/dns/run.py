@@ -161,7 +161,8 @@ def main() -> int:
                 res[name]["p99"].append(pct(lat, 99) * 1000)
                 got[name] = qps
                 print(f"round {r + 1} {name:8s} {qps:9.0f} q/s   at {args.rate} q/s: p50 "
-                      f"{res[name]['p50'][-1]:.3f} ms, p99 {res[name]['p99'][-1]:.3f} ms ({len(lat)} samples)")
+                      f"{res[name]['p50'][-1]:.3f} ms, p99 {res[name]['p99'][-1]:.3f} ms ({len(lat)} samples)"
+                      f"   load average {os.getloadavg()[0]:.1f}")
             ratios.append(got["lictor"] / got["dnsmasq"])
         print()
         for name in ("lictor", "dnsmasq"):
@@ -169,6 +170,14 @@ def main() -> int:
                   f"{spread(res[name]['p99'], '{:.3f}')} ms;  p50 {spread(res[name]['p50'], '{:.3f}')} ms")
         print(f"ratio lictor/dnsmasq q/s: {spread(ratios, '{:.3f}')}  (goal >= 0.5)")
         print(f"lictor p99 at {args.rate} q/s: median {statistics.median(res['lictor']['p99']):.3f} ms (goal <= 1 ms)")
+        print("(two cores are shared by the agent, dnsmasq, dnsperf and whatever else runs: the load average "
+              "above says how quiet the machine was)")
+        out_dir = Path(__file__).resolve().parent.parent / "results"
+        out_dir.mkdir(exist_ok=True)
+        out_file = out_dir / f"dns-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        out_file.write_text(json.dumps({"rounds": args.rounds, "duration": args.duration, "rate": args.rate,
+                                        "results": res, "ratios": ratios}, indent=1))
+        print(f"raw results: {out_file}")
         return 0
     finally:
         stop(masq)
