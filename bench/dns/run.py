@@ -64,6 +64,13 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def dnsperf(port: int, datafile: Path, duration: float, *, rate: int = 0) -> tuple[float, list[float]]:
     """(queries/s, per-query latencies in seconds when ``rate`` is set)."""
     args = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile), "-l", str(duration), "-t", "2"]
@@ -106,7 +113,8 @@ def main() -> int:
             sys.exit(f"{exe} is not installed: apt-get install dnsperf dnsmasq-base")
     work = Path(tempfile.mkdtemp(prefix="lictor-bench-dns-"))
     http_port, dns_port, server_port, serf_port, masq_port = free_ports(5)
-    agent = masq = None
+    agent: subprocess.Popen[bytes] | None = None
+    masq: subprocess.Popen[bytes] | None = None
     try:
         agent_log = open(work / "agent.log", "wb")
         agent = subprocess.Popen([sys.executable, "-m", "lictor.cli.main", "agent", "-dev", "-node", "bench",
@@ -146,7 +154,9 @@ def main() -> int:
             if out != ["10.77.0.43"]:
                 raise RuntimeError(f"port {port} answered {out!r} for svc42.service.consul")
         dnsperf(dns_port, data, 1.0)  # warm-up: fills the agent's cache
-        res: dict[str, dict[str, list[float]]] = {t: {"qps": [], "p50": [], "p99": []} for t in ("lictor", "dnsmasq")}
+        res: dict[str, dict[str, list[float]]] = {t: {"qps": [], "p50": [], "p99": [], "cpu_us": []}
+                                                  for t in ("lictor", "dnsmasq")}
+        pids = {"lictor": agent.pid, "dnsmasq": masq.pid}
         ratios: list[float] = []
         for r in range(args.rounds):
             order = [("lictor", dns_port), ("dnsmasq", masq_port)]
@@ -154,7 +164,10 @@ def main() -> int:
                 order.reverse()
             got: dict[str, float] = {}
             for name, port in order:
+                cpu0 = cpu_seconds(pids[name])
                 qps, _ = dnsperf(port, data, args.duration)
+                # server CPU per answered query: less sensitive to a busy machine than q/s
+                res[name]["cpu_us"].append((cpu_seconds(pids[name]) - cpu0) / (qps * args.duration) * 1e6)
                 _, lat = dnsperf(port, data, args.duration, rate=args.rate)
                 res[name]["qps"].append(qps)
                 res[name]["p50"].append(pct(lat, 50) * 1000)
@@ -162,13 +175,17 @@ def main() -> int:
                 got[name] = qps
                 print(f"round {r + 1} {name:8s} {qps:9.0f} q/s   at {args.rate} q/s: p50 "
                       f"{res[name]['p50'][-1]:.3f} ms, p99 {res[name]['p99'][-1]:.3f} ms ({len(lat)} samples)"
+                      f"   CPU {res[name]['cpu_us'][-1]:.1f} us/query"
                       f"   load average {os.getloadavg()[0]:.1f}")
             ratios.append(got["lictor"] / got["dnsmasq"])
         print()
         for name in ("lictor", "dnsmasq"):
             print(f"{name:8s} q/s {spread(res[name]['qps'])};  p99 at {args.rate} q/s "
-                  f"{spread(res[name]['p99'], '{:.3f}')} ms;  p50 {spread(res[name]['p50'], '{:.3f}')} ms")
+                  f"{spread(res[name]['p99'], '{:.3f}')} ms;  p50 {spread(res[name]['p50'], '{:.3f}')} ms;  "
+                  f"CPU us/query {spread(res[name]['cpu_us'], '{:.1f}')}")
         print(f"ratio lictor/dnsmasq q/s: {spread(ratios, '{:.3f}')}  (goal >= 0.5)")
+        cpu_ratio = [m / lc for lc, m in zip(res["lictor"]["cpu_us"], res["dnsmasq"]["cpu_us"])]
+        print(f"ratio of CPU per query dnsmasq/lictor: {spread(cpu_ratio, '{:.3f}')}")
         print(f"lictor p99 at {args.rate} q/s: median {statistics.median(res['lictor']['p99']):.3f} ms (goal <= 1 ms)")
         print("(two cores are shared by the agent, dnsmasq, dnsperf and whatever else runs: the load average "
               "above says how quiet the machine was)")
