@@ -21,6 +21,7 @@ linear time) and ``${agent.segment}``.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import uuid
 from collections.abc import Mapping
@@ -81,6 +82,7 @@ def _str_map(v: Any, what: str) -> dict[str, str]:
     return dict(v)
 
 
+@functools.lru_cache(maxsize=256)  # executed often, created rarely: compile each pattern once
 def compile_regexp(pattern: str) -> Any:
     if len(pattern) > MAX_REGEXP_LEN:
         raise ValidationError(f"Bad Regexp: longer than {MAX_REGEXP_LEN} characters")
