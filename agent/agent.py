@@ -17,6 +17,7 @@ way the agent asks a server anything: in-process today, over the network for cli
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -271,6 +272,7 @@ class Agent:
             await self.server.start()
         await self._start_security()
         await self._start_http()
+        await self._start_dns()
         await self._start_gossip()
         try:  # awaited: an error here stops the start instead of vanishing in a task
             defs, chks = self._config_definitions(self.config)
@@ -366,7 +368,27 @@ class Agent:
                 await site.start()
         self._runners.append(runner)
 
+    async def _start_dns(self) -> None:
+        """DNS on ports.dns (UDP and TCP; -1 disables), answered from the agent's cache (issue 15)."""
+        self.dns = None
+        if self.config.ports.dns < 0:
+            return
+        from lictor.agent.dns.config import dns_config_from_runtime
+        from lictor.agent.dns.server import DNSServer
+
+        acl = self.acl
+        # a bad dns_config stops the start (ConfigError)
+        dns_cfg = dataclasses.replace(dns_config_from_runtime(self.config), node_address=self.address)
+
+        def token() -> str | None:  # read per question: tokens can be set at run time
+            return (acl.tokens.get("dns") or acl.default_token()) if acl.enabled else None
+
+        self.dns = DNSServer(dns_cfg, self.rpc, token)
+        await self.dns.start(self.config.bind_addresses("dns"), self.config.ports.dns)
+
     async def stop(self) -> None:
+        if getattr(self, "dns", None) is not None:
+            await self.dns.stop()
         await self.membership.stop()
         if self.pool is not None:
             await self.pool.close()
@@ -432,10 +454,16 @@ class Agent:
         result = load_config(self.source)
         new = result.config
         defs, chks = self._config_definitions(new)
+        from lictor.agent.dns.config import dns_config_from_runtime
+
+        # DNS settings apply on reload, as in Consul (checked here, before anything changes)
+        dns_cfg = dataclasses.replace(dns_config_from_runtime(new), node_address=self.address)
         if self.tls is not None:  # certificates: new files into the live contexts (or ConfigError)
             for sentence in self.tls.reload(new.tls):
                 log.info("%s", sentence)
         self.config = new
         await self.registry.replace_config_definitions(defs, chks, syncer=self.syncer)
+        if getattr(self, "dns", None) is not None:
+            self.dns.reload(dns_cfg)
         log.info("configuration reloaded: %d services, %d checks from config", len(defs), len(chks))
         return list(result.warnings)

@@ -40,6 +40,7 @@ class MessageType(enum.IntEnum):
     ACL = 10             # tokens, policies, roles, auth methods, binding rules
     COORDINATES = 11     # batched network coordinates
     SYSTEM_METADATA = 12  # cluster-wide settings (cluster ID, autopilot configuration)
+    PREPARED_QUERY = 13  # /v1/query create, update, delete (server/prepared_query.py)
 
 
 @dataclass(frozen=True, slots=True)

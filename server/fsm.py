@@ -145,7 +145,7 @@ def register_handler(msg_type: int, handler: Handler) -> None:
 # imported once, below, so that every server that can apply a command type knows it.
 EXTENSIONS: tuple[str, ...] = ("lictor.server.connect.fsm", "lictor.server.configentry.fsm",
                                "lictor.server.acl.fsm", "lictor.server.coordinates",
-                               "lictor.server.autopilot_config")
+                               "lictor.server.autopilot_config", "lictor.server.prepared_query")
 
 
 def _load_extensions() -> None:

@@ -62,6 +62,7 @@ async def _read_limited(req: web.Request, limit: int) -> bytes | None:
         if size > limit:
             return None
         parts.append(chunk)
+    from lictor.agent.http import prepared_query  # noqa: F401  (issue 15: /v1/query)
 
 
 def _wrap(r: Route, agent: Agent) -> Handler:

@@ -251,6 +251,62 @@ def _intention_match(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need
     return [("intention", "read", _dest(n)) for n in a.get("names") or []]
 
 
+def _query_row(server: Any, qid: str) -> dict[str, Any] | None:
+    return server.store.ext["prepared_queries"].get(qid)
+
+
+def _query_need(name: str, access: str) -> Need:
+    # a query's name is its ACL resource (query:<access> on the name, prefix rules apply); an
+    # unnamed query needs the same on the empty name, i.e. a `query_prefix ""` rule
+    return ("query", access, name)
+
+
+def _query_apply(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
+    needs: list[Need] = []
+    q = a.get("query")
+    if a.get("op") != "delete" and isinstance(q, dict):
+        from lictor.server.prepared_query import get_field
+
+        # the name the endpoint will store: read by the decoder's own rule (exact key, else any case)
+        needs.append(_query_need(str(get_field(q, "Name") or ""), "write"))
+    if a.get("op") in ("update", "delete"):
+        old = _query_row(server, str(a.get("id") or ""))
+        if old is not None:  # you may not take over (or delete) a query you could not write
+            needs.append(_query_need(old.get("Name") or "", "write"))
+    return needs
+
+
+def _query_get(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
+    row = _query_row(server, str(a.get("id") or ""))
+    return [_query_need(row.get("Name") or "", "read")] if row is not None else []
+
+
+def _query_explain(server: Any, a: dict[str, Any], z: Authorizer) -> list[Need]:
+    from lictor.server.prepared_query import resolve
+
+    row = resolve(server.store, str(a.get("query") or ""))
+    return [_query_need(row.get("Name") or "", "read")] if row is not None else []
+
+
+def _queries(z: Authorizer, result: Any) -> Any:
+    """Only the queries the token may read, their Token redacted unless it may read ACLs."""
+    if not isinstance(result, list):
+        return result
+    show = z.allowed("acl", "read", "")
+    out = []
+    for q in result:
+        if isinstance(q, dict) and z.allowed("query", "read", str(q.get("Name") or "")):
+            out.append(q if show or not q.get("Token") else {**q, "Token": "<hidden>"})
+    return out
+
+
+def _explained(z: Authorizer, result: Any) -> Any:
+    if isinstance(result, dict) and isinstance(result.get("Query"), dict) and result["Query"].get("Token") \
+            and not z.allowed("acl", "read", ""):
+        return {**result, "Query": {**result["Query"], "Token": "<hidden>"}}
+    return result
+
+
 # ----- filters ------------------------------------------------------------------------------------------
 
 def _rows(pred: Callable[[Authorizer, Any], bool]) -> Filter:
@@ -345,6 +401,8 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Catalog.ServiceNodes": (_fixed("service", "read", "service"),
                              _rows(lambda z, r: isinstance(r, dict) and _node_ok(z, r.get("Node")))),
     "Catalog.NodeServices": (_fixed("node", "read", "node"), _node_services),
+    "Catalog.ServicesByAddress": (_none, _rows(lambda z, r: not isinstance(r, dict) or (
+        _node_ok(z, r.get("Node")) and _svc_ok(z, r.get("ServiceName"))))),
     "Catalog.GatewayServices": (_fixed("service", "read", "gateway"), None),
     "Health.NodeChecks": (_fixed("node", "read", "node"), _rows(_check_ok)),
     "Health.ServiceChecks": (_fixed("service", "read", "service"), _rows(_check_ok)),
@@ -387,6 +445,12 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Coordinate.ListNodes": (_none, _rows(lambda z, c: isinstance(c, dict) and _node_ok(z, c.get("Node")))),
     "Coordinate.Node": (_fixed("node", "read", "node"), None),
     "Coordinate.ListDatacenters": (_none, None),
+    "PreparedQuery.Apply": (_query_apply, None),
+    "PreparedQuery.Get": (_query_get, _queries),
+    "PreparedQuery.List": (_none, _queries),
+    "PreparedQuery.Explain": (_query_explain, _explained),
+    # the endpoint reads with the query's token (or the caller's) and drops what it may not read
+    "PreparedQuery.Execute": (_none, None),
     "Snapshot.Save": (_fixed("acl", "write"), None),      # management: a snapshot holds every secret
     "Snapshot.Restore": (_fixed("acl", "write"), None),
 }

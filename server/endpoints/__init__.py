@@ -114,6 +114,7 @@ def _load_all() -> None:
     from lictor.server.endpoints import acl, autoencrypt  # noqa: F401
     from lictor.server.endpoints import coordinate  # noqa: F401
     from lictor.server.endpoints import internal  # noqa: F401  (the web UI's whole-catalog views)
+    from lictor.server.endpoints import prepared_query  # noqa: F401
 
 
 _load_all()

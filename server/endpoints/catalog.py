@@ -99,6 +99,21 @@ async def service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="Catalog.ServiceNodes")
 
 
+@endpoint("Catalog.ServicesByAddress", optional={"address": str})
+async def services_by_address(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """The instances whose own address is ``address`` (the DNS interface's reverse lookups)."""
+    addr = str(a.get("address") or "")
+    dc = server.config.datacenter
+
+    def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
+        store.watch(ws, "services")
+        rows = [service_to_catalog_api(s, store.nodes.get(s.node), datacenter=dc)
+                for s in store.services.values() if addr and s.address == addr]
+        rows.sort(key=lambda r: (r["ServiceName"], r["Node"], r["ServiceID"]))
+        return store.index("services"), rows
+    return await blocking_read(server, a, q)
+
+
 @endpoint("Catalog.NodeServices", args={"node": str})
 async def node_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     filtered = make_filter(a, AGENT_SERVICE_SCHEMA)

@@ -79,6 +79,11 @@ def session_destroy_txn(tx: WriteTxn, session_id: str, *, now: float) -> bool:
             tx.bump("kvs")
             tx.touch(f"kv:{key}")
     tx.delete(store.session_locks, session_id)
+    # prepared queries tied to the session go with it (Consul's rule)
+    queries = store.ext["prepared_queries"]
+    for qid in [q["ID"] for q in queries.values() if q.get("Session") == session_id]:
+        tx.delete(queries, qid)
+        tx.bump("prepared_queries")
     tx.delete(store.sessions, session_id)
     tx.index_remove(store.sessions_by_node, sess.node, session_id)
     for cid in _linked_checks(sess):

@@ -49,6 +49,7 @@ EXT_TABLES: tuple[str, ...] = (
     "acl_tokens", "acl_policies", "acl_roles", "acl_auth_methods", "acl_binding_rules",
     "coordinates",       # node -> network coordinate
     "system_metadata",   # key -> value (cluster ID, autopilot state, ...)
+    "prepared_queries",  # ID -> prepared query (API shape), server/prepared_query.py
 )
 
 _CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
