@@ -36,6 +36,7 @@ def _load_routes() -> None:
     from lictor.agent.http import acl  # noqa: F401
     from lictor.agent.http import cluster  # noqa: F401  (issue 4: gossip, coordinates, keyring)
     from lictor.agent.ui import api, static  # noqa: F401  (issue 15: /, the web UI's endpoints)
+    from lictor.agent.http import prepared_query  # noqa: F401  (issue 15: /v1/query)
 
 
 def _too_large(size: int | None, limit: int) -> web.Response:
@@ -62,7 +63,6 @@ async def _read_limited(req: web.Request, limit: int) -> bytes | None:
         if size > limit:
             return None
         parts.append(chunk)
-    from lictor.agent.http import prepared_query  # noqa: F401  (issue 15: /v1/query)
 
 
 def _wrap(r: Route, agent: Agent) -> Handler:

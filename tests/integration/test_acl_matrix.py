@@ -78,6 +78,16 @@ def _session(a: AgentProcess) -> dict[str, str]:
 
 
 
+def _query(name: str) -> Setup:
+    def make(a: AgentProcess) -> dict[str, str]:
+        return {"qid": call(a, "POST", "/v1/query", {"Name": name, "Service": {"Service": "mpq-svc"}})["ID"]}
+    return make
+
+
+def query_w(name: str) -> str:
+    return f'query "{name}" {{ policy = "write" }}'
+
+
 def svc_w(name: str) -> str:
     return f'service "{name}" {{ policy = "write" }}'
 
@@ -184,6 +194,15 @@ CASES: list[Case] = [
     Case("coordinate-update", ("PUT", "/v1/coordinate/update"), "/v1/coordinate/update",
          {"Node": "mv-node", "Coord": {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5}},
          {"Node": node_w("mv-node")}, ("/v1/coordinate/node/mv-node",), setup=[_cat("mv-node")]),
+    # ----- prepared queries (issue 15): the name stored and, on update/delete, the name held -----
+    Case("query-create", ("POST", "/v1/query"), "/v1/query", {"Name": "mpq-a", "Service": {"Service": "mpq-svc"}},
+         {"Name": query_w("mpq-a")}, ("/v1/query",)),
+    Case("query-update", ("PUT", "/v1/query/{id}"), "/v1/query/{qid}",
+         {"Name": "mpq-b2", "Service": {"Service": "mpq-svc"}},
+         {"Name": query_w("mpq-b2"), "{id} (held by mpq-b)": query_w("mpq-b")}, ("/v1/query",),
+         setup_fn=_query("mpq-b")),
+    Case("query-delete", ("DELETE", "/v1/query/{id}"), "/v1/query/{qid}", None,
+         {"{id} (held by mpq-c)": query_w("mpq-c")}, ("/v1/query",), setup_fn=_query("mpq-c")),
     # ----- events, KV, sessions -----
     Case("event-fire", ("PUT", "/v1/event/fire/{name}"), "/v1/event/fire/mw-ev", b"",
          {"{name}": 'event "mw-ev" { policy = "write" }'}, ("/v1/event/list?name=mw-ev",)),
@@ -277,6 +296,7 @@ NO_NAMED_RESOURCE: dict[tuple[str, str], str] = {
     ("POST", "/v1/operator/raft/transfer-leader"): "operator:write",
     ("PUT", "/v1/snapshot"): "acl:write: a snapshot holds every secret",
     ("PUT", "/v1/connect/ca/configuration"): "operator:write",
+    ("PUT", "/v1/operator/autopilot/configuration"): "operator:write",
     ("POST", "/v1/operator/keyring"): "keyring:write", ("PUT", "/v1/operator/keyring"): "keyring:write",
     ("DELETE", "/v1/operator/keyring"): "keyring:write",
     ("PUT", "/v1/agent/token/{type}"): "acl:write (test_acl.py: escalation attempts)",
