@@ -26,6 +26,7 @@ from lictor.cli import catalog, kv, operator, services, snapshot
 from lictor.cli import config_entries, intention
 from lictor.cli import tls
 from lictor.cli import acl
+from lictor.cli import connect
 from lictor.cli.base import Exit, err, make_client, out, parse
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
@@ -269,6 +270,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
                 "Interact with the catalog"),
     "config": (_group("config", "Writes, reads, lists and deletes centralized configuration entries.",
                       config_entries.SUBCOMMANDS), "Interact with Lictor's centralized configurations"),
+    "connect": (_group("connect", "Interacts with Connect: runs Envoy sidecars.", connect.SUBCOMMANDS),
+                "Interact with Connect"),
     "intention": (_group("intention", "Creates, deletes, lists and checks service intentions.",
                          intention.SUBCOMMANDS), "Interact with Connect service intentions"),
     "kv": (_group("kv", "Reads and writes the key-value store.", kv.SUBCOMMANDS),

