@@ -100,6 +100,9 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         try:
             while True:
                 if pending is not None:
+                    log.debug("xds: %s request %s nonce=%r names=%s", proxy_id, pending.type_url.rsplit(".", 1)[-1],
+                              pending.response_nonce, list(getattr(pending, "resource_names", None) or
+                                                           getattr(pending, "resource_names_subscribe", ())))
                     nack = state.on_request(pending)
                     if nack is not None:
                         self.nacks += 1
@@ -107,6 +110,8 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                                     nack.type_url.rsplit(".", 1)[-1], nack.version, nack.message)
                     pending = None
                 for resp in state.responses():
+                    log.debug("xds: %s push %s nonce=%s (%d resources)", proxy_id, resp.type_url.rsplit(".", 1)[-1],
+                              resp.nonce, len(resp.resources))
                     self.pushes += 1
                     yield resp
                 if req_task is None:

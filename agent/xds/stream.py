@@ -71,10 +71,12 @@ class StreamState:
         self.digests: dict[str, dict[str, str]] = {t: {} for t in TYPE_ORDER}
         self.nacks: list[Nack] = []
         self.acks = 0
+        self.ready = False  # no response before the first snapshot: an empty CDS would drop everything
         self._nonce = 0
 
     # ----- inputs ------------------------------------------------------------------------------
     def set_resources(self, resources: dict[str, dict[str, Message]]) -> None:
+        self.ready = True
         for t in TYPE_ORDER:
             res = resources.get(t, {})
             old = self.digests[t]
@@ -151,6 +153,8 @@ class StreamState:
         """What to send now, in order; empty when nothing changed or an earlier type awaits
         its ACK."""
         out: list[Any] = []
+        if not self.ready:
+            return out
         for t in TYPE_ORDER:
             st = self.types[t]
             if st.pending_nonce:
