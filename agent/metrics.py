@@ -53,6 +53,9 @@ class AgentMetrics:
             "lictor.agent.checks_running": float(len(a.checks)),
             "lictor.agent.uptime_seconds": dt.datetime.now().timestamp() - a.started,
         }
+        xds = getattr(a, "xds", None)
+        if xds is not None:  # the xDS server (agent/xds/server.py): streams, pushes, NACKs, refusals
+            g.update(xds.service.gauges())
         if a.server is not None:
             st = a.server.store
             g.update({

@@ -97,6 +97,10 @@ class ConfigSnapshot:
     default_allow: bool = True
     upstreams: tuple[Upstream, ...] = ()
     prometheus_bind_addr: str = ""
+    #: Consul's escape hatch (proxy Config ``envoy_local_cluster_json``): a Cluster, as JSON, that
+    #: replaces the generated ``local_app`` cluster. proxycfg checks that it parses as a Cluster;
+    #: Envoy still judges its meaning (a bad one is NACKed and the last good config stays).
+    local_cluster_json: str = ""
 
     @property
     def spiffe_id(self) -> str:

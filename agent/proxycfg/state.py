@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -374,7 +375,24 @@ class ProxyState:
             roots_pem=tuple(pems), intentions=intentions,
             default_allow=self._default_allow(self.inputs[MESH]),
             upstreams=tuple(upstreams),
-            prometheus_bind_addr=str(config.get("envoy_prometheus_bind_addr") or ""))
+            prometheus_bind_addr=str(config.get("envoy_prometheus_bind_addr") or ""),
+            local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")))
+
+    def _escape_hatch(self, raw: Any) -> str:
+        if not raw:
+            return ""
+        from envoy.config.cluster.v3 import cluster_pb2
+        from google.protobuf import json_format
+
+        try:
+            data = json.loads(raw) if isinstance(raw, str) else raw
+            json_format.ParseDict(data, cluster_pb2.Cluster())
+            if not isinstance(data, dict) or data.get("name") != "local_app":
+                raise ValueError('the cluster must be named "local_app"')
+        except Exception as exc:  # noqa: BLE001 - ignored with a warning, as Consul does
+            log.warning("proxy %s: ignoring envoy_local_cluster_json: %s", self.proxy_id, exc)
+            return ""
+        return json.dumps(data, sort_keys=True)
 
     def _upstream(self, name: str, up: _UpstreamState, td: str) -> Upstream:
         chain = up.chain or {}

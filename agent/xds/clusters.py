@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -76,7 +77,7 @@ def upstream_cluster(up: Upstream, target: Target) -> dict[str, Any]:
 
 
 def clusters_from_snapshot(snap: ConfigSnapshot) -> list[cluster_pb2.Cluster]:
-    out = [local_app_cluster(snap)]
+    out = [json.loads(snap.local_cluster_json) if snap.local_cluster_json else local_app_cluster(snap)]
     seen = set()
     for up in snap.upstreams:
         for t in up.targets:

@@ -12,10 +12,11 @@ Rules kept here, in one place:
 * **ACK/NACK.** A request answering the pending nonce ACKs it, or NACKs it when it carries
   ``error_detail``: the NACK is recorded (``nacks``, with Envoy's message), the content is not
   sent again, and Envoy keeps its last good config; a later change is sent normally.
-* **Ordering.** Types go in ``TYPE_ORDER`` (SDS, CDS, EDS, LDS, RDS); a type is not sent while an
-  earlier type has a response awaiting its ACK, so a listener never arrives before the clusters
-  and endpoints it routes to. Envoy only asks for a secret, an assignment or a route once a
-  cluster or listener names it.
+* **Ordering.** Responses go out in ``TYPE_ORDER`` (SDS, CDS, EDS, LDS, RDS) and Envoy handles
+  them in stream order, so a listener never arrives before the clusters and endpoints it routes
+  to. Envoy only asks for a secret, an assignment or a route once a cluster or listener names
+  it. A changed cluster (listener) is followed by its endpoints (routes) again: Envoy warms the
+  new cluster until they arrive and holds its CDS ACK until then.
 * **Nothing changed, nothing sent.** Each resource is compared by a digest of its deterministic
   encoding; a type whose resources (as Envoy subscribed to them) did not change is not sent.
 """
@@ -31,7 +32,7 @@ from google.protobuf.message import Message
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from lictor.agent.xds.common import CLUSTER, LISTENER, TYPE_ORDER
+from lictor.agent.xds.common import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER
 
 __all__ = ["Nack", "StreamState"]
 
@@ -150,22 +151,35 @@ class StreamState:
         return {n: d[n] for n in st.names if n in d}
 
     def responses(self) -> list[Any]:
-        """What to send now, in order; empty when nothing changed or an earlier type awaits
-        its ACK."""
+        """What to send now, in ``TYPE_ORDER``; empty when nothing changed."""
         out: list[Any] = []
         if not self.ready:
             return out
         for t in TYPE_ORDER:
             st = self.types[t]
-            if st.pending_nonce:
-                break  # wait for its ACK before anything later in the order
             if not st.requested:
                 continue
             resp = self._delta_response(t, st) if self.delta else self._sotw_response(t, st)
-            if resp is not None:
-                out.append(resp)
-                break  # one type at a time: the next waits for this ACK
+            if resp is None:
+                continue
+            out.append(resp)
+            # An updated cluster (listener) warms until Envoy gets its endpoints (routes) again,
+            # and Envoy holds the ACK until then: re-send them right after, in the same batch.
+            if t == CLUSTER:
+                self._resend(ENDPOINT, {r.name for r in resp.resources} if self.delta else None)
+            elif t == LISTENER:
+                self._resend(ROUTE, None)
         return out
+
+    def _resend(self, t: str, names: set[str] | None) -> None:
+        st = self.types[t]
+        if not st.requested:
+            return
+        if self.delta:
+            for n in list(st.sent) if names is None else names:
+                st.sent.pop(n, None)
+        else:
+            st.dirty = True
 
     def _next_nonce(self, st: _Type) -> str:
         self._nonce += 1
