@@ -113,7 +113,13 @@ def _intention_decision(agent: Agent, source: str, destination: str) -> tuple[bo
     server = getattr(agent, "server", None)
     if server is None:
         return None
-    decided = intention_decision(server.store, source, destination)
+    # the same default as the data plane's RBAC (lictor.agent.proxycfg.manager): the ACL default
+    # policy when ACLs are on, overridden to deny by the mesh entry
+    from lictor.server.configentry.intentions import default_allow
+
+    acl = agent.acl.config
+    dflt = default_allow(server.store, acl_enabled=bool(acl.enabled), acl_default_policy=str(acl.default_policy))
+    decided = intention_decision(server.store, source, destination, default=dflt)
     if isinstance(decided, tuple):
         allowed, reason = decided
     else:  # a Decision value (allowed, reason, ...)

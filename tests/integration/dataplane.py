@@ -128,3 +128,12 @@ def plaintext_answer(port: int) -> bytes:
             return s.recv(4096)
         except (ConnectionResetError, socket.timeout):
             return b""
+
+
+def held(*requests: Any, hold: float = 20.0) -> Any:
+    """A gRPC request iterator that sends ``requests`` and then keeps the stream open (as Envoy
+    does) for up to ``hold`` seconds, until the call is cancelled."""
+    import time
+
+    yield from requests
+    time.sleep(hold)

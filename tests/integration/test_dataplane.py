@@ -21,7 +21,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from tests.integration.conftest import AgentProcess, eventually, free_ports
-from tests.integration.dataplane import LICTOR, App, Sidecar, outcome, plaintext_answer
+from tests.integration.dataplane import LICTOR, App, Sidecar, held, outcome, plaintext_answer
 
 pytestmark = pytest.mark.integration
 
@@ -210,12 +210,12 @@ def test_proxy_not_registered_is_refused(mesh: Mesh, tmp_path: Path) -> None:
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(ch)
         req = discovery_pb2.DiscoveryRequest(node=base_pb2.Node(id="nobody-sidecar-proxy"), type_url=CLUSTER)
         with pytest.raises(grpc.RpcError) as info:
-            next(iter(stub.StreamAggregatedResources(iter([req]), timeout=10)))
+            next(iter(stub.StreamAggregatedResources(held(req), timeout=10)))
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         assert "not registered" in (info.value.details() or "")
         # a registered proxy gets its clusters on the same port
         req = discovery_pb2.DiscoveryRequest(node=base_pb2.Node(id="web-sidecar-proxy"), type_url=CLUSTER)
-        call = stub.StreamAggregatedResources(iter([req]), timeout=10)
+        call = stub.StreamAggregatedResources(held(req), timeout=10)
         first = next(iter(call))
         assert first.type_url == CLUSTER and len(first.resources) >= 2
         call.cancel()
