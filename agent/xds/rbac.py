@@ -44,7 +44,7 @@ def source_principal(ix: Intention, trust_domain: str) -> dict[str, Any]:
 
 
 def _not_any(ps: list[dict[str, Any]]) -> dict[str, Any]:
-    inner = ps[0] if len(ps) == 1 else {"or_ids": {"ids": ps}}
+    inner = ps[0] if len(ps) == 1 else {"or_ids": {"ids": list(ps)}}  # a copy: the caller's list grows
     return {"not_id": inner}
 
 
@@ -53,7 +53,7 @@ def _and(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
     ``and_rules``/``or_rules`` (permissions) hold ``rules``."""
     if len(items) == 1:
         return items[0]
-    return {key: {"rules" if key.endswith("_rules") else "ids": items}}
+    return {key: {"rules" if key.endswith("_rules") else "ids": list(items)}}
 
 
 def _string_match(rule: dict[str, Any]) -> dict[str, Any] | None:
