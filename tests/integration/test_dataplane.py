@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,9 @@ class Mesh:
         (self.grpc, self.api_app, self.api_pub, self.web_app, self.web_pub, self.web_up, self.admin_api,
          self.admin_web, self.api2_app, self.api2_pub, self.admin_api2) = free_ports(11)
         self.root = root
-        self.agent = AgentProcess(root, f"-grpc-port={self.grpc}").start()
+        # leaves re-signed within 0.5 s of a root rotation (default: a random point in 30 s)
+        self.agent = AgentProcess(root, f"-grpc-port={self.grpc}",
+                                  env={"LICTOR_LEAF_ROOT_CHANGE_JITTER": "0.5"}).start()
         self.apps = [App("api", self.api_app)]
         self.sidecars: list[Sidecar] = []
         self.register("api", self.api_app, self.api_pub)
@@ -238,3 +242,39 @@ def test_connect_envoy_errors_are_one_clear_line(mesh: Mesh) -> None:
     boot = json.loads(r.stdout)
     assert boot["node"]["id"] == "web-sidecar-proxy"
     assert boot["dynamic_resources"]["ads_config"]["api_type"] == "DELTA_GRPC"
+
+
+def _leaf_serials(sc: Sidecar) -> set[str]:
+    certs = json.loads(sc.text("/certs"))["certificates"]
+    return {c["serial_number"] for entry in certs for c in entry.get("cert_chain") or [] if c.get("serial_number")}
+
+
+def test_ca_rotation_and_leaf_renewal_cause_no_failed_request(mesh: Mesh) -> None:
+    before = {sc.name: _leaf_serials(sc) for sc in (mesh.web, mesh.api)}
+    assert all(before.values())
+    roots = mesh.agent.json("GET", "/v1/connect/ca/roots")
+    results: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            results.append(outcome(mesh.web_up)[0])
+            time.sleep(0.01)
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        time.sleep(0.5)
+        assert mesh.agent.json("PUT", "/v1/connect/ca/configuration",
+                               {"Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 256}, "Rotate": True}) is True
+        after = mesh.agent.json("GET", "/v1/connect/ca/roots")
+        assert after["ActiveRootID"] != roots["ActiveRootID"]
+        # both sidecars get leaves from the new root over SDS (no restart), while traffic flows
+        eventually(lambda: all(_leaf_serials(sc).isdisjoint(before[sc.name]) for sc in (mesh.web, mesh.api)), 20,
+                   "new leaf certificates in both Envoys")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        t.join()
+    failed = [r for r in results if r != "200"]
+    assert len(results) > 50 and not failed, f"{len(failed)} of {len(results)} requests failed: {set(failed)}"
+    assert all(sc.alive() for sc in mesh.sidecars)
