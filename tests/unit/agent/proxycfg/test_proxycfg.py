@@ -125,7 +125,7 @@ async def test_a_burst_of_changes_costs_one_snapshot() -> None:
             break
     v = s.cell.version
     for i in range(5):  # five updates inside one coalescing window
-        s.handle_update(f"health:api|api.default.default.dc1", [row(f"10.0.1.{i}", 21000, "passing")])
+        s.handle_update("health:api|api.default.default.dc1", [row(f"10.0.1.{i}", 21000, "passing")])
     await asyncio.sleep(0.2)
     assert s.cell.version == v + 1 and s.builds >= 2
     assert s.snapshot.upstreams[0].targets[0].endpoints[0].address == "10.0.1.4"  # type: ignore[union-attr]
