@@ -26,7 +26,7 @@ from lictor.cli import catalog, kv, operator, services, snapshot
 from lictor.cli import config_entries, intention
 from lictor.cli import tls
 from lictor.cli import acl
-from lictor.cli import connect
+from lictor.cli import connect, troubleshoot
 from lictor.cli.base import Exit, err, make_client, out, parse
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
@@ -290,6 +290,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
         "ca": (_group("tls ca", "Helpers for CAs.", tls.CA_SUBCOMMANDS), "Helpers for CAs"),
         "cert": (_group("tls cert", "Helpers for certificates.", tls.CERT_SUBCOMMANDS), "Helpers for certificates"),
     }), "Builtin helpers for creating CAs and certificates"),
+    "troubleshoot": (_group("troubleshoot", "Troubleshoots the data plane.", troubleshoot.SUBCOMMANDS),
+                     "Troubleshoot Envoy sidecars"),
     "version": (cmd_version, "Prints the Lictor version"),
 }
 

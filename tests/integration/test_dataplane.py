@@ -278,3 +278,16 @@ def test_ca_rotation_and_leaf_renewal_cause_no_failed_request(mesh: Mesh) -> Non
     failed = [r for r in results if r != "200"]
     assert len(results) > 50 and not failed, f"{len(failed)} of {len(results)} requests failed: {set(failed)}"
     assert all(sc.alive() for sc in mesh.sidecars)
+
+
+def test_troubleshoot_proxy_reports_a_healthy_sidecar(mesh: Mesh) -> None:
+    r = subprocess.run([*LICTOR, "troubleshoot", "proxy", "-envoy-admin-endpoint", f"127.0.0.1:{mesh.admin_web}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "✓ public listener found: public_listener:" in r.stdout
+    assert f"✓ upstream listener found: api:127.0.0.1:{mesh.web_up}" in r.stdout
+    assert "✓ cluster api.default.dc1.internal." in r.stdout and "healthy endpoint" in r.stdout
+    assert "leaf certificate" in r.stdout and "valid (" in r.stdout
+    r = subprocess.run([*LICTOR, "troubleshoot", "proxy", "-envoy-admin-endpoint", "127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "cannot read Envoy's admin API" in r.stderr
