@@ -6,6 +6,8 @@ This is the hot path of a health change, so messages are built directly (no JSON
 
 from __future__ import annotations
 
+import functools
+
 from envoy.config.core.v3 import address_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
@@ -14,7 +16,10 @@ from lictor.agent.proxycfg.snapshot import ConfigSnapshot, Target
 __all__ = ["endpoints_from_snapshot", "load_assignment"]
 
 
+@functools.lru_cache(maxsize=8192)
 def load_assignment(target: Target) -> endpoint_pb2.ClusterLoadAssignment:
+    """Memoised on the (frozen) target: proxies with the same upstream share one message, so a
+    health change costs one build, not one per proxy. Callers must not mutate the result."""
     lbs = []
     for ep in sorted(target.endpoints, key=lambda e: (e.address, e.port, e.node)):
         if not ep.healthy:

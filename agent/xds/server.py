@@ -94,6 +94,7 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         log.info("xds: %s stream opened for proxy %s", "delta" if delta else "sotw", proxy_id)
         state = StreamState(delta=delta)
         version = 0
+        previous: Any = None
         pending: Any = first
         req_task: asyncio.Task[Any] | None = None
         snap_task: asyncio.Task[Any] = asyncio.ensure_future(cell.wait_newer(version))
@@ -125,7 +126,8 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                                             f"proxy {proxy_id!r} was deregistered from this agent")
                     if self.acl is not None and self.acl.enabled:
                         await self._authorize(context, proxy_id)  # the token may have lost its rights
-                    resources = resources_from_snapshot(snap)
+                    resources = resources_from_snapshot(snap, previous)
+                    previous = (snap, resources)
                     if self.mutate_resources is not None:
                         resources = self.mutate_resources(proxy_id, resources)
                     state.set_resources(resources)

