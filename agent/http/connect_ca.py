@@ -148,6 +148,10 @@ async def agent_authorize(req: web.Request, agent: Agent) -> web.StreamResponse:
         return json_response(req, {"Authorized": False,
                                    "Reason": f"Identity from an external trust domain: {sid.trust_domain}"})
     decided = _intention_decision(agent, sid.service, target)
+    if decided is None and getattr(agent, "server", None) is None:
+        # a client agent: the servers decide (Intention.Check, the same rule and default)
+        out = await agent.rpc("Intention.Check", {"source": sid.service, "destination": target})
+        decided = (bool(out["result"]["Allowed"]), str(out["result"]["Reason"]))
     if decided is None:
         return json_response(req, {"Authorized": True, "Reason": DEFAULT_AUTHORIZE_REASON})
     allowed, reason = decided

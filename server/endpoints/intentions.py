@@ -26,10 +26,13 @@ _WATCH = ("intentions", f"{TABLE}.{MESH}")
 
 
 def _default(server: Server, store: Store) -> bool:
-    """The default policy; the ACL hook reads the server's ACL settings once the ACL issue adds them."""
-    acl = getattr(server.config, "acl", None) or {}
-    enabled = bool(acl.get("enabled")) if isinstance(acl, dict) else False
-    policy = str(acl.get("default_policy", "allow")) if isinstance(acl, dict) else "allow"
+    """The default policy: the server's ACL default policy when ACLs are on (as the data plane's
+    RBAC, lictor.agent.proxycfg.manager), overridden to deny by the mesh entry."""
+    from lictor.server.acl.config import acl_config
+
+    acl = acl_config(server)
+    enabled = acl is not None
+    policy = str(acl.default_policy) if acl is not None else "allow"
     return default_allow(store, acl_enabled=enabled, acl_default_policy=policy,
                          config_default=getattr(server.config, "default_intention_policy", "") or "")
 

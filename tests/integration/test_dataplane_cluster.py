@@ -61,6 +61,11 @@ def test_sidecars_on_client_agents_carry_traffic_and_follow_intentions(cluster: 
     s1.json("PUT", "/v1/connect/intentions/exact?source=web&destination=api", {"Action": "deny"})
     try:
         eventually(lambda: outcome(ports["web_up"])[0] == "closed", 20, "the deny to reach Envoy via a client agent")
+        td = s1.json("GET", "/v1/connect/ca/roots")["TrustDomain"]
+        for c in mesh.clients:  # a client agent's authorize answers as the servers decide
+            out = c.json("POST", "/v1/agent/connect/authorize",
+                         {"Target": "api", "ClientCertURI": f"spiffe://{td}/ns/default/dc/dc1/svc/web"})
+            assert out["Authorized"] is False, out
     finally:
         s1.request("DELETE", "/v1/connect/intentions/exact?source=web&destination=api")
     eventually(lambda: outcome(ports["web_up"])[0] == "200", 20, "traffic after the deny is removed")
