@@ -56,9 +56,24 @@ def intention_from_api(d: dict[str, Any]) -> Intention:
                      permissions=tuple(d.get("Permissions") or ()))
 
 
+_HEALTH_MEMO: list[Any] = [None, None, None]  # (rows object, only_passing, result): the last conversion
+
+
 def endpoints_from_health(rows: list[dict[str, Any]], *, only_passing: bool = False) -> tuple[Endpoint, ...]:
     """Endpoints from Health.ServiceNodes rows of sidecar proxies: critical ones are left out,
-    warning ones are healthy with the warning weight (unless only passing ones are wanted)."""
+    warning ones are healthy with the warning weight (unless only passing ones are wanted).
+
+    The cache hands every proxy the same result object, so the last conversion is remembered
+    (by identity: results are never mutated) and 100 proxies convert it once."""
+    memo = _HEALTH_MEMO
+    if memo[0] is rows and memo[1] == only_passing and rows is not None:
+        return memo[2]  # type: ignore[no-any-return]
+    result = _endpoints_from_health(rows, only_passing)
+    memo[0], memo[1], memo[2] = rows, only_passing, result
+    return result
+
+
+def _endpoints_from_health(rows: list[dict[str, Any]], only_passing: bool) -> tuple[Endpoint, ...]:
     out = []
     for row in rows or []:
         svc, node = row.get("Service") or {}, row.get("Node") or {}

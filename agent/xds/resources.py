@@ -3,11 +3,11 @@ logger, no hidden inputs), so it is tested by golden files and by ``envoy --mode
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields
 
 from google.protobuf.message import Message
 
-from lictor.agent.proxycfg.snapshot import ConfigSnapshot
+from lictor.agent.proxycfg.snapshot import ConfigSnapshot, Target, Upstream
 from lictor.agent.xds.clusters import clusters_from_snapshot
 from lictor.agent.xds.common import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from lictor.agent.xds.endpoints import endpoints_from_snapshot
@@ -20,9 +20,23 @@ __all__ = ["Resources", "resources_from_snapshot"]
 Resources = dict[str, dict[str, Message]]
 
 
-def _without_endpoints(snap: ConfigSnapshot) -> ConfigSnapshot:
-    return replace(snap, upstreams=tuple(replace(u, targets=tuple(replace(t, endpoints=()) for t in u.targets))
-                                         for u in snap.upstreams))
+_SNAP_FIELDS = tuple(f.name for f in fields(ConfigSnapshot) if f.name != "upstreams")
+_UP_FIELDS = tuple(f.name for f in fields(Upstream) if f.name != "targets")
+_TARGET_FIELDS = tuple(f.name for f in fields(Target) if f.name != "endpoints")
+
+
+def _same_but_endpoints(a: ConfigSnapshot, b: ConfigSnapshot) -> bool:
+    """Do two snapshots differ at most in their targets' endpoints? (the hot path of a health
+    change: field by field, so shared values compare by identity first)"""
+    if any(getattr(a, n) != getattr(b, n) for n in _SNAP_FIELDS) or len(a.upstreams) != len(b.upstreams):
+        return False
+    for ua, ub in zip(a.upstreams, b.upstreams):
+        if any(getattr(ua, n) != getattr(ub, n) for n in _UP_FIELDS) or len(ua.targets) != len(ub.targets):
+            return False
+        for ta, tb in zip(ua.targets, ub.targets):
+            if any(getattr(ta, n) != getattr(tb, n) for n in _TARGET_FIELDS):
+                return False
+    return True
 
 
 def resources_from_snapshot(snap: ConfigSnapshot,
@@ -32,7 +46,7 @@ def resources_from_snapshot(snap: ConfigSnapshot,
     ``previous`` (the last snapshot and what this function made of it) lets a change of endpoints
     only -- the common case, a health change -- rebuild only the endpoints; the result is the same
     as without it. Returned messages may be shared between calls and proxies: never mutate them."""
-    if previous is not None and _without_endpoints(previous[0]) == _without_endpoints(snap):
+    if previous is not None and _same_but_endpoints(previous[0], snap):
         out = dict(previous[1])
         out[ENDPOINT] = {e.cluster_name: e for e in endpoints_from_snapshot(snap)}
         return out
