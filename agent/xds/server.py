@@ -43,8 +43,6 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.acks = 0
         self.pushes = 0
         self.refused = 0
-        #: test hook: when set, called with each proxy's resources before they are sent
-        self.mutate_resources: Any = None
 
     async def StreamAggregatedResources(self, request_iterator: AsyncIterator[Any],  # noqa: N802
                                         context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -100,10 +98,12 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         snap_task: asyncio.Task[Any] = asyncio.ensure_future(cell.wait_newer(version))
         try:
             while True:
+                debug = log.isEnabledFor(logging.DEBUG)
                 if pending is not None:
-                    log.debug("xds: %s request %s nonce=%r names=%s", proxy_id, pending.type_url.rsplit(".", 1)[-1],
-                              pending.response_nonce, list(getattr(pending, "resource_names", None) or
-                                                           getattr(pending, "resource_names_subscribe", ())))
+                    if debug:
+                        log.debug("xds: %s request %s nonce=%r names=%s", proxy_id, pending.type_url.rsplit(".", 1)[-1],
+                                  pending.response_nonce, list(getattr(pending, "resource_names", None) or
+                                                               getattr(pending, "resource_names_subscribe", ())))
                     nack = state.on_request(pending)
                     if nack is not None:
                         self.nacks += 1
@@ -111,8 +111,9 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                                     nack.type_url.rsplit(".", 1)[-1], nack.version, nack.message)
                     pending = None
                 for resp in state.responses():
-                    log.debug("xds: %s push %s nonce=%s (%d resources)", proxy_id, resp.type_url.rsplit(".", 1)[-1],
-                              resp.nonce, len(resp.resources))
+                    if debug:
+                        log.debug("xds: %s push %s nonce=%s (%d resources)", proxy_id,
+                                  resp.type_url.rsplit(".", 1)[-1], resp.nonce, len(resp.resources))
                     self.pushes += 1
                     yield resp
                 if req_task is None:
@@ -128,8 +129,6 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                         await self._authorize(context, proxy_id)  # the token may have lost its rights
                     resources = resources_from_snapshot(snap, previous)
                     previous = (snap, resources)
-                    if self.mutate_resources is not None:
-                        resources = self.mutate_resources(proxy_id, resources)
                     state.set_resources(resources)
                     snap_task = asyncio.ensure_future(cell.wait_newer(version))
                 if req_task in done:
@@ -139,7 +138,7 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                         return
                     req_task = None
         finally:
-            self.acks += state.acks
+            self.acks += state.acks  # (counted when the stream ends)
             for t in (req_task, snap_task):
                 if t is not None:
                     t.cancel()

@@ -291,3 +291,24 @@ def test_troubleshoot_proxy_reports_a_healthy_sidecar(mesh: Mesh) -> None:
     r = subprocess.run([*LICTOR, "troubleshoot", "proxy", "-envoy-admin-endpoint", "127.0.0.1:1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "cannot read Envoy's admin API" in r.stderr
+
+
+def test_sigterm_with_drain_time_drains_then_stops(mesh: Mesh) -> None:
+    pub, adm = free_ports(2)
+    mesh.register("db", 1, pub)
+    sc = Sidecar(mesh.root, "db", http_addr=mesh.agent.addr, grpc_port=mesh.grpc, admin_port=adm)
+    sc.args[sc.args.index("--"):sc.args.index("--")] = ["-drain-time", "2"]
+    sc.start()
+    try:
+        eventually(lambda: "public_listener:" in sc.text("/listeners"), 20, "db's listeners")
+        t0 = time.monotonic()
+        sc.signal(15)
+        # Envoy keeps running (and answering) while it drains; a plain SIGTERM would stop it at once
+        time.sleep(1.0)
+        assert sc.alive() and sc.text("/ready").strip() == "LIVE"
+        assert sc.proc is not None and sc.proc.wait(15) == 0
+        assert time.monotonic() - t0 >= 1.8
+        assert "caught ENVOY_SIGTERM" in sc.log_text()
+    finally:
+        sc.stop()
+        mesh.agent.request("PUT", "/v1/agent/service/deregister/db")
