@@ -16,7 +16,9 @@ Rules kept here, in one place:
   them in stream order, so a listener never arrives before the clusters and endpoints it routes
   to. Envoy only asks for a secret, an assignment or a route once a cluster or listener names
   it. A changed cluster (listener) is followed by its endpoints (routes) again: Envoy warms the
-  new cluster until they arrive and holds its CDS ACK until then.
+  new cluster until they arrive and holds its CDS ACK until then. Removals come after additions:
+  a cluster that leaves the snapshot is kept in CDS until Envoy has ACKed the listeners and
+  routes that stop using it.
 * **Nothing changed, nothing sent.** Each resource is compared by a digest of its deterministic
   encoding; a type whose resources (as Envoy subscribed to them) did not change is not sent.
 """
@@ -70,6 +72,7 @@ class StreamState:
         self.types: dict[str, _Type] = {t: _Type() for t in TYPE_ORDER}
         self.desired: dict[str, dict[str, Message]] = {t: {} for t in TYPE_ORDER}
         self.digests: dict[str, dict[str, str]] = {t: {} for t in TYPE_ORDER}
+        self.sent_msgs: dict[str, dict[str, Message]] = {t: {} for t in TYPE_ORDER}  # SotW: last sent
         self.nacks: list[Nack] = []
         self.acks = 0
         self.ready = False  # no response before the first snapshot: an empty CDS would drop everything
@@ -146,9 +149,34 @@ class StreamState:
     # ----- outputs -----------------------------------------------------------------------------
     def _wanted(self, t: str, st: _Type) -> dict[str, str]:
         d = self.digests[t]
-        if st.wildcard:
-            return dict(d)
-        return {n: d[n] for n in st.names if n in d}
+        wanted = dict(d) if st.wildcard else {n: d[n] for n in st.names if n in d}
+        if t in (CLUSTER, ENDPOINT) and not self._listeners_settled():
+            # removals after additions: a cluster (and its endpoints) a listener or route may still
+            # send traffic to stays until Envoy has ACKed the listeners and routes that stop using it
+            for n, dig in st.sent.items():
+                if st.wildcard or n in st.names:
+                    wanted.setdefault(n, dig)
+        return wanted
+
+    def _listeners_settled(self) -> bool:
+        for t in (LISTENER, ROUTE):
+            st = self.types[t]
+            if not st.requested:
+                continue
+            if st.pending_nonce or st.dirty:
+                return False
+            wanted = self._wanted(t, st)
+            if self.delta:
+                if any(st.sent.get(n) != dig for n, dig in wanted.items()) or \
+                        any(n not in wanted for n in st.sent if st.wildcard or n in st.names):
+                    return False
+            elif wanted != st.sent:
+                return False
+        return True
+
+    def _msg(self, t: str, name: str) -> Message:
+        m = self.desired[t].get(name)
+        return m if m is not None else self.sent_msgs[t][name]
 
     def responses(self) -> list[Any]:
         """What to send now, in ``TYPE_ORDER``; empty when nothing changed."""
@@ -194,9 +222,11 @@ class StreamState:
         st.sent = wanted
         st.version += 1
         resp = discovery_pb2.DiscoveryResponse(type_url=t, version_info=str(st.version))
-        for name in sorted(wanted):
+        msgs = {name: self._msg(t, name) for name in sorted(wanted)}
+        for m in msgs.values():
             a = resp.resources.add()
-            a.Pack(self.desired[t][name])
+            a.Pack(m)
+        self.sent_msgs[t] = msgs
         resp.nonce = self._next_nonce(st)
         return resp
 
@@ -213,7 +243,7 @@ class StreamState:
         for n in changed:
             r = resp.resources.add()
             r.name, r.version = n, wanted[n]
-            r.resource.CopyFrom(_pack(self.desired[t][n]))
+            r.resource.CopyFrom(_pack(self._msg(t, n)))
             st.sent[n] = wanted[n]
         for n in removed:
             resp.removed_resources.append(n)

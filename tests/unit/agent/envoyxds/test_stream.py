@@ -154,3 +154,37 @@ def test_delta_nack_is_recorded() -> None:
     [cds] = st.responses()
     nack = st.on_request(delta(CLUSTER, cds.nonce, error="malformed"))
     assert nack is not None and nack.message == "malformed" and st.acks == 0
+
+
+def _settle(st: StreamState, out: list, delta_mode: bool) -> None:  # type: ignore[type-arg]
+    for r in out:
+        if delta_mode:
+            st.on_request(delta(r.type_url, r.nonce))
+        else:
+            names_ = {ENDPOINT: (EDS_NAME,), SECRET: ("leaf", "roots"), ROUTE: ("api",)}.get(r.type_url, ())
+            st.on_request(sotw(r.type_url, r.nonce, names=names_))
+
+
+def test_a_removed_cluster_goes_only_after_the_listener_that_used_it() -> None:
+    for delta_mode in (False, True):
+        st = StreamState(delta=delta_mode)
+        st.set_resources(resources_from_snapshot(tcp_web_with_upstream()))
+        if delta_mode:
+            for t, n in ((CLUSTER, ()), (ENDPOINT, (EDS_NAME,)), (LISTENER, ())):
+                st.on_request(delta(t, sub=n))
+        else:
+            for t, n in ((CLUSTER, ()), (ENDPOINT, (EDS_NAME,)), (LISTENER, ())):
+                st.on_request(sotw(t, names=n))
+        _settle(st, st.responses(), delta_mode)
+        assert st.responses() == []
+        # the upstream goes away: first the listener, and the cluster only once that is ACKed
+        st.set_resources(resources_from_snapshot(replace(tcp_web_with_upstream(), upstreams=())))
+        first = st.responses()
+        assert [r.type_url for r in first] == [LISTENER], (delta_mode, [r.type_url for r in first])
+        _settle(st, first, delta_mode)
+        cds = st.responses()[0]  # (SotW re-sends the endpoints after a cluster change)
+        assert cds.type_url == CLUSTER
+        if delta_mode:
+            assert list(cds.removed_resources) == [EDS_NAME]
+        else:
+            assert names(cds) == ["local_app"]
