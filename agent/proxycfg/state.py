@@ -320,6 +320,9 @@ class ProxyState:
         for tid, t in targets.items():
             if tid not in up.subs:
                 args = {"service": t["Service"], "connect": True, **tok}
+                subset_filter = (t.get("Subset") or {}).get("Filter")
+                if subset_filter:  # a service-resolver subset: the servers filter the instances
+                    args["filter"] = subset_filter
                 if t.get("Datacenter") and t["Datacenter"] != self.datacenter:
                     args["datacenter"] = t["Datacenter"]
                 up.subs[tid] = self.cache.notify("Health.ServiceNodes", args, f"{HEALTH_PREFIX}{name}|{tid}",

@@ -47,13 +47,21 @@ class Mesh:
         self.web = self.sidecar("web", self.admin_web, "sotw")
         self.td = self.agent.json("GET", "/v1/connect/ca/roots")["TrustDomain"]
 
+    def ensure_api2(self, meta: dict[str, str] | None = None) -> None:
+        """A second api instance ("api-2", its app answers "hello from api2") with its sidecar."""
+        if not any(a.server.name == "api2" for a in self.apps):  # type: ignore[attr-defined]
+            self.apps.append(App("api2", self.api2_app))
+        self.register("api", self.api2_app, self.api2_pub, sid="api-2", meta=meta)
+        if not any(sc.name == "envoy-api-2" for sc in self.sidecars):
+            self.sidecar("api-2", self.admin_api2, "delta")
+
     def register(self, name: str, port: int, pub: int, *, sid: str = "", upstreams: list[Any] | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, meta: dict[str, str] | None = None) -> None:
         proxy: dict[str, Any] = {"Upstreams": upstreams or []}
         if config:
             proxy["Config"] = config
         self.agent.json("PUT", "/v1/agent/service/register", {
-            "Name": name, "ID": sid or name, "Port": port,
+            "Name": name, "ID": sid or name, "Port": port, "Meta": meta or {},
             "Connect": {"SidecarService": {"Port": pub, "Proxy": proxy, "Checks": [
                 {"Name": "listening", "TCP": f"127.0.0.1:{pub}", "Interval": "1s"}]}}})
 
@@ -171,9 +179,7 @@ def test_critical_instance_leaves_eds_and_traffic_moves_to_the_healthy_one(mesh:
     mesh.agent.json("PUT", "/v1/agent/service/maintenance/api-sidecar-proxy?enable=false")
     eventually(lambda: mesh.web.endpoints(prefix) == [first], 10, "the instance to come back")
     # a second instance: traffic keeps flowing while the first one fails
-    mesh.apps.append(App("api2", mesh.api2_app))
-    mesh.register("api", mesh.api2_app, mesh.api2_pub, sid="api-2")
-    mesh.sidecar("api-2", mesh.admin_api2, "delta")
+    mesh.ensure_api2()
     second = f"127.0.0.1:{mesh.api2_pub}"
     eventually(lambda: mesh.web.endpoints(prefix) == sorted([first, second]), 20, "two endpoints")
     mesh.agent.json("PUT", "/v1/agent/service/maintenance/api-sidecar-proxy?enable=true&reason=test")
@@ -312,3 +318,32 @@ def test_sigterm_with_drain_time_drains_then_stops(mesh: Mesh) -> None:
     finally:
         sc.stop()
         mesh.agent.request("PUT", "/v1/agent/service/deregister/db")
+
+
+def test_router_and_resolver_subsets_route_by_path(mesh: Mesh) -> None:
+    """A service-router sends /v2 to a service-resolver subset (instances with meta version=v2),
+    everything else to the default subset: routes from the compiled chain, one cluster per
+    subset (SNI v2.api...), instances filtered by the subset's filter on the servers."""
+    mesh.ensure_api2(meta={"version": "v2"})
+    entries = [
+        {"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+        {"Kind": "service-resolver", "Name": "api", "DefaultSubset": "v1", "Subsets": {
+            "v1": {"Filter": "Service.Meta.version != v2"}, "v2": {"Filter": "Service.Meta.version == v2"}}},
+        {"Kind": "service-router", "Name": "api", "Routes": [
+            {"Match": {"HTTP": {"PathPrefix": "/v2"}}, "Destination": {"ServiceSubset": "v2"}}]},
+    ]
+    try:
+        for e in entries:
+            mesh.agent.json("PUT", "/v1/config", e)
+
+        def routed() -> bool:
+            a = [outcome(mesh.web_up, "/v2/x")[1] for _ in range(4)]
+            b = [outcome(mesh.web_up, "/x")[1] for _ in range(4)]
+            return all("hello from api2" in x for x in a) and all("hello from api\n" in x for x in b)
+        eventually(routed, 30, "/v2 to the v2 subset and the rest to v1")
+        clusters = mesh.web.text("/clusters")
+        assert "v2.api.default.dc1.internal." in clusters and "v1.api.default.dc1.internal." in clusters
+    finally:
+        for e in reversed(entries):
+            mesh.agent.request("DELETE", f"/v1/config/{e['Kind']}/{e['Name']}")
+    eventually(lambda: outcome(mesh.web_up)[0] == "200", 20, "traffic after the routing test")
