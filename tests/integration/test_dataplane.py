@@ -347,3 +347,16 @@ def test_router_and_resolver_subsets_route_by_path(mesh: Mesh) -> None:
         for e in reversed(entries):
             mesh.agent.request("DELETE", f"/v1/config/{e['Kind']}/{e['Name']}")
     eventually(lambda: outcome(mesh.web_up)[0] == "200", 20, "traffic after the routing test")
+
+
+def test_permissive_mtls_mode_lets_plaintext_reach_the_app(mesh: Mesh) -> None:
+    assert b"HTTP/" not in plaintext_answer(mesh.api_pub)  # strict (the default)
+    mesh.agent.json("PUT", "/v1/config", {"Kind": "mesh", "Name": "mesh", "AllowEnablingPermissiveMutualTLS": True})
+    mesh.agent.json("PUT", "/v1/config", {"Kind": "service-defaults", "Name": "api", "MutualTLSMode": "permissive"})
+    try:
+        eventually(lambda: b"hello from api" in plaintext_answer(mesh.api_pub), 20, "plaintext to reach the app")
+        assert outcome(mesh.web_up)[0] == "200"  # mTLS from web still works on the same port
+    finally:
+        mesh.agent.request("DELETE", "/v1/config/service-defaults/api")
+        mesh.agent.request("DELETE", "/v1/config/mesh/mesh")
+    eventually(lambda: b"HTTP/" not in plaintext_answer(mesh.api_pub), 20, "strict again")
