@@ -49,6 +49,13 @@ def _seconds(value: Any, default: float) -> float:
         return default
 
 
+def _ms(value: Any, default: float) -> float:
+    """Seconds from a proxy Config ``*_ms`` value (Consul's keys are milliseconds)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value) / 1000.0
+    return default
+
+
 def intention_from_api(d: dict[str, Any]) -> Intention:
     return Intention(source_ns=d.get("SourceNS") or "default", source_name=d.get("SourceName") or "",
                      destination_ns=d.get("DestinationNS") or "default",
@@ -383,12 +390,8 @@ class ProxyState:
             local_app_address=str(proxy.get("LocalServiceAddress") or "127.0.0.1"),
             local_app_port=int(proxy.get("LocalServicePort") or 0),
             protocol=protocol if protocol in HTTP_PROTOCOLS else "tcp", mutual_tls_mode=mtls,
-            local_connect_timeout=_seconds(config.get("local_connect_timeout_ms", 0) / 1000.0
-                                           if isinstance(config.get("local_connect_timeout_ms"), (int, float))
-                                           else 0, 5.0),
-            local_request_timeout=(float(config["local_request_timeout_ms"]) / 1000.0
-                                   if isinstance(config.get("local_request_timeout_ms"), (int, float))
-                                   and config["local_request_timeout_ms"] > 0 else 15.0),
+            local_connect_timeout=_ms(config.get("local_connect_timeout_ms"), 5.0),
+            local_request_timeout=_ms(config.get("local_request_timeout_ms"), 15.0),
             leaf=Leaf(cert_pem=leaf["CertPEM"], key_pem=leaf["PrivateKeyPEM"]),
             roots_pem=tuple(pems), intentions=intentions,
             default_allow=self._default_allow(self.inputs[MESH]),
@@ -426,9 +429,7 @@ class ProxyState:
             targets.append(Target(
                 id=tid, service=t["Service"], datacenter=t["Datacenter"], cluster_name=sni, sni=sni,
                 spiffe_id=f"spiffe://{td}/ns/{t.get('Namespace') or 'default'}/dc/{t['Datacenter']}/svc/{t['Service']}",
-                connect_timeout=_seconds(cfg.get("connect_timeout_ms", 0) / 1000.0
-                                         if isinstance(cfg.get("connect_timeout_ms"), (int, float)) else
-                                         t.get("ConnectTimeout"), 5.0),
+                connect_timeout=_ms(cfg.get("connect_timeout_ms"), _seconds(t.get("ConnectTimeout"), 5.0)),
                 endpoints=endpoints_from_health(up.health.get(tid) or [], only_passing=bool(subset.get("OnlyPassing")))))
         # the start node's target first: it is the one a tcp upstream proxies to
         start_targets = [tid for tid, _ in _node_targets(chain, chain.get("StartNode") or "")]

@@ -163,3 +163,36 @@ def test_routes_from_a_router_and_splitter_chain() -> None:
     assert routes[0].match == (("prefix", "/admin"), ("method", "POST")) and routes[0].clusters == (("c2", 10000),)
     assert routes[0].timeout == 3.0
     assert routes[1].clusters == (("c1", 9000), ("c2", 1000))
+
+
+async def test_snapshot_fields_from_config_entries_and_proxy_config() -> None:
+    from lictor.agent.proxycfg.state import (INTENTIONS, LEAF, MESH, PROXY_DEFAULTS, ROOTS, SERVICE_CHAIN,
+                                             SERVICE_DEFAULTS)
+
+    rpc = FakeRPC()
+    cache = AgentCache(rpc)
+    reg = registration(1)
+    reg["proxy"]["Config"] = {"local_connect_timeout_ms": 250, "envoy_prometheus_bind_addr": "0.0.0.0:20200"}
+    reg["proxy"]["Upstreams"][0]["Config"] = {"connect_timeout_ms": 1500}
+    s = ProxyState(registration=reg, cache=cache, leafcerts=FakeLeaves(), datacenter="dc1",
+                   default_allow=lambda mesh: not (mesh or {}).get("deny"))
+    s.handle_update(ROOTS, {"TrustDomain": TD, "Roots": [{"RootCert": "R1"}, {"RootCert": "R2"}]})
+    s.handle_update(LEAF, {"CertPEM": "C", "PrivateKeyPEM": "K"})
+    s.handle_update(INTENTIONS, {"web1": [{"SourceName": "x", "DestinationName": "web1", "Action": "deny"}]})
+    s.handle_update(MESH, {"deny": True})
+    s.handle_update(SERVICE_DEFAULTS, {"MutualTLSMode": "permissive"})
+    s.handle_update(PROXY_DEFAULTS, None)
+    s.handle_update(SERVICE_CHAIN, {"Protocol": "http"})
+    assert s.build() is None and s.missing() == ["chain:api"]  # not complete: no snapshot
+    s.handle_update("chain:api", chain("api"))
+    assert s.missing() == ["health:api|api.default.default.dc1"]
+    s.handle_update("health:api|api.default.default.dc1", [row("10.0.0.1", 21000, "passing")])
+    snap = s.build()
+    assert snap is not None
+    assert snap.protocol == "http" and snap.mutual_tls_mode == "permissive" and snap.default_allow is False
+    assert snap.roots_pem == ("R1", "R2") and snap.leaf.cert_pem == "C"
+    assert snap.local_connect_timeout == 0.25 and snap.prometheus_bind_addr == "0.0.0.0:20200"
+    assert snap.upstreams[0].targets[0].connect_timeout == 1.5
+    assert [(ix.source_name, ix.action) for ix in snap.intentions] == [("x", "deny")]
+    s.stop()
+    await cache.close()
