@@ -274,6 +274,7 @@ class Agent:
         await self._start_http()
         await self._start_dns()
         await self._start_gossip()
+        await self._start_xds()
         try:  # awaited: an error here stops the start instead of vanishing in a task
             defs, chks = self._config_definitions(self.config)
             await self.registry.load_config_definitions(defs, chks)
@@ -300,6 +301,35 @@ class Agent:
             membership, dc = self.membership, self.datacenter
             self.cluster.gossip_servers = membership.servers
             self.cluster.left_servers = lambda: left_servers(membership.records.values(), datacenter=dc)
+
+    async def _start_xds(self) -> None:
+        """proxycfg (one snapshot per local connect-proxy) and the xDS server on ports.grpc
+        (and ports.grpc_tls with ``tls.grpc``): lictor.agent.proxycfg, lictor.agent.xds."""
+        c = self.config
+        plain = [(a, c.ports.grpc) for a in c.bind_addresses("grpc")] if c.ports.grpc > 0 else []
+        tls_ports: list[tuple[str, int, Any]] = []
+        if c.ports.grpc_tls > 0 and c.tls.grpc.has_cert:
+            from lictor.common.tls import grpc_server_credentials
+
+            creds = grpc_server_credentials(c.tls.grpc)
+            tls_ports = [(a, c.ports.grpc_tls, creds) for a in c.bind_addresses("grpc_tls")]
+        if not plain and not tls_ports:
+            return
+        from lictor.agent.http.connect_ca import leaf_manager
+        from lictor.agent.proxycfg.manager import Manager
+        from lictor.agent.xds.server import XDSServer
+
+        self.proxycfg = Manager(self, leafcerts=leaf_manager(self))
+        self.proxycfg.start()
+        self.xds = XDSServer(self.proxycfg, acl=self.acl)
+        try:
+            await self.xds.start(plain, tls_ports)
+        except OSError as exc:
+            if not c.dev:
+                raise ConfigError(str(exc)) from None
+            log.warning("xDS server disabled in -dev mode: %s", exc)  # as gossip: -dev keeps going
+            return
+        log.info("xDS server listening on %s", [f"{h}:{p}" for h, p in plain] + [f"{h}:{p} (tls)" for h, p, _ in tls_ports])
 
     def http_addresses(self) -> list[str]:
         port = self.config.ports.http
@@ -400,6 +430,9 @@ class Agent:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         await self.registry.stop()
+        if getattr(self, "xds", None) is not None:
+            await self.xds.stop()
+            await self.proxycfg.close()
         leafcerts = getattr(self, "leafcerts", None)
         if leafcerts is not None:
             await leafcerts.close()

@@ -58,6 +58,9 @@ class AgentMetrics:
             g.update({f"lictor.dns.{k}": float(v) for k, v in dns_server.stats.items()})
             g["lictor.dns.cache_entries"] = float(len(dns_server.cache))
             g["lictor.dns.cache_rpcs"] = float(dns_server.cache.rpcs)
+        xds = getattr(a, "xds", None)
+        if xds is not None:  # the xDS server (agent/xds/server.py): streams, pushes, NACKs, refusals
+            g.update(xds.service.gauges())
         if a.server is not None:
             st = a.server.store
             g.update({

@@ -26,7 +26,7 @@ from lictor.cli import catalog, kv, operator, services, snapshot
 from lictor.cli import config_entries, intention
 from lictor.cli import tls
 from lictor.cli import acl
-from lictor.cli import connect
+from lictor.cli import connect, troubleshoot
 from lictor.cli.base import Exit, err, fail, make_client, out, parse
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
@@ -269,10 +269,10 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "agent": (cmd_agent, "Runs a Lictor agent"),
     "catalog": (_group("catalog", "Reads the service catalog.", catalog.SUBCOMMANDS),
                 "Interact with the catalog"),
-    "connect": (_group("connect", "Interacts with Connect, the service mesh.", connect.SUBCOMMANDS),
-                "Interact with Connect"),
     "config": (_group("config", "Writes, reads, lists and deletes centralized configuration entries.",
                       config_entries.SUBCOMMANDS), "Interact with Lictor's centralized configurations"),
+    "connect": (_group("connect", "Interacts with Connect: runs Envoy sidecars, injects them into Kubernetes pods.", connect.SUBCOMMANDS),
+                "Interact with Connect"),
     "intention": (_group("intention", "Creates, deletes, lists and checks service intentions.",
                          intention.SUBCOMMANDS), "Interact with Connect service intentions"),
     "kv": (_group("kv", "Reads and writes the key-value store.", kv.SUBCOMMANDS),
@@ -291,6 +291,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
         "ca": (_group("tls ca", "Helpers for CAs.", tls.CA_SUBCOMMANDS), "Helpers for CAs"),
         "cert": (_group("tls cert", "Helpers for certificates.", tls.CERT_SUBCOMMANDS), "Helpers for certificates"),
     }), "Builtin helpers for creating CAs and certificates"),
+    "troubleshoot": (_group("troubleshoot", "Troubleshoots the data plane.", troubleshoot.SUBCOMMANDS),
+                     "Troubleshoot Envoy sidecars"),
     "version": (cmd_version, "Prints the Lictor version"),
 }
 

@@ -1,0 +1,111 @@
+"""ConfigSnapshot: the frozen input of xDS generation (see agent/xds/resources.py).
+
+Everything here is a plain immutable value: the generator reads nothing else (no clock, no
+store, no logger), so the same snapshot always gives the same Envoy resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lictor.server.configentry.intentions import Intention
+
+__all__ = ["ConfigSnapshot", "Endpoint", "Leaf", "Route", "Target", "Upstream", "HTTP_PROTOCOLS"]
+
+HTTP_PROTOCOLS = frozenset({"http", "http2", "grpc"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """One instance of a target: the address Envoy dials (the destination's sidecar)."""
+
+    address: str
+    port: int
+    healthy: bool = True  # passing (or warning, unless the target wants only passing)
+    weight: int = 1
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """A chain target (service/subset/dc) as one Envoy cluster."""
+
+    id: str  # the chain's target id, e.g. "api.default.default.dc1"
+    service: str
+    datacenter: str
+    cluster_name: str  # Consul's SNI name: <svc>.default.<dc>.internal.<trust-domain>
+    sni: str
+    spiffe_id: str  # the destination identity the client checks (SAN match)
+    connect_timeout: float = 5.0
+    endpoints: tuple[Endpoint, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """One HTTP route of an upstream (from a service-router), or the catch-all.
+
+    ``match`` is a tuple of (kind, value) pairs: ("prefix", "/"), ("exact", "/x"),
+    ("regex", "..."), ("method", "GET"), ("header", "name=value"). ``clusters`` are
+    (cluster name, weight) pairs; one pair means no split."""
+
+    match: tuple[tuple[str, str], ...] = (("prefix", "/"),)
+    clusters: tuple[tuple[str, int], ...] = ()
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream:
+    name: str  # the upstream's identifier (its destination name)
+    destination_name: str
+    local_bind_address: str
+    local_bind_port: int
+    protocol: str = "tcp"
+    targets: tuple[Target, ...] = ()
+    routes: tuple[Route, ...] = ()  # http upstreams; empty -> catch-all to targets[0]
+
+    @property
+    def listener_name(self) -> str:
+        return f"{self.name}:{self.local_bind_address}:{self.local_bind_port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Leaf:
+    cert_pem: str
+    key_pem: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigSnapshot:
+    """What one connect-proxy needs. Built by agent/proxycfg/state.py, read by agent/xds."""
+
+    proxy_id: str
+    proxy_name: str
+    service: str  # the destination service this sidecar fronts
+    datacenter: str
+    trust_domain: str
+    bind_address: str
+    port: int
+    local_app_address: str
+    local_app_port: int
+    protocol: str = "tcp"
+    mutual_tls_mode: str = "strict"  # or "permissive"
+    local_connect_timeout: float = 5.0
+    local_request_timeout: float = 15.0
+    leaf: Leaf
+    roots_pem: tuple[str, ...]
+    intentions: tuple[Intention, ...] = ()  # those whose destination matches ``service``, by precedence
+    default_allow: bool = True
+    upstreams: tuple[Upstream, ...] = ()
+    prometheus_bind_addr: str = ""
+    #: Consul's escape hatch (proxy Config ``envoy_local_cluster_json``): a Cluster, as JSON, that
+    #: replaces the generated ``local_app`` cluster. proxycfg checks that it parses as a Cluster;
+    #: Envoy still judges its meaning (a bad one is NACKed and the last good config stays).
+    local_cluster_json: str = ""
+
+    @property
+    def spiffe_id(self) -> str:
+        return f"spiffe://{self.trust_domain}/ns/default/dc/{self.datacenter}/svc/{self.service}"
+
+    @property
+    def is_http(self) -> bool:
+        return self.protocol in HTTP_PROTOCOLS

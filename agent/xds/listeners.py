@@ -1,0 +1,111 @@
+"""LDS: the public listener (TLS required, intentions as RBAC, then the local app) and one
+listener per upstream on its local bind address and port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.listener.v3 import listener_pb2
+
+from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, Upstream
+from lictor.agent.xds.clusters import LOCAL_APP
+from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_duration, parse, tls_params
+from lictor.agent.xds.rbac import rbac_rules
+
+__all__ = ["listeners_from_snapshot", "public_listener_name"]
+
+HCM = "envoy.filters.network.http_connection_manager"
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router", "suppress_envoy_headers": True}}
+
+
+def public_listener_name(snap: ConfigSnapshot) -> str:
+    return f"public_listener:{snap.bind_address}:{snap.port}"
+
+
+def _address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _tcp_proxy(stat_prefix: str, cluster: str) -> dict[str, Any]:
+    return {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        "stat_prefix": stat_prefix, "cluster": cluster}}
+
+
+def _downstream_tls(snap: ConfigSnapshot) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "tls_params": tls_params(),
+        "tls_certificate_sds_secret_configs": [{"name": LEAF_SECRET, "sds_config": ads_source()}],
+        "combined_validation_context": {
+            # any service of this trust domain may connect; intentions (RBAC) decide which may pass
+            "default_validation_context": {"match_typed_subject_alt_names": [
+                {"san_type": "URI", "matcher": {"prefix": f"spiffe://{snap.trust_domain}/"}}]},
+            "validation_context_sds_secret_config": {"name": ROOTS_SECRET, "sds_config": ads_source()},
+        },
+    }
+    if snap.is_http:
+        common["alpn_protocols"] = ["h2", "http/1.1"]
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "require_client_certificate": True, "common_tls_context": common}}
+
+
+def _public_filters(snap: ConfigSnapshot) -> list[dict[str, Any]]:
+    if not snap.is_http:
+        filters = []
+        rules = rbac_rules(snap.intentions, default_allow=snap.default_allow, trust_domain=snap.trust_domain, l7=False)
+        if rules is not None:
+            filters.append({"name": "envoy.filters.network.rbac", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
+                "stat_prefix": "connect_authz", "rules": rules}})
+        filters.append(_tcp_proxy("public_listener", LOCAL_APP))
+        return filters
+    http_filters = []
+    rules = rbac_rules(snap.intentions, default_allow=snap.default_allow, trust_domain=snap.trust_domain, l7=True)
+    if rules is not None:
+        http_filters.append({"name": "envoy.filters.http.rbac", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC", "rules": rules}})
+    http_filters.append(ROUTER)
+    route: dict[str, Any] = {"cluster": LOCAL_APP, "timeout": fmt_duration(snap.local_request_timeout)}
+    return [{"name": HCM, "typed_config": {
+        "@type": HCM_TYPE, "stat_prefix": "public_listener", "codec_type": "AUTO",
+        "generate_request_id": False,
+        "forward_client_cert_details": "SANITIZE_SET", "set_current_client_cert_details": {"uri": True},
+        "route_config": {"name": LOCAL_APP, "virtual_hosts": [{"name": LOCAL_APP, "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": route}]}]},
+        "http_filters": http_filters}}]
+
+
+def public_listener(snap: ConfigSnapshot) -> dict[str, Any]:
+    tls_chain: dict[str, Any] = {"filters": _public_filters(snap), "transport_socket": _downstream_tls(snap)}
+    lis: dict[str, Any] = {"name": public_listener_name(snap), "address": _address(snap.bind_address, snap.port),
+                           "traffic_direction": "INBOUND", "filter_chains": [tls_chain]}
+    if snap.mutual_tls_mode == "permissive":
+        # plaintext is let through to the app (no identity, so no intentions): migration mode
+        tls_chain["filter_chain_match"] = {"transport_protocol": "tls"}
+        lis["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}]
+        lis["filter_chains"].append({"filters": [_tcp_proxy("public_listener_permissive", LOCAL_APP)]})
+    return lis
+
+
+def upstream_listener(up: Upstream) -> dict[str, Any]:
+    lis: dict[str, Any] = {"name": up.listener_name, "address": _address(up.local_bind_address, up.local_bind_port),
+                           "traffic_direction": "OUTBOUND"}
+    if up.protocol in HTTP_PROTOCOLS:
+        hcm = {"@type": HCM_TYPE, "stat_prefix": f"upstream.{up.name}", "codec_type": "AUTO",
+               "generate_request_id": False,
+               "rds": {"config_source": ads_source(), "route_config_name": up.name},
+               "http_filters": [ROUTER]}
+        lis["filter_chains"] = [{"filters": [{"name": HCM, "typed_config": hcm}]}]
+    else:
+        cluster = up.targets[0].cluster_name if up.targets else up.name
+        lis["filter_chains"] = [{"filters": [_tcp_proxy(f"upstream.{up.name}", cluster)]}]
+    return lis
+
+
+def listeners_from_snapshot(snap: ConfigSnapshot) -> list[listener_pb2.Listener]:
+    out = [public_listener(snap)] + [upstream_listener(up) for up in snap.upstreams if up.local_bind_port]
+    return [parse(listener_pb2.Listener, d) for d in out]  # type: ignore[misc]

@@ -1,0 +1,104 @@
+"""Snapshots for the xDS golden tests: fixed certificates (tests/golden/xds/certs), fixed names."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from lictor.agent.proxycfg.snapshot import ConfigSnapshot, Endpoint, Leaf, Route, Target, Upstream
+from lictor.server.configentry.intentions import Intention
+
+CERTS = Path(__file__).resolve().parents[3] / "golden" / "xds" / "certs"
+TD = "11111111-2222-3333-4444-555555555555.consul"
+
+
+def _read(name: str) -> str:
+    return (CERTS / name).read_text()
+
+
+def target(service: str, *, endpoints: tuple[Endpoint, ...] = (), subset: str = "", timeout: float = 5.0) -> Target:
+    name = ".".join(p for p in (subset, service, "default", "dc1") if p) + f".internal.{TD}"
+    return Target(id=".".join(p for p in (subset, service, "default", "default", "dc1") if p), service=service,
+                  datacenter="dc1", cluster_name=name, sni=name,
+                  spiffe_id=f"spiffe://{TD}/ns/default/dc/dc1/svc/{service}", connect_timeout=timeout,
+                  endpoints=endpoints)
+
+
+def ix(src: str, dst: str, action: str = "", permissions: tuple[dict, ...] = ()) -> Intention:  # type: ignore[type-arg]
+    return Intention(source_ns="default", source_name=src, destination_ns="default", destination_name=dst,
+                     action=action, permissions=permissions)
+
+
+def base(service: str = "web", *, protocol: str = "tcp") -> ConfigSnapshot:
+    return ConfigSnapshot(
+        proxy_id=f"{service}-sidecar-proxy", proxy_name=f"{service}-sidecar-proxy", service=service, datacenter="dc1",
+        trust_domain=TD, bind_address="0.0.0.0", port=21000, local_app_address="127.0.0.1", local_app_port=8080,
+        protocol=protocol, leaf=Leaf(cert_pem=_read(f"{service}.pem"), key_pem=_read(f"{service}-key.pem")),
+        roots_pem=(_read("ca.pem"),), default_allow=True)
+
+
+API_EPS = (Endpoint(address="10.0.0.2", port=21000, node="n2"),
+           Endpoint(address="10.0.0.3", port=21000, node="n3", weight=3),
+           Endpoint(address="10.0.0.4", port=21000, node="n4", healthy=False))
+
+
+def tcp_web_with_upstream() -> ConfigSnapshot:
+    up = Upstream(name="api", destination_name="api", local_bind_address="127.0.0.1", local_bind_port=9191,
+                  protocol="tcp", targets=(target("api", endpoints=API_EPS),))
+    return replace(base("web"), upstreams=(up,))
+
+
+def http_web_with_upstream() -> ConfigSnapshot:
+    up = Upstream(name="api", destination_name="api", local_bind_address="127.0.0.1", local_bind_port=9191,
+                  protocol="http", targets=(target("api", endpoints=API_EPS),))
+    return replace(base("web", protocol="http"), upstreams=(up,))
+
+
+def http_split_routes() -> ConfigSnapshot:
+    v1, v2 = target("api", subset="v1", endpoints=API_EPS[:1]), target("api", subset="v2", endpoints=API_EPS[1:2])
+    routes = (Route(match=(("prefix", "/admin"), ("method", "POST")), clusters=((v2.cluster_name, 1),), timeout=3.0),
+              Route(clusters=((v1.cluster_name, 90), (v2.cluster_name, 10))))
+    up = Upstream(name="api", destination_name="api", local_bind_address="127.0.0.1", local_bind_port=9191,
+                  protocol="http", targets=(v1, v2), routes=routes)
+    return replace(base("web", protocol="http"), upstreams=(up,))
+
+
+def tcp_api_default_deny() -> ConfigSnapshot:
+    return replace(base("api"), default_allow=False,
+                   intentions=(ix("web", "api", "allow"), ix("*", "api", "deny")))
+
+
+def tcp_api_default_allow_deny_one() -> ConfigSnapshot:
+    return replace(base("api"), intentions=(ix("evil", "api", "deny"), ix("web", "api", "allow"),
+                                            ix("*", "api", "deny")))
+
+
+def http_api_l7() -> ConfigSnapshot:
+    perms = ({"Action": "deny", "HTTP": {"PathPrefix": "/admin"}},
+             {"Action": "allow", "HTTP": {"PathExact": "/ok", "Methods": ["GET", "HEAD"]}},
+             {"Action": "allow", "HTTP": {"PathRegex": "/v[0-9]+/.*",
+                                          "Header": [{"Name": "X-Env", "Exact": "prod"}, {"Name": "X-Debug",
+                                                                                          "Present": True,
+                                                                                          "Invert": True}]}})
+    return replace(base("api", protocol="http"), default_allow=False,
+                   intentions=(ix("web", "api", permissions=perms), ix("*", "api", "allow")))
+
+
+def tcp_api_permissive() -> ConfigSnapshot:
+    return replace(base("api"), mutual_tls_mode="permissive")
+
+
+def grpc_api() -> ConfigSnapshot:
+    return replace(base("api", protocol="grpc"), local_connect_timeout=0.25)
+
+
+CASES = {
+    "tcp-web-upstream": tcp_web_with_upstream,
+    "http-web-upstream": http_web_with_upstream,
+    "http-web-split-routes": http_split_routes,
+    "tcp-api-default-deny": tcp_api_default_deny,
+    "tcp-api-default-allow": tcp_api_default_allow_deny_one,
+    "http-api-l7": http_api_l7,
+    "tcp-api-permissive": tcp_api_permissive,
+    "grpc-api": grpc_api,
+}
