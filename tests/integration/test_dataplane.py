@@ -355,7 +355,9 @@ def test_permissive_mtls_mode_lets_plaintext_reach_the_app(mesh: Mesh) -> None:
     mesh.agent.json("PUT", "/v1/config", {"Kind": "service-defaults", "Name": "api", "MutualTLSMode": "permissive"})
     try:
         eventually(lambda: b"hello from api" in plaintext_answer(mesh.api_pub), 20, "plaintext to reach the app")
-        assert outcome(mesh.web_up)[0] == "200"  # mTLS from web still works on the same port
+        # mTLS from web still works on the same port (eventually: web's pooled connections to the
+        # replaced listener are drained by Envoy, and one request may meet a closing connection)
+        eventually(lambda: outcome(mesh.web_up)[0] == "200", 10, "mTLS from web in permissive mode")
     finally:
         mesh.agent.request("DELETE", "/v1/config/service-defaults/api")
         mesh.agent.request("DELETE", "/v1/config/mesh/mesh")
