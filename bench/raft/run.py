@@ -48,6 +48,9 @@ import clusters  # noqa: E402
 from clusters import HOST, EtcdCluster, LictorCluster, proc_cpu_seconds, stop_all_children  # noqa: E402
 import failover  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+import trivial_server  # noqa: E402
+
 BENCH = HERE.parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
@@ -148,6 +151,25 @@ def measure_point(cl, target: int | None, conc: int, duration: float, prefix: st
     }
 
 
+def measure_ceiling(port: int, pid: int, mode: str, conc: int, duration: float, rnd: int) -> dict:
+    """wrk with exactly the arguments and script of a real point (mode = lictor | etcd decides the
+    request the Lua script builds), against the trivial server: the load generator's ceiling."""
+    threads = 2 if conc >= 256 else 1
+    cpu0, ch0 = proc_cpu_seconds(pid), children_cpu()
+    w0 = time.monotonic()
+    doc = run_wrk(port, conc, duration, mode, f"ceil{rnd}c{conc}", threads)
+    wall = time.monotonic() - w0
+    secs = doc["duration_us"] / 1e6
+    e = doc["errors"]
+    ok = doc["requests"] - e["status"]
+    return {"system": f"ceiling-{mode}", "target": "trivial", "concurrency": conc, "threads": threads,
+            "round": rnd, "writes_per_s": ok / secs if secs else 0.0,
+            "p50_ms": doc["latency_us"]["p50"] / 1000, "p99_ms": doc["latency_us"]["p99"] / 1000,
+            "socket_errors": e["connect"] + e["read"] + e["write"] + e["timeout"],
+            "server_cpu_pct": 100 * (proc_cpu_seconds(pid) - cpu0) / wall,
+            "wrk_cpu_pct": 100 * (children_cpu() - ch0) / wall}
+
+
 def readback(cl, point: dict) -> dict:
     """On a follower: consistent count of the point's keys, and a few keys' values."""
     follower = next(i for i in cl.alive() if i != cl.leader)
@@ -209,13 +231,29 @@ def throughput_round(systems: list[str], rnd: int, args, workdir: Path, results:
     and per concurrency the systems back to back, the order alternating from point to point, so
     drift in the background load of this shared box falls on both alike."""
     cls: dict[str, Any] = {}
+    trivial = None
     try:
         for system in systems:
             cls[system] = make_cluster(system, workdir, f"r{rnd}", args)
             start_cluster(cls[system], args.start_timeout)
+        if args.ceiling_duration > 0:
+            tport = clusters.free_ports(1)[0]
+            trivial = trivial_server.spawn(tport, body_bytes=64, python=sys.executable)
+            clusters.CHILDREN[trivial.pid] = trivial
         for ci, conc in enumerate(args.concurrency):
             order = systems if (rnd + ci) % 2 == 1 else systems[::-1]
+            if trivial is not None:
+                # the load generator's ceiling at this point, between the systems' runs
+                order = order[:1] + ["ceiling"] + order[1:]
             for system in order:
+                if system == "ceiling":
+                    for mode in dict.fromkeys(cls[s2].mode for s2 in systems):
+                        c = measure_ceiling(tport, trivial.pid, mode, conc, args.ceiling_duration, rnd)
+                        results.append(c)
+                        log(f"  ceiling {mode:6s} c={conc:<3d} {c['writes_per_s']:8.0f} req/s  "
+                            f"p50 {c['p50_ms']:7.2f} ms  sockerr {c['socket_errors']}  wrk {c['wrk_cpu_pct']:.0f}% "
+                            f"trivial server {c['server_cpu_pct']:.0f}%")
+                    continue
                 cl = cls[system]
                 others = [c for s2, c in cls.items() if s2 != system]
                 if args.warmup > 0:
@@ -242,6 +280,9 @@ def throughput_round(systems: list[str], rnd: int, args, workdir: Path, results:
                         p["leader_changed"] = True
                         cl.leader = now
     finally:
+        if trivial is not None:
+            clusters.stop_proc(trivial)
+            clusters.CHILDREN.pop(trivial.pid, None)
         for cl in cls.values():
             cl.stop()
 
@@ -322,6 +363,19 @@ def summarise(points: list[dict], fo: list[dict], concs: list[int]) -> dict:
                 if lp and ep and ep[0]["writes_per_s"]:
                     paired.append(lp[0]["writes_per_s"] / ep[0]["writes_per_s"])
             row[f"paired_ratio_{key}"] = mmm(paired)
+        # the load generator's ceiling (same wrk args and script against a trivial server) must be
+        # >= 3x the rate measured with that script, or the measured rate may be wrk's own limit
+        for key, mode in (("lictor", "lictor"), ("lictor_spread", "lictor"), ("etcd", "etcd")):
+            cs = [p for p in points if p["system"] == f"ceiling-{mode}" and p["concurrency"] == conc]
+            ceil = mmm([p["writes_per_s"] for p in cs])
+            row[f"ceiling_{mode}"] = ceil
+            meas = row[key]["writes_per_s"]["median"]
+            headroom = [c["writes_per_s"] / m["writes_per_s"] for c in cs for m in points
+                        if m["round"] == c["round"] and m["system"] == key.split("_")[0]
+                        and m["target"] == ("spread" if key.endswith("spread") else ("leader" if key == "lictor" else m["target"]))
+                        and m["concurrency"] in (conc, max(3, conc - conc % 3)) and m["writes_per_s"]]
+            row[f"loadgen_{key}"] = {"headroom": mmm(headroom),
+                                     "verdict": trivial_server.verdict(ceil["median"], meas)}
         summ["throughput"].append(row)
     fo_systems = list(dict.fromkeys(r["system"] for r in fo))
     for system in fo_systems:
@@ -356,6 +410,15 @@ def print_table(summ: dict) -> None:
             log(f"{row['concurrency']:>4} | {name:14s} | {f_mmm(d['writes_per_s']):>24s} | "
                 f"{f_mmm(d['p50_ms'], '{:.2f}'):>22s} | {f_mmm(d['p99_ms'], '{:.2f}'):>24s} | "
                 f"{f_mmm(d['cluster_cpu_us_per_write']):>18s}")
+        for key, name in (("lictor", "lictor->leader"), ("lictor_spread", "lictor spread"), ("etcd", "etcd->leader")):
+            lg = row.get(f"loadgen_{key}")
+            if not lg or lg["verdict"] == "unknown":
+                continue
+            mode = "etcd" if key == "etcd" else "lictor"
+            log(f"{'':>4} | load generator for {name}: ceiling {f_mmm(row[f'ceiling_{mode}'])} req/s "
+                f"(wrk, same script, trivial server), headroom {f_mmm(lg['headroom'], '{:.1f}')}x -> "
+                + ("ok (>= 3x)" if lg["verdict"] == "ok" else "SATURATED: ceiling < 3x the measured rate; "
+                   "this figure may be the load generator's limit"))
         for key, name in (("lictor", "leader"), ("lictor_spread", "spread")):
             r = row.get(f"ratio_{key}_over_etcd")
             if r is not None:
@@ -505,6 +568,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--ceiling-duration", type=float, default=None,
+                    help="seconds of wrk against a trivial server per point (the load generator's ceiling); "
+                         "default min(duration, 5); 0 = skip")
     ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64, 256])
     ap.add_argument("--systems", default="lictor,etcd", help="throughput systems (lictor, lictor-mN, etcd)")
     ap.add_argument("--no-spread", dest="spread", action="store_false", help="skip Lictor's spread-over-3 runs")
@@ -524,6 +590,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.duration, args.warmup, args.failover_repeats = 1, 3.0, 1.0, 1
+    if args.ceiling_duration is None:
+        args.ceiling_duration = min(args.duration, 5.0)
     systems = [s for s in args.systems.split(",") if s]
 
     atexit.register(stop_all_children)
