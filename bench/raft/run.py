@@ -287,16 +287,32 @@ def throughput_round(systems: list[str], rnd: int, args, workdir: Path, results:
             cl.stop()
 
 
-def failover_one(system: str, rep: int, args, workdir: Path) -> dict:  # noqa: ANN001
-    cl = make_cluster(system, workdir, f"fo{rep}", args)
+def failover_one(system: str, rep: int, args, workdir: Path, fault: str = "kill") -> dict:  # noqa: ANN001
+    """fault: kill = SIGKILL the leader; stop = SIGSTOP it (a paused process: its sockets stay
+    open and nothing answers; SIGCONT when the run ends, so it rejoins as a follower)."""
+    cl = make_cluster(system, workdir, f"fo{rep}{fault[0]}", args)
+    stopped: list[int] = []
     try:
         start_cluster(cl, args.start_timeout)
         lead = cl.leader
         survivors = [i for i in range(3) if i != lead]
         ports = [cl.http_ports[i] for i in survivors]
-        run = failover.run_failover(cl.mode, ports, kill=lambda: cl.kill(lead), conc=16, timeout=args.fo_timeout,
+
+        def fault_fn() -> None:
+            if fault == "kill":
+                cl.kill(lead)
+            elif fault == "stop":
+                pid = cl.procs[lead].pid
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            else:
+                raise ValueError(f"unknown fault {fault!r}")
+        run = failover.run_failover(cl.mode, ports, kill=fault_fn, conc=16, timeout=args.fo_timeout,
                                     prefix=f"fo{rep}", before=args.fo_before, settle=3.0, max_after=args.fo_max)
         res = failover.analyse(run)
+        for pid in stopped:  # resume the paused old leader: it must rejoin as a follower
+            os.kill(pid, signal.SIGCONT)
+        stopped.clear()
         # new leader, and no acknowledged write lost: count on a survivor, and read back the
         # acknowledged keys completed within 1 s either side of the kill
         t0 = time.monotonic()
@@ -312,12 +328,17 @@ def failover_one(system: str, rep: int, args, workdir: Path) -> dict:  # noqa: A
         near = [r for r in acked if abs(r.t_done - run.t_kill) < 1.0]
         random.Random(rep).shuffle(near)
         missing = [r.key for r in near[:100] if cl.get(survivors[1], r.key) != failover.VALUE]
-        res.update({"system": system, "repeat": rep, "killed": cl.names[lead],
+        res.update({"system": system, "fault": fault, "repeat": rep, "killed": cl.names[lead],
                     "new_leader": cl.names[new_lead] if new_lead is not None else None,
                     "acked": len(acked), "stored": stored, "acked_near_kill_checked": min(100, len(near)),
                     "acked_missing": missing, "no_loss": stored >= len(acked) and not missing})
         return res
     finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
         cl.stop()
 
 
@@ -377,18 +398,21 @@ def summarise(points: list[dict], fo: list[dict], concs: list[int]) -> dict:
             row[f"loadgen_{key}"] = {"headroom": mmm(headroom),
                                      "verdict": trivial_server.verdict(ceil["median"], meas)}
         summ["throughput"].append(row)
-    fo_systems = list(dict.fromkeys(r["system"] for r in fo))
+    def fo_key(r: dict) -> str:
+        return r["system"] if r.get("fault", "kill") == "kill" else f"{r['system']}@{r['fault']}"
+    fo_systems = list(dict.fromkeys(fo_key(r) for r in fo))
     for system in fo_systems:
-        rs = [r for r in fo if r["system"] == system]
+        rs = [r for r in fo if fo_key(r) == system]
         summ["failover"][system] = {f: mmm([r[f] for r in rs]) for f in
                                     ("window_s", "window_done_s", "gap_s", "first_ok_sent_after_kill_s",
                                      "failed_after_kill", "writes_per_s_before_kill")}
         summ["failover"][system]["no_loss_all"] = all(r["no_loss"] for r in rs)
-    ef = summ["failover"].get("etcd")
     summ["failover_ratios"] = {}
     for system in fo_systems:
         lf = summ["failover"][system]
-        if system == "etcd" or not ef:
+        anchor = "etcd" + system.partition("@")[1] + system.partition("@")[2]
+        ef = summ["failover"].get(anchor)
+        if system.startswith("etcd") or not ef:
             continue
         summ["failover_ratios"][system] = {}
         for f in ("window_s", "window_done_s", "gap_s"):
@@ -427,8 +451,8 @@ def print_table(summ: dict) -> None:
         log("-" * len(hdr))
     fo = summ["failover"]
     if fo:
-        log("\nFailover: SIGKILL the leader under 16 concurrent writers + a 25 ms prober (sent to the survivors); "
-            "seconds, median [min..max]")
+        log("\nFailover: SIGKILL (system@stop: SIGSTOP) the leader under 16 concurrent writers + a 25 ms prober "
+            "(sent to the survivors); seconds, median [min..max]")
         for system, d in fo.items():
             log(f"  {system:9s} window {f_mmm(d['window_s'], '{:.2f}')}  longest success gap {f_mmm(d['gap_s'], '{:.2f}')}  "
                 f"first ok (sent after kill) {f_mmm(d['first_ok_sent_after_kill_s'], '{:.2f}')}  "
@@ -579,6 +603,7 @@ def main() -> int:
     ap.add_argument("--failover-repeats", type=int, default=5)
     ap.add_argument("--failover-systems", default="lictor,lictor-m1,etcd",
                     help="lictor = Lictor defaults (raft_multiplier 5), lictor-m1 = raft_multiplier 1")
+    ap.add_argument("--faults", default="kill,stop", help="failover faults: kill (SIGKILL), stop (SIGSTOP)")
     ap.add_argument("--fo-timeout", type=float, default=2.0, help="failover client per-request timeout (s)")
     ap.add_argument("--fo-before", type=float, default=3.0, help="seconds of load before the SIGKILL")
     ap.add_argument("--fo-max", type=float, default=30.0, help="max seconds observed after the kill")
@@ -628,12 +653,13 @@ def main() -> int:
                     log(f"  !! round {rnd} failed: {e}")
         if args.failover:
             fo_systems = [s for s in args.failover_systems.split(",") if s]
+            faults = [f for f in args.faults.split(",") if f]
             for rep in range(1, args.failover_repeats + 1):
                 order = fo_systems if rep % 2 == 1 else fo_systems[::-1]
-                for system in order:
-                    log(f"failover {rep}: {system}")
+                for system, fault in [(s, f) for f in faults for s in order]:
+                    log(f"failover {rep}: {system} ({fault} the leader)")
                     try:
-                        r = failover_one(system, rep, args, workdir)
+                        r = failover_one(system, rep, args, workdir, fault)
                         fo.append(r)
                         log(f"  window {r['window_s'] if r['window_s'] is None else round(r['window_s'], 3)} s "
                             f"(to last failure's completion {r['window_done_s']}), "
@@ -643,7 +669,7 @@ def main() -> int:
                             f"{r['writes_per_s_before_kill']:.0f} w/s before; new leader {r['new_leader']}; "
                             f"acked {r['acked']} stored {r['stored']} no loss {r['no_loss']}")
                     except Exception as e:  # noqa: BLE001
-                        errors.append(f"failover {rep} {system}: {e}")
+                        errors.append(f"failover {rep} {system} {fault}: {e}")
                         log(f"  !! {system} failover {rep} failed: {e}")
         if args.profile and "lictor" in systems:
             try:
