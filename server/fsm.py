@@ -237,7 +237,11 @@ class FSMSnapshot:
         for table, rows in (("node", self.nodes), ("service", self.services), ("check", self.checks),
                             ("kv", self.kvs), ("session", self.sessions)):
             for row in rows:
-                sink.write(pack([table, dataclasses.asdict(row)]))
+                try:
+                    data = pack([table, _row_dict(row)])
+                except TypeError:  # a nested dataclass: the general (slow) conversion
+                    data = msgpack.Packer(use_bin_type=True).pack([table, dataclasses.asdict(row)])
+                sink.write(data)
         sink.write(pack(["tombstones", self.tombstones]))
         sink.write(pack(["tombstone_times", self.tombstone_times]))
         sink.write(pack(["lock_delay", self.lock_delay]))
@@ -247,6 +251,21 @@ class FSMSnapshot:
             for key, ext_row in table_rows.items():
                 sink.write(pack(["ext", [name, key, encode(ext_row)]]))
         sink.write(pack(["end", None]))
+
+
+_ROW_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    """A row's fields as a dict, shallow: the same msgpack bytes as ``dataclasses.asdict`` for
+    rows of plain values (rows are frozen, so sharing their values is safe), without its
+    recursive deep copy, which was 10-18 % of a loaded leader's samples while it snapshotted.
+    A nested dataclass makes msgpack raise TypeError, and the caller falls back to asdict."""
+    cls = type(row)
+    names = _ROW_FIELDS.get(cls)
+    if names is None:
+        names = _ROW_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(row))
+    return {n: getattr(row, n) for n in names}
 
 
 _ROW_TYPES: dict[str, type] = {"node": Node, "service": ServiceRow, "check": CheckRow, "kv": KVEntry,

@@ -45,7 +45,11 @@ HOST = "127.0.0.1"
 VALUE = b"v" * 100
 N_INSTANCES = 100
 
-ALL_SCENARIOS = ["kv16", "kv64", "health", "fanout", "fanout-gzip"]
+ALL_SCENARIOS = ["kv16", "kv64", "health", "fanout", "fanout-gzip", "ceiling16", "ceiling64"]
+DEFAULT_SCENARIOS = ALL_SCENARIOS
+# the load generator's ceiling: wrk with the same arguments against bench/trivial_server.py
+# (a canned 216-byte answer, like the KV GET's); it must be >= 3x what a scenario measures
+CEILING_OF = {"kv16": "ceiling16", "kv64": "ceiling64", "health": "ceiling16"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,7 +339,30 @@ def sc_fanout(agent: Agent, a: argparse.Namespace, tmp: Path, gzip: bool = False
     return r
 
 
+def sc_ceiling(a: argparse.Namespace, conns: int) -> dict[str, Any]:
+    sys.path.insert(0, str(BENCH))
+    import trivial_server
+    port = pick_port(a.port + 1)
+    srv = trivial_server.spawn(port, body_bytes=216)
+    _children[srv.pid] = srv
+    try:
+        url = f"http://{HOST}:{port}/v1/kv/k"
+        if a.warmup > 0:
+            run_wrk(url, conns, a.warmup)
+        meter = CpuMeter(srv.pid)
+        r = run_wrk(url, conns, a.duration)
+        r.update(meter.stop())
+        r["agent_cpu_us_per_req"] = r.pop("agent_cpu_s") * 1e6 / max(1, r["requests"])
+    finally:
+        _stop(srv)
+    r["scenario_s"] = 0.0
+    r["loadavg"] = os.getloadavg()[0]
+    return r
+
+
 def run_one(name: str, a: argparse.Namespace, tmp: Path, log_path: Path) -> dict[str, Any]:
+    if name.startswith("ceiling"):
+        return sc_ceiling(a, int(name[7:]))
     port = pick_port(a.port)
     with Agent(port, log_path, a.agent_args) as agent:
         t0 = time.monotonic()
@@ -538,12 +565,17 @@ FIGURES = {
                ("park time s (sent -> verified idle)", "park_s", 2)],
 }
 FIGURES["fanout-gzip"] = FIGURES["fanout"]
+FIGURES["ceiling16"] = FIGURES["ceiling64"] = FIGURES["kv16"][:3] + [
+    ("trivial server CPU %", "agent_cpu_pct", 0), ("wrk CPU %", "loadgen_cpu_pct", 0),
+    ("other processes user CPU %", "other_user_cpu_pct", 0)]
 FIGURES["kv64"] = FIGURES["kv16"]
 FIGURES["health"] = FIGURES["kv16"]
 TITLES = {"kv16": "GET /v1/kv/k  (wrk -t1 -c16)", "kv64": "GET /v1/kv/k  (wrk -t1 -c64)",
           "health": "GET /v1/health/service/web?passing, 100 instances  (wrk -t1 -c{c})",
           "fanout": "{n} blocking queries /v1/health/service/web?index=N&wait=60s, one register",
-          "fanout-gzip": "{n} blocking queries as above, sending Accept-Encoding: gzip (as Go clients do)"}
+          "fanout-gzip": "{n} blocking queries as above, sending Accept-Encoding: gzip (as Go clients do)",
+          "ceiling16": "load generator ceiling: wrk -t1 -c16 against bench/trivial_server.py (216-byte answer)",
+          "ceiling64": "load generator ceiling: wrk -t1 -c64 against bench/trivial_server.py (216-byte answer)"}
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -586,6 +618,14 @@ def print_table(summary: dict[str, Any], a: argparse.Namespace) -> None:
             m = s[key]
             print(f"  {label:38s} {m['median']:>10.{nd}f}   [{m['min']:.{nd}f} .. {m['max']:.{nd}f}]  n={m['n']}")
         print(f"  checks: {json.dumps(s['checks'])}")
+        ceil = summary.get(CEILING_OF.get(name, ""), {}).get("rps")
+        if ceil and "rps" in s:
+            head = ceil["median"] / s["rps"]["median"]
+            print(f"  load generator: ceiling {ceil['median']:.0f} req/s [{ceil['min']:.0f} .. {ceil['max']:.0f}] "
+                  f"= {head:.1f}x this rate -> " + ("ok (>= 3x)" if head >= 3 else
+                                                    "SATURATED: ceiling < 3x the measured rate; this figure "
+                                                    "may be the load generator's limit"))
+            s["loadgen_headroom"] = head
         if s["failed_runs"]:
             print(f"  FAILED RUNS: {s['failed_runs']}")
 
@@ -618,7 +658,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--duration", type=float, default=8.0, help="seconds of measured wrk load per run")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured wrk load before each run")
-    p.add_argument("--scenarios", default=",".join(ALL_SCENARIOS), help=f"comma list of {ALL_SCENARIOS}")
+    p.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS), help=f"comma list of {ALL_SCENARIOS}")
     p.add_argument("--health-conns", type=int, default=16)
     p.add_argument("--fanout-n", type=int, default=1000)
     p.add_argument("--port", type=int, default=18500, help="agent HTTP port (a free one is picked if busy)")

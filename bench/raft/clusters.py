@@ -293,7 +293,11 @@ class LictorCluster(Cluster):
         (self.dir / "data").mkdir(exist_ok=True)
         for i in range(3):
             (self.dir / "data" / self.names[i]).mkdir(exist_ok=True)
-            self.procs[i] = spawn(self.command(i), self.log_path(i), cwd=str(REPO))
+            # LICTOR_BENCH_TREE=DIR: run another build (DIR/lictor/{agent,cli,common,server}), e.g. a
+            # "before" checkout, with the same venv; its servers start in DIR with DIR on PYTHONPATH
+            tree = os.environ.get("LICTOR_BENCH_TREE")
+            env = {**os.environ, "PYTHONPATH": tree} if tree else None
+            self.procs[i] = spawn(self.command(i), self.log_path(i), cwd=tree or str(REPO), env=env)
         return self.wait_ready(timeout)
 
     def leader_index(self) -> int | None:

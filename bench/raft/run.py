@@ -48,6 +48,9 @@ import clusters  # noqa: E402
 from clusters import HOST, EtcdCluster, LictorCluster, proc_cpu_seconds, stop_all_children  # noqa: E402
 import failover  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+import trivial_server  # noqa: E402
+
 BENCH = HERE.parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
@@ -148,6 +151,25 @@ def measure_point(cl, target: int | None, conc: int, duration: float, prefix: st
     }
 
 
+def measure_ceiling(port: int, pid: int, mode: str, conc: int, duration: float, rnd: int) -> dict:
+    """wrk with exactly the arguments and script of a real point (mode = lictor | etcd decides the
+    request the Lua script builds), against the trivial server: the load generator's ceiling."""
+    threads = 2 if conc >= 256 else 1
+    cpu0, ch0 = proc_cpu_seconds(pid), children_cpu()
+    w0 = time.monotonic()
+    doc = run_wrk(port, conc, duration, mode, f"ceil{rnd}c{conc}", threads)
+    wall = time.monotonic() - w0
+    secs = doc["duration_us"] / 1e6
+    e = doc["errors"]
+    ok = doc["requests"] - e["status"]
+    return {"system": f"ceiling-{mode}", "target": "trivial", "concurrency": conc, "threads": threads,
+            "round": rnd, "writes_per_s": ok / secs if secs else 0.0,
+            "p50_ms": doc["latency_us"]["p50"] / 1000, "p99_ms": doc["latency_us"]["p99"] / 1000,
+            "socket_errors": e["connect"] + e["read"] + e["write"] + e["timeout"],
+            "server_cpu_pct": 100 * (proc_cpu_seconds(pid) - cpu0) / wall,
+            "wrk_cpu_pct": 100 * (children_cpu() - ch0) / wall}
+
+
 def readback(cl, point: dict) -> dict:
     """On a follower: consistent count of the point's keys, and a few keys' values."""
     follower = next(i for i in cl.alive() if i != cl.leader)
@@ -209,13 +231,29 @@ def throughput_round(systems: list[str], rnd: int, args, workdir: Path, results:
     and per concurrency the systems back to back, the order alternating from point to point, so
     drift in the background load of this shared box falls on both alike."""
     cls: dict[str, Any] = {}
+    trivial = None
     try:
         for system in systems:
             cls[system] = make_cluster(system, workdir, f"r{rnd}", args)
             start_cluster(cls[system], args.start_timeout)
+        if args.ceiling_duration > 0:
+            tport = clusters.free_ports(1)[0]
+            trivial = trivial_server.spawn(tport, body_bytes=64, python=sys.executable)
+            clusters.CHILDREN[trivial.pid] = trivial
         for ci, conc in enumerate(args.concurrency):
             order = systems if (rnd + ci) % 2 == 1 else systems[::-1]
+            if trivial is not None:
+                # the load generator's ceiling at this point, between the systems' runs
+                order = order[:1] + ["ceiling"] + order[1:]
             for system in order:
+                if system == "ceiling":
+                    for mode in dict.fromkeys(cls[s2].mode for s2 in systems):
+                        c = measure_ceiling(tport, trivial.pid, mode, conc, args.ceiling_duration, rnd)
+                        results.append(c)
+                        log(f"  ceiling {mode:6s} c={conc:<3d} {c['writes_per_s']:8.0f} req/s  "
+                            f"p50 {c['p50_ms']:7.2f} ms  sockerr {c['socket_errors']}  wrk {c['wrk_cpu_pct']:.0f}% "
+                            f"trivial server {c['server_cpu_pct']:.0f}%")
+                    continue
                 cl = cls[system]
                 others = [c for s2, c in cls.items() if s2 != system]
                 if args.warmup > 0:
@@ -242,20 +280,39 @@ def throughput_round(systems: list[str], rnd: int, args, workdir: Path, results:
                         p["leader_changed"] = True
                         cl.leader = now
     finally:
+        if trivial is not None:
+            clusters.stop_proc(trivial)
+            clusters.CHILDREN.pop(trivial.pid, None)
         for cl in cls.values():
             cl.stop()
 
 
-def failover_one(system: str, rep: int, args, workdir: Path) -> dict:  # noqa: ANN001
-    cl = make_cluster(system, workdir, f"fo{rep}", args)
+def failover_one(system: str, rep: int, args, workdir: Path, fault: str = "kill") -> dict:  # noqa: ANN001
+    """fault: kill = SIGKILL the leader; stop = SIGSTOP it (a paused process: its sockets stay
+    open and nothing answers; SIGCONT when the run ends, so it rejoins as a follower)."""
+    cl = make_cluster(system, workdir, f"fo{rep}{fault[0]}", args)
+    stopped: list[int] = []
     try:
         start_cluster(cl, args.start_timeout)
         lead = cl.leader
         survivors = [i for i in range(3) if i != lead]
         ports = [cl.http_ports[i] for i in survivors]
-        run = failover.run_failover(cl.mode, ports, kill=lambda: cl.kill(lead), conc=16, timeout=args.fo_timeout,
+
+        def fault_fn() -> None:
+            if fault == "kill":
+                cl.kill(lead)
+            elif fault == "stop":
+                pid = cl.procs[lead].pid
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            else:
+                raise ValueError(f"unknown fault {fault!r}")
+        run = failover.run_failover(cl.mode, ports, kill=fault_fn, conc=16, timeout=args.fo_timeout,
                                     prefix=f"fo{rep}", before=args.fo_before, settle=3.0, max_after=args.fo_max)
         res = failover.analyse(run)
+        for pid in stopped:  # resume the paused old leader: it must rejoin as a follower
+            os.kill(pid, signal.SIGCONT)
+        stopped.clear()
         # new leader, and no acknowledged write lost: count on a survivor, and read back the
         # acknowledged keys completed within 1 s either side of the kill
         t0 = time.monotonic()
@@ -271,12 +328,17 @@ def failover_one(system: str, rep: int, args, workdir: Path) -> dict:  # noqa: A
         near = [r for r in acked if abs(r.t_done - run.t_kill) < 1.0]
         random.Random(rep).shuffle(near)
         missing = [r.key for r in near[:100] if cl.get(survivors[1], r.key) != failover.VALUE]
-        res.update({"system": system, "repeat": rep, "killed": cl.names[lead],
+        res.update({"system": system, "fault": fault, "repeat": rep, "killed": cl.names[lead],
                     "new_leader": cl.names[new_lead] if new_lead is not None else None,
                     "acked": len(acked), "stored": stored, "acked_near_kill_checked": min(100, len(near)),
                     "acked_missing": missing, "no_loss": stored >= len(acked) and not missing})
         return res
     finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
         cl.stop()
 
 
@@ -322,19 +384,35 @@ def summarise(points: list[dict], fo: list[dict], concs: list[int]) -> dict:
                 if lp and ep and ep[0]["writes_per_s"]:
                     paired.append(lp[0]["writes_per_s"] / ep[0]["writes_per_s"])
             row[f"paired_ratio_{key}"] = mmm(paired)
+        # the load generator's ceiling (same wrk args and script against a trivial server) must be
+        # >= 3x the rate measured with that script, or the measured rate may be wrk's own limit
+        for key, mode in (("lictor", "lictor"), ("lictor_spread", "lictor"), ("etcd", "etcd")):
+            cs = [p for p in points if p["system"] == f"ceiling-{mode}" and p["concurrency"] == conc]
+            ceil = mmm([p["writes_per_s"] for p in cs])
+            row[f"ceiling_{mode}"] = ceil
+            meas = row[key]["writes_per_s"]["median"]
+            headroom = [c["writes_per_s"] / m["writes_per_s"] for c in cs for m in points
+                        if m["round"] == c["round"] and m["system"] == key.split("_")[0]
+                        and m["target"] == ("spread" if key.endswith("spread") else ("leader" if key == "lictor" else m["target"]))
+                        and m["concurrency"] in (conc, max(3, conc - conc % 3)) and m["writes_per_s"]]
+            row[f"loadgen_{key}"] = {"headroom": mmm(headroom),
+                                     "verdict": trivial_server.verdict(ceil["median"], meas)}
         summ["throughput"].append(row)
-    fo_systems = list(dict.fromkeys(r["system"] for r in fo))
+    def fo_key(r: dict) -> str:
+        return r["system"] if r.get("fault", "kill") == "kill" else f"{r['system']}@{r['fault']}"
+    fo_systems = list(dict.fromkeys(fo_key(r) for r in fo))
     for system in fo_systems:
-        rs = [r for r in fo if r["system"] == system]
+        rs = [r for r in fo if fo_key(r) == system]
         summ["failover"][system] = {f: mmm([r[f] for r in rs]) for f in
                                     ("window_s", "window_done_s", "gap_s", "first_ok_sent_after_kill_s",
                                      "failed_after_kill", "writes_per_s_before_kill")}
         summ["failover"][system]["no_loss_all"] = all(r["no_loss"] for r in rs)
-    ef = summ["failover"].get("etcd")
     summ["failover_ratios"] = {}
     for system in fo_systems:
         lf = summ["failover"][system]
-        if system == "etcd" or not ef:
+        anchor = "etcd" + system.partition("@")[1] + system.partition("@")[2]
+        ef = summ["failover"].get(anchor)
+        if system.startswith("etcd") or not ef:
             continue
         summ["failover_ratios"][system] = {}
         for f in ("window_s", "window_done_s", "gap_s"):
@@ -356,6 +434,15 @@ def print_table(summ: dict) -> None:
             log(f"{row['concurrency']:>4} | {name:14s} | {f_mmm(d['writes_per_s']):>24s} | "
                 f"{f_mmm(d['p50_ms'], '{:.2f}'):>22s} | {f_mmm(d['p99_ms'], '{:.2f}'):>24s} | "
                 f"{f_mmm(d['cluster_cpu_us_per_write']):>18s}")
+        for key, name in (("lictor", "lictor->leader"), ("lictor_spread", "lictor spread"), ("etcd", "etcd->leader")):
+            lg = row.get(f"loadgen_{key}")
+            if not lg or lg["verdict"] == "unknown":
+                continue
+            mode = "etcd" if key == "etcd" else "lictor"
+            log(f"{'':>4} | load generator for {name}: ceiling {f_mmm(row[f'ceiling_{mode}'])} req/s "
+                f"(wrk, same script, trivial server), headroom {f_mmm(lg['headroom'], '{:.1f}')}x -> "
+                + ("ok (>= 3x)" if lg["verdict"] == "ok" else "SATURATED: ceiling < 3x the measured rate; "
+                   "this figure may be the load generator's limit"))
         for key, name in (("lictor", "leader"), ("lictor_spread", "spread")):
             r = row.get(f"ratio_{key}_over_etcd")
             if r is not None:
@@ -364,8 +451,8 @@ def print_table(summ: dict) -> None:
         log("-" * len(hdr))
     fo = summ["failover"]
     if fo:
-        log("\nFailover: SIGKILL the leader under 16 concurrent writers + a 25 ms prober (sent to the survivors); "
-            "seconds, median [min..max]")
+        log("\nFailover: SIGKILL (system@stop: SIGSTOP) the leader under 16 concurrent writers + a 25 ms prober "
+            "(sent to the survivors); seconds, median [min..max]")
         for system, d in fo.items():
             log(f"  {system:9s} window {f_mmm(d['window_s'], '{:.2f}')}  longest success gap {f_mmm(d['gap_s'], '{:.2f}')}  "
                 f"first ok (sent after kill) {f_mmm(d['first_ok_sent_after_kill_s'], '{:.2f}')}  "
@@ -505,6 +592,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--ceiling-duration", type=float, default=None,
+                    help="seconds of wrk against a trivial server per point (the load generator's ceiling); "
+                         "default min(duration, 5); 0 = skip")
     ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64, 256])
     ap.add_argument("--systems", default="lictor,etcd", help="throughput systems (lictor, lictor-mN, etcd)")
     ap.add_argument("--no-spread", dest="spread", action="store_false", help="skip Lictor's spread-over-3 runs")
@@ -513,6 +603,7 @@ def main() -> int:
     ap.add_argument("--failover-repeats", type=int, default=5)
     ap.add_argument("--failover-systems", default="lictor,lictor-m1,etcd",
                     help="lictor = Lictor defaults (raft_multiplier 5), lictor-m1 = raft_multiplier 1")
+    ap.add_argument("--faults", default="kill,stop", help="failover faults: kill (SIGKILL), stop (SIGSTOP)")
     ap.add_argument("--fo-timeout", type=float, default=2.0, help="failover client per-request timeout (s)")
     ap.add_argument("--fo-before", type=float, default=3.0, help="seconds of load before the SIGKILL")
     ap.add_argument("--fo-max", type=float, default=30.0, help="max seconds observed after the kill")
@@ -524,6 +615,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.duration, args.warmup, args.failover_repeats = 1, 3.0, 1.0, 1
+    if args.ceiling_duration is None:
+        args.ceiling_duration = min(args.duration, 5.0)
     systems = [s for s in args.systems.split(",") if s]
 
     atexit.register(stop_all_children)
@@ -560,12 +653,13 @@ def main() -> int:
                     log(f"  !! round {rnd} failed: {e}")
         if args.failover:
             fo_systems = [s for s in args.failover_systems.split(",") if s]
+            faults = [f for f in args.faults.split(",") if f]
             for rep in range(1, args.failover_repeats + 1):
                 order = fo_systems if rep % 2 == 1 else fo_systems[::-1]
-                for system in order:
-                    log(f"failover {rep}: {system}")
+                for system, fault in [(s, f) for f in faults for s in order]:
+                    log(f"failover {rep}: {system} ({fault} the leader)")
                     try:
-                        r = failover_one(system, rep, args, workdir)
+                        r = failover_one(system, rep, args, workdir, fault)
                         fo.append(r)
                         log(f"  window {r['window_s'] if r['window_s'] is None else round(r['window_s'], 3)} s "
                             f"(to last failure's completion {r['window_done_s']}), "
@@ -575,7 +669,7 @@ def main() -> int:
                             f"{r['writes_per_s_before_kill']:.0f} w/s before; new leader {r['new_leader']}; "
                             f"acked {r['acked']} stored {r['stored']} no loss {r['no_loss']}")
                     except Exception as e:  # noqa: BLE001
-                        errors.append(f"failover {rep} {system}: {e}")
+                        errors.append(f"failover {rep} {system} {fault}: {e}")
                         log(f"  !! {system} failover {rep} failed: {e}")
         if args.profile and "lictor" in systems:
             try:

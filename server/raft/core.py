@@ -386,6 +386,11 @@ class RaftCore:
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
+            me = self.prs.get(self.id) if self.role is Role.LEADER else None
+            if me is not None and last.term == self.term and me.maybe_update(self._durable_last()):
+                # the leader's own write is durable: it now counts towards the quorum
+                if self._maybe_commit():
+                    self._bcast_append()
         if rd.committed_entries:
             for e in rd.committed_entries:
                 if e.kind is EntryKind.CONF_CHANGE:
@@ -438,7 +443,7 @@ class RaftCore:
                 next_index=last + 1, max_inflight=self.config.max_inflight_msgs, is_learner=is_learner
             )
             if pid == self.id:
-                fresh.match = last
+                fresh.match = self._durable_last()
             self.prs[pid] = fresh
         self.pending_conf_index = 0
         self._reads.clear()
@@ -908,11 +913,16 @@ class RaftCore:
         return index
 
     def _append_entries(self, ents: list[Entry]) -> None:
-        li = self.log.append(ents)
-        me = self.prs.get(self.id)
-        if me is not None:
-            me.maybe_update(li)
+        # The leader's own copy counts towards the commit quorum only once it is durable:
+        # `advance()` does that after the driver persisted these entries. So the driver may send
+        # them to the followers while its own write is still in flight (Raft §10.2.1).
+        self.log.append(ents)
         self._maybe_commit()
+
+    def _durable_last(self) -> RaftIndex:
+        """The last index written to storage (not in `log.unstable`)."""
+        u = self.log.unstable
+        return u.offset - 1 if u.entries else self.log.last_index()
 
     def _abort_transfer(self) -> None:
         self.lead_transferee = None
@@ -973,7 +983,7 @@ class RaftCore:
             if pr is None:
                 pr = Progress(next_index=last + 1, max_inflight=self.config.max_inflight_msgs)
                 if pid == self.id:
-                    pr.match = last
+                    pr.match = self._durable_last()
                 self.prs[pid] = pr
             pr.is_learner = pid in self.learners
 

@@ -12,7 +12,9 @@
       _handle_ready(rd), THE ORDER (messages.Ready), in this one function:
         1. persist   snapshot (store + FSM.restore), entries (LogStore.append_async: group
                      commit), hard state (StableStore; term/vote at once, commit lazily)
-        2. send      rd.messages -> transport (only after 1 is durable)
+        2. send      rd.messages -> transport (only after 1 is durable; a leader whose term and
+                     vote are unchanged sends before its own fsync: it counts itself only
+                     once advance() reports the entries durable)
         3. apply     committed entries -> FSM in order; resolve apply() futures by (index, term);
                      serve read_states; note leadership changes
         4. advance   core.advance(rd); maybe start a background snapshot
@@ -193,13 +195,14 @@ class RaftNode(Generic[F]):
         self._snapshot_task: asyncio.Task[RaftIndex] | None = None
         self._snap_lock = asyncio.Lock()
         self._role = Role.FOLLOWER
+        self._persisted_tv: tuple[int, Any] | None = None  # (term, vote) last handed to storage
         self._leader_id: NodeID | None = None
         self._contact: dict[NodeID, float] = {}
         self._started_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._failed: BaseException | None = None
-        self.metrics: dict[str, int] = {"readies": 0, "entries_persisted": 0, "appends": 0,
+        self.metrics: dict[str, int] = {"readies": 0, "entries_persisted": 0, "appends": 0, "sent_before_own_fsync": 0,
                                         "snapshots_taken": 0, "snapshots_installed": 0}
 
     # ================================================================ lifecycle
@@ -756,17 +759,29 @@ class RaftNode(Generic[F]):
         if rd.snapshot is not None:
             await self._install_snapshot(rd.snapshot)
         appended = None
+        # A leader that stays leader (same term and vote as already persisted) may send while its
+        # own write is in flight: the core counts its copy towards the quorum only after
+        # advance(), i.e. once it is durable, so nothing commits on a write that might be lost.
+        # Votes, acks and anything from a new term still wait for the fsync.
+        hs = rd.hard_state
+        early = (bool(rd.messages) and rd.snapshot is None and core.role is Role.LEADER
+                 and self._persisted_tv is not None
+                 and (hs is None or (hs.term, hs.vote) == self._persisted_tv))
         if rd.entries:
             appended = self.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            self.storage.set_hard_state(rd.hard_state, sync=False)
+        if hs is not None:
+            self.storage.set_hard_state(hs, sync=False)
+            self._persisted_tv = (hs.term, hs.vote)
+        if early:
+            self.transport.send(rd.messages)
+            self.metrics["sent_before_own_fsync"] += 1
         if appended is not None:
             await appended
             self.storage.appended(rd.entries)
             self.metrics["appends"] += 1
             self.metrics["entries_persisted"] += len(rd.entries)
         # 2. send
-        if rd.messages:
+        if rd.messages and not early:
             self.transport.send(rd.messages)
         # 3. apply
         if rd.committed_entries:

@@ -498,9 +498,39 @@ class TCPRaftTransport(_AddressBook):
         self._on_unreachable: UnreachableHandler | None = None
         self._peers: dict[NodeID, str] = {}
         self._closed = False
+        self._warming: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = defaultdict(int)
 
     # ---- address book
+    def set_peer(self, peer: NodeID, address: str) -> None:
+        super().set_peer(peer, address)
+        if peer != self.local_id and not self._closed:
+            self._warm(address)
+
+    def _warm(self, address: str) -> None:
+        """Open the connection to a peer now, not when the first message for it is due. Only
+        the leader talks to followers in steady state, so without this the first message
+        between two followers is the pre-vote after the leader failed, and a note to an
+        unconnected peer is dropped (it starts a reconnect): the election would wait a whole
+        extra timeout. The client keeps the connection up (reconnect_linger) once made."""
+        connect = getattr(self._client, "connect", None)
+        connected = getattr(self._client, "is_connected", None)
+        if connect is None or (connected is not None and connected(address)):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not started yet: start() warms every known peer
+        task = loop.create_task(self._warm_one(connect, address))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def _warm_one(self, connect: Any, address: str) -> None:
+        try:
+            await connect(address)
+        except Exception as exc:  # noqa: BLE001 - TransportError: the first send reconnects
+            log.debug("raft transport: connecting to %s failed: %s", address, exc)
+
     def set_handler(self, handler: InboundHandler) -> None:
         self._handler = handler
 
@@ -517,11 +547,15 @@ class TCPRaftTransport(_AddressBook):
             await self.server.start()
             if port == 0:
                 self.local_address = self.server.addr
+        for address in self._peers.values():
+            self._warm(address)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        for task in list(self._warming):
+            task.cancel()
         if self.server is not None:
             await self.server.close()
 

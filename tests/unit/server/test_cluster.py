@@ -313,3 +313,35 @@ async def test_restore_user_snapshot_replicates_through_the_log() -> None:
         assert set(node.fsm.store.kvs) == {"new"} and node.applied_index == index
     finally:
         await node.close()
+
+
+def test_snapshot_rows_encode_exactly_as_dataclasses_asdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shallow row conversion of FSMSnapshot.persist (issue 17: asdict's deep copy was a
+    tenth of a loaded leader's time) writes the same bytes as dataclasses.asdict, for every
+    table, and the snapshot restores to the same state."""
+    import dataclasses
+
+    import lictor.server.fsm as fsm_mod
+
+    fsm = FSM()
+    fsm.apply(1, encode_command(MessageType.REGISTER, {
+        "node": "n1", "address": "10.0.0.1", "tagged_addresses": {"lan": "10.0.0.1"}, "node_meta": {"r": "a"},
+        "service": {"id": "web-1", "service": "web", "tags": ["a", "b"], "port": 80, "meta": {"v": "1"}},
+        "checks": [{"check_id": "serfHealth", "status": "passing"},
+                   {"check_id": "svc", "service_id": "web-1", "status": "critical", "output": "x"}]}, 0.0))
+    fsm.apply(2, encode_command(MessageType.KVS, {"op": "set", "key": "k", "value": b"\x00v", "flags": 3}, 0.0))
+    fsm.apply(3, encode_command(MessageType.SESSION, {"op": "create", "session": {
+        "id": "s1", "node": "n1", "ttl": "10s", "node_checks": ["serfHealth"]}}, 0.0))
+    fast = io.BytesIO()
+    snap = fsm.snapshot()
+    assert snap.nodes and snap.services and snap.checks and snap.kvs and snap.sessions
+    snap.persist(fast)
+    monkeypatch.setattr(fsm_mod, "_row_dict", dataclasses.asdict)
+    ref = io.BytesIO()
+    fsm.snapshot().persist(ref)
+    assert fast.getvalue() == ref.getvalue()
+    again = FSM()
+    again.restore(io.BytesIO(fast.getvalue()))
+    out = io.BytesIO()
+    again.snapshot().persist(out)
+    assert out.getvalue() == ref.getvalue()

@@ -480,8 +480,15 @@ def test_ready_contract() -> None:
     assert not core.has_ready()
     idx = core.propose(b"x")
     rd = core.ready()
-    assert rd.hard_state is not None and rd.hard_state.commit == idx
+    # the leader counts its own copy only once it is durable: not committed in this Ready ...
+    assert [e.index for e in rd.entries] == [idx] and rd.must_sync
+    assert rd.committed_entries == [] and (rd.hard_state is None or rd.hard_state.commit < idx)
     assert rd.soft_state is None
+    st.append(rd.entries)
+    core.advance(rd)
+    # ... but in the next one, after advance() reported it persisted
+    rd = core.ready()
+    assert rd.hard_state is not None and rd.hard_state.commit == idx
     assert [e.data for e in rd.committed_entries if e.kind is EntryKind.NORMAL] == [b"x"]
 
 

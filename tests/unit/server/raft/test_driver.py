@@ -104,13 +104,17 @@ async def test_group_commit_200_applies_cost_few_syncs(tmp_path: Path) -> None:
 
 
 class DurabilityCheckingLogStore(MemoryLogStore):
-    """Acknowledges appends a little later, and remembers which (index, term) are durable."""
+    """Acknowledges appends a little later, remembers which (index, term) are durable, and counts
+    the writes (each append_async is one fsync of a batch in the file store)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.durable: dict[int, int] = {}
+        self.syncs = 0
+        self.delay = 0.002
 
     def append_async(self, records: Sequence[LogRecord]) -> asyncio.Future[None]:
+        self.syncs += 1
         self.append(records)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
@@ -120,41 +124,72 @@ class DurabilityCheckingLogStore(MemoryLogStore):
                 self.durable[r.index] = r.term
             fut.set_result(None)
 
-        loop.call_later(0.002, done)
+        loop.call_later(self.delay, done)
         return fut
 
 
 class CheckingTransport(MemoryTransport):
-    """Asserts persist-before-send: entries and votes are durable before any message leaves."""
+    """Asserts the persistence rules Raft requires of what leaves a node (Raft §5, §10.2.1):
+    - an accepted APPEND_RESP acknowledges only entries durable on the sender;
+    - a granted vote leaves only after that term and vote are durable;
+    - a commit index (in APPEND / HEARTBEAT) never exceeds what is durable on a majority;
+    - anything a follower or candidate sends waits for its own pending writes.
+    A leader MAY send entries before its own write is durable (it just may not count itself
+    towards the quorum until it is); `early` counts how often that happened."""
 
     log_store: DurabilityCheckingLogStore
     stable: MemoryStableStore
+    all: dict[int, CheckingTransport] = {}
     checked = 0
+    early = 0
 
     def send(self, messages: Sequence[Message]) -> None:
+        cls = type(self)
         for m in messages:
-            for e in m.entries:
-                assert self.log_store.durable.get(e.index) == e.term, (m, e)
-                type(self).checked += 1
+            if m.type is MessageType.APPEND_RESP and not m.reject and m.index:
+                assert self.log_store.durable.get(m.index) is not None, ("ack of a non-durable entry", m)
+                cls.checked += 1
             if m.type is MessageType.VOTE_RESP and not m.reject:
                 hs = self.stable.load()
                 assert hs.vote == m.dst and hs.term == m.term, (m, hs)
+            if m.type in (MessageType.APPEND, MessageType.HEARTBEAT) and m.commit:
+                on = sum(1 for t in cls.all.values() if t.log_store.durable.get(m.commit) is not None)
+                assert on * 2 > len(cls.all), ("commit index beyond a durable majority", m, on)
+                cls.checked += 1
+            for e in m.entries:
+                if self.log_store.durable.get(e.index) != e.term:
+                    assert m.type is MessageType.APPEND, ("non-durable entry sent by a non-leader", m)
+                    cls.early += 1
         super().send(messages)
 
 
-async def test_handle_ready_persists_before_sending() -> None:
+async def test_handle_ready_keeps_the_persistence_rules_and_sends_before_the_leaders_fsync() -> None:
+    CheckingTransport.all, CheckingTransport.checked, CheckingTransport.early = {}, 0, 0
     c = Cluster()
     for i in c.ids:
         t = CheckingTransport(c.net, i, c.addr(i))
         t.log_store = DurabilityCheckingLogStore()
         t.stable = MemoryStableStore()
+        CheckingTransport.all[i] = t
         await c.make(i, transport=t,
                      stores={"log_store": t.log_store, "stable_store": t.stable}).start()
     try:
         leader = await c.leader()
+        lt = CheckingTransport.all[leader.id]
+        # the leader's disk is the slowest: the followers' acks arrive while its own write is
+        # still in flight, so a leader that counted itself early would commit too soon
+        lt.log_store.delay = 0.02
+        syncs0, readies0 = lt.log_store.syncs, leader.metrics["appends"]
         await asyncio.gather(*(leader.apply(kv_set(f"k{i}", "v")) for i in range(30)))
         await c.converge()
-        assert CheckingTransport.checked > 30
+        assert CheckingTransport.checked > 5  # acks and commit indexes were checked
+        # the leader shipped entries while its own write was in flight ...
+        assert CheckingTransport.early > 0 and leader.metrics["sent_before_own_fsync"] > 0
+        # ... and still writes one batch per Ready: one sync per persisted Ready, fewer than the
+        # 30 proposals (group commit)
+        syncs = lt.log_store.syncs - syncs0
+        assert syncs == leader.metrics["appends"] - readies0
+        assert 1 <= syncs < 30
         for n in c.nodes.values():
             assert n.failed is None
     finally:
