@@ -34,6 +34,7 @@ def _load_routes() -> None:
     from lictor.agent.http import config_entries, discovery_chain, intentions, mesh_views  # noqa: F401
     from lictor.agent.http import acl  # noqa: F401
     from lictor.agent.http import cluster  # noqa: F401  (issue 4: gossip, coordinates, keyring)
+    from lictor.agent.http import istio  # noqa: F401  (issue 14)
 
 
 def _wrap(r: Route, agent: Agent) -> Handler:

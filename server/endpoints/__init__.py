@@ -50,6 +50,7 @@ def _load_all() -> None:
     from lictor.server.endpoints import config_entries, discovery_chain, intentions, mesh_views  # noqa: F401
     from lictor.server.endpoints import acl, autoencrypt  # noqa: F401
     from lictor.server.endpoints import coordinate  # noqa: F401
+    from lictor.server.endpoints import istio  # noqa: F401  (issue 14)
 
 
 _load_all()
