@@ -38,6 +38,8 @@ class Target:
     spiffe_id: str  # the destination identity the client checks (SAN match)
     connect_timeout: float = 5.0
     endpoints: tuple[Endpoint, ...] = ()
+    #: the resolver's ``LoadBalancer`` as sorted JSON ("" for round robin, no hash policies)
+    load_balancer: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +53,14 @@ class Route:
     match: tuple[tuple[str, str], ...] = (("prefix", "/"),)
     clusters: tuple[tuple[str, int], ...] = ()
     timeout: float = 15.0
+    #: a service-router route's ``Match.HTTP`` as sorted JSON; when set it replaces ``match``
+    match_json: str = ""
+    #: the route's ``Destination`` (rewrite, idle timeout, retries, headers, faults) as sorted JSON
+    action_json: str = ""
+    #: (cluster name, sorted JSON of a split's RequestHeaders/ResponseHeaders)
+    split_headers: tuple[tuple[str, str], ...] = ()
+    #: (cluster name, percent) copies of each request, answers ignored
+    mirrors: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +72,8 @@ class Upstream:
     protocol: str = "tcp"
     targets: tuple[Target, ...] = ()
     routes: tuple[Route, ...] = ()  # http upstreams; empty -> catch-all to targets[0]
+    #: the merged ``UpstreamConfig`` (Limits, PassiveHealthCheck, RetryBudget) as sorted JSON
+    config_json: str = ""
 
     @property
     def listener_name(self) -> str:

@@ -23,7 +23,7 @@ from lictor.common.duration import parse_duration
 from lictor.server.configentry.intentions import Intention
 
 __all__ = ["ProxyState", "ROOTS", "LEAF", "INTENTIONS", "MESH", "SERVICE_CHAIN", "SERVICE_DEFAULTS",
-           "PROXY_DEFAULTS", "ProxyGone", "SnapshotCell", "endpoints_from_health", "routes_from_chain", "intention_from_api"]
+           "PROXY_DEFAULTS", "ProxyGone", "merged_upstream_config", "SnapshotCell", "endpoints_from_health", "routes_from_chain", "intention_from_api"]
 
 log = logging.getLogger("lictor.proxycfg")
 
@@ -124,37 +124,82 @@ def _clusters(pairs: list[tuple[str, float]], names: dict[str, str]) -> tuple[tu
     return tuple((c, w) for c, w in merged.items() if w > 0)
 
 
+def _node_headers(chain: dict[str, Any], node_name: str, names: dict[str, str]) -> dict[str, str]:
+    """cluster name -> sorted JSON of the header changes of the split that leads to it."""
+    node = (chain.get("Nodes") or {}).get(node_name) or {}
+    out: dict[str, str] = {}
+    if node.get("Type") != "splitter":
+        return out
+    for s in node.get("Splits") or []:
+        mods = {k: s[k] for k in ("RequestHeaders", "ResponseHeaders") if s.get(k)}
+        if not mods:
+            continue
+        for tid, _ in _node_targets(chain, s["NextNode"]):
+            if tid in names:
+                out.setdefault(names[tid], json.dumps(mods, sort_keys=True))
+    return out
+
+
+#: the Destination fields the xDS route generator reads (the rest pick the chain's next node)
+_ACTION_FIELDS = ("PrefixRewrite", "IdleTimeout", "NumRetries", "RetryOnConnectFailure", "RetryOn",
+                  "RetryOnStatusCodes", "PerTryTimeout", "RequestHeaders", "ResponseHeaders", "FaultInjection")
+
+
 def routes_from_chain(chain: dict[str, Any], names: dict[str, str], default_timeout: float = 15.0
                       ) -> tuple[Route, ...]:
     """HTTP routes from a compiled chain: a router's routes in order (the compiler appends the
     catch-all), or one catch-all to the start node's splitter/resolver."""
     start = chain.get("StartNode") or ""
     node = (chain.get("Nodes") or {}).get(start) or {}
+    targets = chain.get("Targets") or {}
     if node.get("Type") != "router":
         cl = _clusters(_node_targets(chain, start), names)
-        return (Route(clusters=cl, timeout=default_timeout),) if cl else ()
+        resolver_timeout = _route_timeout(chain, start, targets, default_timeout)
+        return (Route(clusters=cl, timeout=resolver_timeout,
+                      split_headers=tuple(sorted(_node_headers(chain, start, names).items()))),) if cl else ()
     routes = []
     for r in node.get("Routes") or []:
         definition = r.get("Definition") or {}
         http = (definition.get("Match") or {}).get("HTTP") or {}
-        match: list[tuple[str, str]] = []
-        if http.get("PathExact"):
-            match.append(("exact", http["PathExact"]))
-        elif http.get("PathRegex"):
-            match.append(("regex", http["PathRegex"]))
-        else:
-            match.append(("prefix", http.get("PathPrefix") or "/"))
-        for m in http.get("Methods") or []:
-            match.append(("method", m))
-        for h in http.get("Header") or []:
-            if h.get("Exact") or h.get("Present"):
-                match.append(("header", f"{h['Name']}={h.get('Exact', '')}"))
         dest = definition.get("Destination") or {}
-        cl = _clusters(_node_targets(chain, r.get("NextNode") or ""), names)
-        if cl:
-            routes.append(Route(match=tuple(match), clusters=cl,
-                                timeout=_seconds(dest.get("RequestTimeout"), default_timeout)))
+        nxt = r.get("NextNode") or ""
+        cl = _clusters(_node_targets(chain, nxt), names)
+        if not cl:
+            continue
+        action = {k: dest[k] for k in _ACTION_FIELDS if dest.get(k) not in (None, "", [], {}, 0, False)}
+        mirrors = tuple((names[m["Target"]], float(m.get("Percent", 100.0)))
+                        for m in r.get("RequestMirrorPolicies") or [] if m.get("Target") in names)
+        routes.append(Route(match=(), match_json=json.dumps(http or {"PathPrefix": "/"}, sort_keys=True),
+                            action_json=json.dumps(action, sort_keys=True) if action else "",
+                            clusters=cl, split_headers=tuple(sorted(_node_headers(chain, nxt, names).items())),
+                            mirrors=mirrors,
+                            timeout=_seconds(dest.get("RequestTimeout"),
+                                             _route_timeout(chain, nxt, targets, default_timeout))))
     return tuple(routes)
+
+
+def _route_timeout(chain: dict[str, Any], node_name: str, targets: dict[str, Any], default: float) -> float:
+    """A resolver's RequestTimeout when the node leads to one target only (Consul's rule)."""
+    pairs = _node_targets(chain, node_name)
+    if len(pairs) == 1:
+        t = targets.get(pairs[0][0]) or {}
+        return _seconds(t.get("RequestTimeout"), default)
+    return default
+
+
+def merged_upstream_config(name: str, proxy_defaults: dict[str, Any] | None,
+                           service_defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """proxy-defaults ``UpstreamConfig.Defaults`` < service-defaults ``UpstreamConfig.Defaults`` <
+    the service-defaults override whose ``Name`` is the upstream: later ones replace whole keys."""
+    out: dict[str, Any] = {}
+    for layer in (((proxy_defaults or {}).get("UpstreamConfig") or {}).get("Defaults"),
+                  ((service_defaults or {}).get("UpstreamConfig") or {}).get("Defaults"),
+                  *[o for o in ((service_defaults or {}).get("UpstreamConfig") or {}).get("Overrides") or []
+                    if o.get("Name") == name]):
+        for k in ("Limits", "PassiveHealthCheck", "RetryBudget", "ConnectTimeoutMs"):
+            if (layer or {}).get(k) not in (None, {}, 0):
+                out[k] = layer[k]  # type: ignore[index]
+    return out
 
 
 class ProxyGone(Exception):
@@ -382,7 +427,7 @@ class ProxyState:
         intentions = tuple(intention_from_api(d) for d in (ix_map.get(self.service) or []))
         upstreams = []
         for name, up in self.upstreams.items():
-            upstreams.append(self._upstream(name, up, td))
+            upstreams.append(self._upstream(name, up, td, merged_upstream_config(name, pd, sd)))
         return ConfigSnapshot(
             proxy_id=self.proxy_id, proxy_name=str(reg.get("service") or ""), service=self.service,
             datacenter=self.datacenter, trust_domain=td,
@@ -415,13 +460,16 @@ class ProxyState:
             return ""
         return json.dumps(data, sort_keys=True)
 
-    def _upstream(self, name: str, up: _UpstreamState, td: str) -> Upstream:
+    def _upstream(self, name: str, up: _UpstreamState, td: str, ucfg: dict[str, Any]) -> Upstream:
         chain = up.chain or {}
         spec = up.spec
         cfg = spec.get("Config") or {}
         protocol = str(cfg.get("protocol") or chain.get("Protocol") or "tcp").lower()
         targets = []
         names: dict[str, str] = {}
+        lbs = {n["Resolver"]["Target"]: json.dumps(n["LoadBalancer"], sort_keys=True)
+               for n in (chain.get("Nodes") or {}).values() if n.get("Type") == "resolver" and n.get("LoadBalancer")}
+        connect_default = _ms(ucfg.get("ConnectTimeoutMs"), 0.0)
         for tid, t in (chain.get("Targets") or {}).items():
             subset = t.get("Subset") or {}
             sni = str(t.get("SNI") or "")
@@ -429,7 +477,9 @@ class ProxyState:
             targets.append(Target(
                 id=tid, service=t["Service"], datacenter=t["Datacenter"], cluster_name=sni, sni=sni,
                 spiffe_id=f"spiffe://{td}/ns/{t.get('Namespace') or 'default'}/dc/{t['Datacenter']}/svc/{t['Service']}",
-                connect_timeout=_ms(cfg.get("connect_timeout_ms"), _seconds(t.get("ConnectTimeout"), 5.0)),
+                connect_timeout=_ms(cfg.get("connect_timeout_ms"),
+                                    connect_default or _seconds(t.get("ConnectTimeout"), 5.0)),
+                load_balancer=lbs.get(tid, ""),
                 endpoints=endpoints_from_health(up.health.get(tid) or [], only_passing=bool(subset.get("OnlyPassing")))))
         # the start node's target first: it is the one a tcp upstream proxies to
         start_targets = [tid for tid, _ in _node_targets(chain, chain.get("StartNode") or "")]
@@ -439,7 +489,8 @@ class ProxyState:
                         local_bind_address=str(spec.get("LocalBindAddress") or "127.0.0.1"),
                         local_bind_port=int(spec.get("LocalBindPort") or 0),
                         protocol=protocol if protocol in HTTP_PROTOCOLS else "tcp",
-                        targets=tuple(targets), routes=routes)
+                        targets=tuple(targets), routes=routes,
+                        config_json=json.dumps(ucfg, sort_keys=True) if ucfg else "")
 
 
 Starter = Callable[[], Awaitable[None]]

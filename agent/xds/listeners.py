@@ -11,6 +11,7 @@ from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, Upstr
 from lictor.agent.xds.clusters import LOCAL_APP
 from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_duration, parse, tls_params
 from lictor.agent.xds.rbac import rbac_rules
+from lictor.agent.xds.routes import FAULT_FILTER, FAULT_TYPE, upstream_has_faults
 
 __all__ = ["listeners_from_snapshot", "public_listener_name"]
 
@@ -98,7 +99,9 @@ def upstream_listener(up: Upstream) -> dict[str, Any]:
         hcm = {"@type": HCM_TYPE, "stat_prefix": f"upstream.{up.name}", "codec_type": "AUTO",
                "generate_request_id": False,
                "rds": {"config_source": ads_source(), "route_config_name": up.name},
-               "http_filters": [ROUTER]}
+               # the fault filter acts only on routes that configure it (typed_per_filter_config)
+               "http_filters": ([{"name": FAULT_FILTER, "typed_config": {"@type": FAULT_TYPE}}]
+                                if upstream_has_faults(up) else []) + [ROUTER]}
         lis["filter_chains"] = [{"filters": [{"name": HCM, "typed_config": hcm}]}]
     else:
         cluster = up.targets[0].cluster_name if up.targets else up.name

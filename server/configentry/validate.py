@@ -133,6 +133,9 @@ def _check_proxy_defaults(body: dict[str, Any]) -> None:
         if not isinstance(p, str) or p.lower() not in PROTOCOLS:
             raise _err("Config.protocol", f"invalid protocol {p!r}: must be one of {', '.join(PROTOCOLS)}")
     _check_proxy_common(body)
+    defaults = (body.get("UpstreamConfig") or {}).get("Defaults")
+    if defaults:
+        _check_upstream_config("UpstreamConfig.Defaults", defaults)
 
 
 def _check_fault(path: str, f: dict[str, Any] | None) -> None:
@@ -141,6 +144,13 @@ def _check_fault(path: str, f: dict[str, Any] | None) -> None:
     if not f.get("Delay") and not f.get("Abort"):
         raise _err(path, "set Delay, Abort or both")
     d = f.get("Delay")
+    for i, h in enumerate(f.get("HeaderMatch") or []):
+        hp = f"{path}.HeaderMatch[{i}]"
+        if not h.get("Name"):
+            raise _err(f"{hp}.Name", "header name is required")
+        which = _one_of(hp, h, ("Present", "Exact", "Prefix", "Suffix", "Contains", "Regex"), required=True)
+        if which == "Regex":
+            _regex(f"{hp}.Regex", h["Regex"])
     if d:
         if d.get("Duration", "0s") == "0s":
             raise _err(f"{path}.Delay.Duration", "must be greater than 0")
@@ -198,6 +208,17 @@ def _check_service_defaults(body: dict[str, Any]) -> None:
 
 
 def _check_upstream_config(path: str, u: dict[str, Any]) -> None:
+    rb = u.get("RetryBudget")
+    if rb is not None:
+        if "BudgetPercent" in rb:
+            _percent(f"{path}.RetryBudget.BudgetPercent", rb["BudgetPercent"], zero_ok=True)
+    phc = u.get("PassiveHealthCheck") or {}
+    if "EnforcingConsecutive5xx" in phc and phc["EnforcingConsecutive5xx"] > 100:
+        raise _err(f"{path}.PassiveHealthCheck.EnforcingConsecutive5xx", "must be at most 100 (a percentage), got "
+                                                                          f"{phc['EnforcingConsecutive5xx']}")
+    if "MaxEjectionPercent" in phc and phc["MaxEjectionPercent"] > 100:
+        raise _err(f"{path}.PassiveHealthCheck.MaxEjectionPercent", "must be at most 100 (a percentage), got "
+                                                                     f"{phc['MaxEjectionPercent']}")
     if u.get("Protocol"):
         _enum(f"{path}.Protocol", u["Protocol"].lower(), PROTOCOLS)
     _check_mesh_gateway(f"{path}.MeshGateway", u.get("MeshGateway"))
@@ -268,7 +289,19 @@ def _check_router(body: dict[str, Any]) -> None:
         _check_header_mods(f"{dp}.ResponseHeaders", dest.get("ResponseHeaders"))
         _check_fault(f"{dp}.FaultInjection", dest.get("FaultInjection"))
         _check_rate(f"{dp}.RateLimit", dest.get("RateLimit"))
-        _check_mirrors(f"{dp}.Mirrors", dest.get("Mirrors") or [])
+        mp = f"{dp}.RequestMirrorPolicies"
+        _check_mirrors(mp, dest.get("RequestMirrorPolicies") or [])
+        for j, m in enumerate(dest.get("RequestMirrorPolicies") or []):
+            if not m.get("Service"):
+                raise _err(f"{mp}[{j}].Service", "the service to mirror to is required")
+            if ((m["Service"], m.get("ServiceSubset") or "")
+                    == (dest.get("Service") or body["Name"], dest.get("ServiceSubset") or "")):
+                raise _err(f"{mp}[{j}].Service", f"a mirror to the route's own destination {m['Service']!r} is not "
+                                                 "allowed (every request would reach it twice)")
+        if dest.get("PerTryTimeout") and dest.get("NumRetries", 0) == 0 and not dest.get("RetryOnConnectFailure") \
+                and not dest.get("RetryOn") and not dest.get("RetryOnStatusCodes"):
+            raise _err(f"{dp}.PerTryTimeout", "requires a retry policy (NumRetries, RetryOn, RetryOnStatusCodes or "
+                                              "RetryOnConnectFailure)")
 
 
 def _check_splitter(body: dict[str, Any]) -> None:

@@ -102,3 +102,86 @@ CASES = {
     "tcp-api-permissive": tcp_api_permissive,
     "grpc-api": grpc_api,
 }
+
+
+# ----- traffic management (issue 12): real config entries -> compiled chain -> proxycfg -> snapshot
+
+TRAFFIC_ENTRIES: list[dict] = [  # type: ignore[type-arg]
+    {"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"},
+     "UpstreamConfig": {"Defaults": {"Limits": {"MaxConnections": 50}}}},
+    {"Kind": "service-resolver", "Name": "api", "DefaultSubset": "v1", "RequestTimeout": "7s",
+     "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"},
+                 "v2": {"Filter": "Service.Meta.version == v2", "OnlyPassing": True}},
+     "LoadBalancer": {"Policy": "ring_hash", "RingHashConfig": {"MinimumRingSize": 1024},
+                      "HashPolicies": [{"Field": "header", "FieldValue": "x-user"},
+                                       {"Field": "cookie", "FieldValue": "sess", "CookieConfig": {"TTL": "10s"}},
+                                       {"SourceIP": True, "Terminal": True}]}},
+    {"Kind": "service-resolver", "Name": "shadow", "LoadBalancer": {
+        "Policy": "least_request", "LeastRequestConfig": {"ChoiceCount": 3}}},
+    {"Kind": "service-splitter", "Name": "api", "Splits": [
+        {"Weight": 90, "ServiceSubset": "v1", "RequestHeaders": {"Set": {"x-split": "v1"}}},
+        {"Weight": 10, "ServiceSubset": "v2", "ResponseHeaders": {"Add": {"x-canary": "1"}, "Remove": ["server"]}}]},
+    {"Kind": "service-router", "Name": "api", "Routes": [
+        {"Match": {"HTTP": {"PathPrefix": "/v2", "Header": [{"Name": "x-env", "Exact": "canary"},
+                                                            {"Name": "x-debug", "Present": True, "Invert": True},
+                                                            {"Name": "x-agent", "Suffix": "bot", "IgnoreCase": True},
+                                                            {"Name": "x-id", "Regex": "[0-9]+"}]}},
+         "Destination": {"ServiceSubset": "v2", "PrefixRewrite": "/", "RequestTimeout": "2s", "IdleTimeout": "30s",
+                         "NumRetries": 3, "RetryOnConnectFailure": True, "RetryOn": ["reset"],
+                         "RetryOnStatusCodes": [503], "PerTryTimeout": "500ms",
+                         "RequestHeaders": {"Add": {"x-a": "1"}, "Set": {"x-s": "2"}, "Remove": ["x-r"]},
+                         "ResponseHeaders": {"Set": {"x-served-by": "v2"}}}},
+        {"Match": {"HTTP": {"PathExact": "/q", "QueryParam": [{"Name": "beta", "Exact": "1"},
+                                                             {"Name": "trace", "Present": True},
+                                                             {"Name": "id", "Regex": "[a-z]+"}],
+                            "Methods": ["GET", "POST"]}},
+         "Destination": {"ServiceSubset": "v1",
+                         "RequestMirrorPolicies": [{"Service": "shadow", "Percent": 12.5}],
+                         "FaultInjection": {"Delay": {"Duration": "1.5s", "Percent": 10},
+                                            "Abort": {"HTTPStatus": 503, "Percent": 5.25},
+                                            "HeaderMatch": [{"Name": "x-fault", "Exact": "yes"}]}}},
+        {"Match": {"HTTP": {"PathRegex": "/g/[a-z]+"}},
+         "Destination": {"ServiceSubset": "v1", "FaultInjection": {"Abort": {"GRPCStatus": 14, "Percent": 100}}}},
+    ]},
+    {"Kind": "service-defaults", "Name": "web", "Protocol": "http", "UpstreamConfig": {
+        "Defaults": {"PassiveHealthCheck": {"Interval": "1s", "MaxFailures": 3}},
+        "Overrides": [{"Name": "api", "Limits": {"MaxConnections": 1, "MaxPendingRequests": 1,
+                                                 "MaxConcurrentRequests": 10, "MaxRetries": 2},
+                       "RetryBudget": {"BudgetPercent": 25.0, "MinRetryConcurrency": 2},
+                       "PassiveHealthCheck": {"Interval": "2s", "MaxFailures": 5, "EnforcingConsecutive5xx": 100,
+                                              "MaxEjectionPercent": 50, "BaseEjectionTime": "10s"}}]}},
+]
+
+
+def traffic_upstream(entries: list[dict] | None = None, service: str = "api") -> Upstream:  # type: ignore[type-arg]
+    """The Upstream proxycfg builds for web -> ``service`` from real entries (validated, compiled)."""
+    from lictor.agent.proxycfg.state import _node_targets, merged_upstream_config, routes_from_chain
+    from lictor.server.configentry.chain import compile_chain
+    from lictor.server.configentry.entries import DictView, decode_entry
+
+    bodies = [decode_entry(e) for e in (entries if entries is not None else TRAFFIC_ENTRIES)]
+    view = DictView(bodies)
+    chain = compile_chain(view, service, datacenter="dc1", trust_domain=TD)
+    import json as _json
+
+    names, targets = {}, []
+    lbs = {n["Resolver"]["Target"]: _json.dumps(n["LoadBalancer"], sort_keys=True)
+           for n in chain["Nodes"].values() if n["Type"] == "resolver" and n.get("LoadBalancer")}
+    for tid, t in chain["Targets"].items():
+        names[tid] = t["SNI"]
+        targets.append(Target(id=tid, service=t["Service"], datacenter="dc1", cluster_name=t["SNI"], sni=t["SNI"],
+                              spiffe_id=f"spiffe://{TD}/ns/default/dc/dc1/svc/{t['Service']}",
+                              endpoints=API_EPS[:2], load_balancer=lbs.get(tid, "")))
+    start = [tid for tid, _ in _node_targets(chain, chain["StartNode"])]
+    targets.sort(key=lambda t: (t.id not in start[:1], t.id))
+    ucfg = merged_upstream_config(service, view.get("proxy-defaults", "global"), view.get("service-defaults", "web"))
+    return Upstream(name=service, destination_name=service, local_bind_address="127.0.0.1", local_bind_port=9191,
+                    protocol=chain["Protocol"], targets=tuple(targets), routes=routes_from_chain(chain, names),
+                    config_json=_json.dumps(ucfg, sort_keys=True) if ucfg else "")
+
+
+def http_traffic() -> ConfigSnapshot:
+    return replace(base("web", protocol="http"), upstreams=(traffic_upstream(),))
+
+
+CASES["http-web-traffic"] = http_traffic

@@ -3,6 +3,8 @@ coalesced snapshots, and the snapshot's content from the catalog's answers."""
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 from typing import Any
 
@@ -160,7 +162,8 @@ def test_routes_from_a_router_and_splitter_chain() -> None:
         "resolver:v1": {"Type": "resolver", "Resolver": {"Target": "v1"}},
         "resolver:v2": {"Type": "resolver", "Resolver": {"Target": "v2"}}}}
     routes = routes_from_chain(c, {"v1": "c1", "v2": "c2"})
-    assert routes[0].match == (("prefix", "/admin"), ("method", "POST")) and routes[0].clusters == (("c2", 10000),)
+    assert json.loads(routes[0].match_json) == {"PathPrefix": "/admin", "Methods": ["POST"]}
+    assert routes[0].clusters == (("c2", 10000),)
     assert routes[0].timeout == 3.0
     assert routes[1].clusters == (("c1", 9000), ("c2", 1000))
 
@@ -196,3 +199,35 @@ async def test_snapshot_fields_from_config_entries_and_proxy_config() -> None:
     assert [(ix.source_name, ix.action) for ix in snap.intentions] == [("x", "deny")]
     s.stop()
     await cache.close()
+
+
+def test_routes_carry_actions_split_headers_and_mirrors() -> None:
+    c = {"StartNode": "router:api", "Targets": {"v1": {"RequestTimeout": "4s"}}, "Nodes": {
+        "router:api": {"Type": "router", "Routes": [
+            {"Definition": {"Match": {"HTTP": {"PathPrefix": "/"}},
+                            "Destination": {"NumRetries": 2, "Service": "api", "PrefixRewrite": "/x"}},
+             "RequestMirrorPolicies": [{"Target": "sh", "Percent": 10.0}], "NextNode": "splitter:api"},
+            {"Definition": {"Match": {"HTTP": {"PathPrefix": "/"}}}, "NextNode": "resolver:v1"}]},
+        "splitter:api": {"Type": "splitter", "Splits": [
+            {"Weight": 50, "NextNode": "resolver:v1", "RequestHeaders": {"Set": {"a": "1"}}},
+            {"Weight": 50, "NextNode": "resolver:v2"}]},
+        "resolver:v1": {"Type": "resolver", "Resolver": {"Target": "v1"}},
+        "resolver:v2": {"Type": "resolver", "Resolver": {"Target": "v2"}}}}
+    routes = routes_from_chain(c, {"v1": "c1", "v2": "c2", "sh": "cs"})
+    assert json.loads(routes[0].action_json) == {"NumRetries": 2, "PrefixRewrite": "/x"}  # not Service
+    assert routes[0].split_headers == (("c1", '{"RequestHeaders": {"Set": {"a": "1"}}}'),)
+    assert routes[0].mirrors == (("cs", 10.0),)
+    assert routes[0].timeout == 15.0  # a split: no single resolver's timeout
+    assert routes[1].timeout == 4.0  # the resolver's RequestTimeout
+
+
+def test_upstream_config_layers() -> None:
+    from lictor.agent.proxycfg.state import merged_upstream_config
+
+    pd = {"UpstreamConfig": {"Defaults": {"Limits": {"MaxConnections": 5}, "ConnectTimeoutMs": 100}}}
+    sd = {"UpstreamConfig": {"Defaults": {"Limits": {"MaxConnections": 7}},
+                             "Overrides": [{"Name": "api", "RetryBudget": {"BudgetPercent": 10.0}},
+                                           {"Name": "other", "Limits": {"MaxConnections": 1}}]}}
+    assert merged_upstream_config("api", pd, sd) == {"Limits": {"MaxConnections": 7}, "ConnectTimeoutMs": 100,
+                                                     "RetryBudget": {"BudgetPercent": 10.0}}
+    assert merged_upstream_config("x", pd, None) == {"Limits": {"MaxConnections": 5}, "ConnectTimeoutMs": 100}
