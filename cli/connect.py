@@ -93,7 +93,8 @@ def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[
         "stats_config": {"stats_tags": [
             {"tag_name": "local_cluster", "fixed_value": cluster},
             {"tag_name": "consul.source.service", "fixed_value": service},
-            {"tag_name": "consul.source.datacenter", "fixed_value": datacenter or "dc1"}],
+            {"tag_name": "consul.source.datacenter", "fixed_value": datacenter or "dc1"},
+            *MESH_STATS_TAGS],
             "use_all_default_tags": True},
         "dynamic_resources": {
             "ads_config": {"api_type": "DELTA_GRPC" if ads_mode == "delta" else "GRPC",
@@ -122,6 +123,25 @@ def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[
                 "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]
     return boot
+
+
+# Tags from the mesh's stat names (the first group is cut from the name, the second is the value):
+# upstream clusters are "[<subset>.]<service>.<namespace>.<dc>.internal.<trust domain>", an upstream
+# listener's HTTP stats "http.upstream.<upstream>.", its routes "vhost.<upstream>.route.<stat prefix>.".
+_CLUSTER = r"^cluster\.(?:passthrough~)?("
+_TD = r"\.internal\.[^.]+\.consul\.)"
+MESH_STATS_TAGS = [
+    {"tag_name": "consul.destination.service",
+     "regex": _CLUSTER + r"(?:[^.]+\.)?([^.]+)\.[^.]+\.[^.]+" + _TD},
+    {"tag_name": "consul.destination.service_subset",
+     "regex": _CLUSTER + r"(?:([^.]+)\.)?[^.]+\.[^.]+\.[^.]+" + _TD},
+    {"tag_name": "consul.destination.namespace",
+     "regex": _CLUSTER + r"(?:[^.]+\.)?[^.]+\.([^.]+)\.[^.]+" + _TD},
+    {"tag_name": "consul.destination.datacenter",
+     "regex": _CLUSTER + r"(?:[^.]+\.)?[^.]+\.[^.]+\.([^.]+)" + _TD},
+    {"tag_name": "consul.upstream.service", "regex": r"^http\.(upstream\.([^.]+)\.)"},
+    {"tag_name": "consul.route", "regex": r"^vhost\.[^.]+\.route\.(([^.]+)\.)"},
+]
 
 
 def _is_ip(host: str) -> bool:

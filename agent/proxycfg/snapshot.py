@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from lictor.server.configentry.intentions import Intention
 
-__all__ = ["ConfigSnapshot", "Endpoint", "Leaf", "Route", "Target", "Upstream", "HTTP_PROTOCOLS"]
+__all__ = ["AccessLogs", "ConfigSnapshot", "Endpoint", "Leaf", "Route", "Target", "Upstream", "HTTP_PROTOCOLS"]
 
 HTTP_PROTOCOLS = frozenset({"http", "http2", "grpc"})
 
@@ -87,6 +87,19 @@ class Leaf:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AccessLogs:
+    """proxy-defaults ``AccessLogs`` (Consul's fields). ``json_format`` is the JSON object as
+    canonical text (sorted keys), "" for the default format."""
+
+    enabled: bool = False
+    disable_listener_logs: bool = False
+    type: str = "stdout"  # stdout | stderr | file
+    path: str = ""
+    json_format: str = ""
+    text_format: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigSnapshot:
     """What one connect-proxy needs. Built by agent/proxycfg/state.py, read by agent/xds."""
 
@@ -113,6 +126,7 @@ class ConfigSnapshot:
     #: replaces the generated ``local_app`` cluster. proxycfg checks that it parses as a Cluster;
     #: Envoy still judges its meaning (a bad one is NACKed and the last good config stays).
     local_cluster_json: str = ""
+    access_logs: AccessLogs | None = None
 
     @property
     def spiffe_id(self) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lictor.agent.proxycfg.cache import AgentCache, Subscription
-from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, ConfigSnapshot, Endpoint, Leaf, Route, Target,
-                                            Upstream)
+from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, AccessLogs, ConfigSnapshot, Endpoint, Leaf, Route,
+                                            Target, Upstream)
 from lictor.common.duration import parse_duration
 from lictor.server.configentry.intentions import Intention
 
@@ -200,6 +200,26 @@ def merged_upstream_config(name: str, proxy_defaults: dict[str, Any] | None,
             if (layer or {}).get(k) not in (None, {}, 0):
                 out[k] = layer[k]  # type: ignore[index]
     return out
+
+
+def access_logs_from(raw: Any) -> AccessLogs | None:
+    """Consul's ``AccessLogs`` block (from the registration, else proxy-defaults); validated at
+    ``config write``, so a value that still does not fit is dropped with a warning."""
+    if not isinstance(raw, dict) or not raw.get("Enabled"):
+        return None
+    fmt = raw.get("JSONFormat") or ""
+    try:
+        if fmt:
+            obj = json.loads(fmt) if isinstance(fmt, str) else fmt
+            if not isinstance(obj, dict):
+                raise ValueError("JSONFormat is not a JSON object")
+            fmt = json.dumps(obj, sort_keys=True)
+    except ValueError as exc:
+        log.warning("ignoring AccessLogs: %s", exc)
+        return None
+    return AccessLogs(enabled=True, disable_listener_logs=bool(raw.get("DisableListenerLogs")),
+                      type=str(raw.get("Type") or "stdout").lower(), path=str(raw.get("Path") or ""),
+                      json_format=fmt, text_format=str(raw.get("TextFormat") or ""))
 
 
 class ProxyGone(Exception):
@@ -442,7 +462,8 @@ class ProxyState:
             default_allow=self._default_allow(self.inputs[MESH]),
             upstreams=tuple(upstreams),
             prometheus_bind_addr=str(config.get("envoy_prometheus_bind_addr") or ""),
-            local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")))
+            local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")),
+            access_logs=access_logs_from(proxy.get("AccessLogs") or pd.get("AccessLogs")))
 
     def _escape_hatch(self, raw: Any) -> str:
         if not raw:

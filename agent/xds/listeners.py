@@ -8,6 +8,7 @@ from typing import Any
 from envoy.config.listener.v3 import listener_pb2
 
 from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, Upstream
+from lictor.agent.xds.accesslogs import access_loggers, listener_access_loggers
 from lictor.agent.xds.clusters import LOCAL_APP
 from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_duration, parse, tls_params
 from lictor.agent.xds.rbac import rbac_rules
@@ -29,10 +30,23 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _tcp_proxy(stat_prefix: str, cluster: str) -> dict[str, Any]:
-    return {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-        "stat_prefix": stat_prefix, "cluster": cluster}}
+def _tcp_proxy(stat_prefix: str, cluster: str, snap: ConfigSnapshot) -> dict[str, Any]:
+    typed: dict[str, Any] = {"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                             "stat_prefix": stat_prefix, "cluster": cluster}
+    if logs := access_loggers(snap.access_logs):
+        typed["access_log"] = logs
+    return {"name": "envoy.filters.network.tcp_proxy", "typed_config": typed}
+
+
+def _observe(hcm: dict[str, Any], snap: ConfigSnapshot) -> dict[str, Any]:
+    """The listener-level observability of an HTTP connection manager (access logs)."""
+    if logs := access_loggers(snap.access_logs):
+        hcm["access_log"] = logs
+    return hcm
+
+
+TLS_INSPECTOR = {"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}
 
 
 def _downstream_tls(snap: ConfigSnapshot) -> dict[str, Any]:
@@ -61,7 +75,7 @@ def _public_filters(snap: ConfigSnapshot) -> list[dict[str, Any]]:
             filters.append({"name": "envoy.filters.network.rbac", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
                 "stat_prefix": "connect_authz", "rules": rules}})
-        filters.append(_tcp_proxy("public_listener", LOCAL_APP))
+        filters.append(_tcp_proxy("public_listener", LOCAL_APP, snap))
         return filters
     http_filters = []
     rules = rbac_rules(snap.intentions, default_allow=snap.default_allow, trust_domain=snap.trust_domain, l7=True)
@@ -70,29 +84,36 @@ def _public_filters(snap: ConfigSnapshot) -> list[dict[str, Any]]:
             "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC", "rules": rules}})
     http_filters.append(ROUTER)
     route: dict[str, Any] = {"cluster": LOCAL_APP, "timeout": fmt_duration(snap.local_request_timeout)}
-    return [{"name": HCM, "typed_config": {
+    return [{"name": HCM, "typed_config": _observe({
         "@type": HCM_TYPE, "stat_prefix": "public_listener", "codec_type": "AUTO",
         "generate_request_id": False,
         "forward_client_cert_details": "SANITIZE_SET", "set_current_client_cert_details": {"uri": True},
         "route_config": {"name": LOCAL_APP, "virtual_hosts": [{"name": LOCAL_APP, "domains": ["*"], "routes": [
             {"match": {"prefix": "/"}, "route": route}]}]},
-        "http_filters": http_filters}}]
+        "http_filters": http_filters}, snap)}]
 
 
 def public_listener(snap: ConfigSnapshot) -> dict[str, Any]:
     tls_chain: dict[str, Any] = {"filters": _public_filters(snap), "transport_socket": _downstream_tls(snap)}
     lis: dict[str, Any] = {"name": public_listener_name(snap), "address": _address(snap.bind_address, snap.port),
                            "traffic_direction": "INBOUND", "filter_chains": [tls_chain]}
+    listener_logs = listener_access_loggers(snap.access_logs)
     if snap.mutual_tls_mode == "permissive":
         # plaintext is let through to the app (no identity, so no intentions): migration mode
         tls_chain["filter_chain_match"] = {"transport_protocol": "tls"}
-        lis["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}]
-        lis["filter_chains"].append({"filters": [_tcp_proxy("public_listener_permissive", LOCAL_APP)]})
+        lis["listener_filters"] = [TLS_INSPECTOR]
+        lis["filter_chains"].append({"filters": [_tcp_proxy("public_listener_permissive", LOCAL_APP, snap)]})
+    elif listener_logs:
+        # only TLS matches a chain, so a plaintext connection is refused by the listener itself
+        # ("no matching filter chain", flag NR) and so appears in the listener's access log
+        tls_chain["filter_chain_match"] = {"transport_protocol": "tls"}
+        lis["listener_filters"] = [TLS_INSPECTOR]
+    if listener_logs:
+        lis["access_log"] = listener_logs
     return lis
 
 
-def upstream_listener(up: Upstream) -> dict[str, Any]:
+def upstream_listener(up: Upstream, snap: ConfigSnapshot) -> dict[str, Any]:
     lis: dict[str, Any] = {"name": up.listener_name, "address": _address(up.local_bind_address, up.local_bind_port),
                            "traffic_direction": "OUTBOUND"}
     if up.protocol in HTTP_PROTOCOLS:
@@ -102,13 +123,15 @@ def upstream_listener(up: Upstream) -> dict[str, Any]:
                # the fault filter acts only on routes that configure it (typed_per_filter_config)
                "http_filters": ([{"name": FAULT_FILTER, "typed_config": {"@type": FAULT_TYPE}}]
                                 if upstream_has_faults(up) else []) + [ROUTER]}
-        lis["filter_chains"] = [{"filters": [{"name": HCM, "typed_config": hcm}]}]
+        lis["filter_chains"] = [{"filters": [{"name": HCM, "typed_config": _observe(hcm, snap)}]}]
     else:
         cluster = up.targets[0].cluster_name if up.targets else up.name
-        lis["filter_chains"] = [{"filters": [_tcp_proxy(f"upstream.{up.name}", cluster)]}]
+        lis["filter_chains"] = [{"filters": [_tcp_proxy(f"upstream.{up.name}", cluster, snap)]}]
+    if logs := listener_access_loggers(snap.access_logs):
+        lis["access_log"] = logs
     return lis
 
 
 def listeners_from_snapshot(snap: ConfigSnapshot) -> list[listener_pb2.Listener]:
-    out = [public_listener(snap)] + [upstream_listener(up) for up in snap.upstreams if up.local_bind_port]
+    out = [public_listener(snap)] + [upstream_listener(up, snap) for up in snap.upstreams if up.local_bind_port]
     return [parse(listener_pb2.Listener, d) for d in out]  # type: ignore[misc]

@@ -23,6 +23,7 @@ version never blocks unrelated writes, while any write that breaks a chain is re
 from __future__ import annotations
 
 import base64
+import json
 import binascii
 import re
 from collections.abc import Iterable
@@ -111,7 +112,42 @@ def _check_mesh_gateway(path: str, mg: dict[str, Any] | None) -> None:
         _enum(f"{path}.Mode", mg.get("Mode", ""), MESH_GATEWAY_MODES)
 
 
+def _check_access_logs(al: dict[str, Any] | None) -> None:
+    """Consul's AccessLogs rules, plus: a file path must be absolute, a JSONFormat a JSON object
+    of strings (Envoy's command operators) or nested objects."""
+    if not al:
+        return
+    typ = str(al.get("Type") or "")
+    _enum("AccessLogs.Type", typ, ("", "stdout", "stderr", "file"))
+    path = al.get("Path") or ""
+    if typ == "file" and not path:
+        raise _err("AccessLogs.Path", 'is required when Type is "file"')
+    if typ != "file" and path:
+        raise _err("AccessLogs.Path", f'is only allowed with Type "file", not {typ or "stdout"!r}')
+    if path and not path.startswith("/"):
+        raise _err("AccessLogs.Path", f"must be an absolute path, got {path!r}")
+    _one_of("AccessLogs", al, ("JSONFormat", "TextFormat"), required=False)
+    fmt = al.get("JSONFormat")
+    if fmt:
+        try:
+            obj = json.loads(fmt) if isinstance(fmt, str) else fmt
+        except ValueError as exc:
+            raise _err("AccessLogs.JSONFormat", f"invalid JSON: {exc}") from None
+        if not isinstance(obj, dict) or not obj:
+            raise _err("AccessLogs.JSONFormat", "must be a non-empty JSON object")
+
+        def check(o: Any, where: str) -> None:
+            for k, v in o.items():
+                if isinstance(v, dict):
+                    check(v, f"{where}.{k}")
+                elif not isinstance(v, str):
+                    raise _err(f"AccessLogs.JSONFormat{where}.{k}", "values must be strings (command operators) "
+                               "or objects")
+        check(obj, "")
+
+
 def _check_proxy_common(body: dict[str, Any]) -> None:
+    _check_access_logs(body.get("AccessLogs"))
     _enum("Mode", body.get("Mode", ""), PROXY_MODES)
     _enum("MutualTLSMode", body.get("MutualTLSMode", ""), MTLS_MODES)
     _check_mesh_gateway("MeshGateway", body.get("MeshGateway"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from lictor.agent.proxycfg.snapshot import ConfigSnapshot, Endpoint, Leaf, Route, Target, Upstream
+from lictor.agent.proxycfg.snapshot import AccessLogs, ConfigSnapshot, Endpoint, Leaf, Route, Target, Upstream
 from lictor.server.configentry.intentions import Intention
 
 CERTS = Path(__file__).resolve().parents[3] / "golden" / "xds" / "certs"
@@ -92,6 +92,24 @@ def grpc_api() -> ConfigSnapshot:
     return replace(base("api", protocol="grpc"), local_connect_timeout=0.25)
 
 
+def http_web_access_logs_json() -> ConfigSnapshot:
+    """Default JSON access logs to stdout, listener logs on: the strict public listener matches
+    TLS only, so a refused plaintext connection is logged (NR)."""
+    return replace(http_web_with_upstream(), access_logs=AccessLogs(enabled=True))
+
+
+def tcp_web_access_logs_text_file() -> ConfigSnapshot:
+    return replace(tcp_web_with_upstream(), access_logs=AccessLogs(
+        enabled=True, disable_listener_logs=True, type="file", path="/tmp/lictor-access.log",
+        text_format="[%START_TIME%] %DOWNSTREAM_REMOTE_ADDRESS% -> %UPSTREAM_CLUSTER% %RESPONSE_FLAGS%"))
+
+
+def tcp_api_permissive_access_logs_custom_json() -> ConfigSnapshot:
+    return replace(tcp_api_permissive(), access_logs=AccessLogs(
+        enabled=True, type="stderr", json_format='{"flags": "%RESPONSE_FLAGS%", "peer": {"addr": '
+                                                '"%DOWNSTREAM_REMOTE_ADDRESS%"}}'))
+
+
 CASES = {
     "tcp-web-upstream": tcp_web_with_upstream,
     "http-web-upstream": http_web_with_upstream,
@@ -101,6 +119,9 @@ CASES = {
     "http-api-l7": http_api_l7,
     "tcp-api-permissive": tcp_api_permissive,
     "grpc-api": grpc_api,
+    "http-web-access-logs-json": http_web_access_logs_json,
+    "tcp-web-access-logs-text-file": tcp_web_access_logs_text_file,
+    "tcp-api-permissive-access-logs": tcp_api_permissive_access_logs_custom_json,
 }
 
 
