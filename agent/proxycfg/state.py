@@ -190,10 +190,14 @@ def _route_timeout(chain: dict[str, Any], node_name: str, targets: dict[str, Any
 def merged_upstream_config(name: str, proxy_defaults: dict[str, Any] | None,
                            service_defaults: dict[str, Any] | None) -> dict[str, Any]:
     """proxy-defaults ``UpstreamConfig.Defaults`` < service-defaults ``UpstreamConfig.Defaults`` <
-    the service-defaults override whose ``Name`` is the upstream: later ones replace whole keys."""
+    the proxy-defaults override whose ``Name`` is the upstream (every caller's, as an Istio
+    DestinationRule sets) < the service-defaults override whose ``Name`` is the upstream: later
+    ones replace whole keys."""
     out: dict[str, Any] = {}
     for layer in (((proxy_defaults or {}).get("UpstreamConfig") or {}).get("Defaults"),
                   ((service_defaults or {}).get("UpstreamConfig") or {}).get("Defaults"),
+                  *[o for o in ((proxy_defaults or {}).get("UpstreamConfig") or {}).get("Overrides") or []
+                    if o.get("Name") == name],
                   *[o for o in ((service_defaults or {}).get("UpstreamConfig") or {}).get("Overrides") or []
                     if o.get("Name") == name]):
         for k in ("Limits", "PassiveHealthCheck", "RetryBudget", "ConnectTimeoutMs"):

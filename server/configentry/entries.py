@@ -209,8 +209,9 @@ SCHEMAS: dict[str, Obj] = {
         "MutualTLSMode": "str", "MeshGateway": MESH_GATEWAY, "Expose": EXPOSE, "AccessLogs": ACCESS_LOGS,
         "EnvoyExtensions": "json", "FailoverPolicy": obj(Mode="str", Regions="strs"),
         "PrioritizeByLocality": obj(Mode="str"),
-        # Lictor: upstream defaults for every proxy (service-defaults' UpstreamConfig overrides them)
-        "UpstreamConfig": obj(Defaults=Obj(UPSTREAM_CONFIG_FIELDS)),
+        # Lictor: upstream defaults for every proxy (service-defaults' UpstreamConfig overrides them),
+        # and per-upstream overrides for every caller (what an Istio DestinationRule's policy is)
+        "UpstreamConfig": obj(Overrides=ListOf(UPSTREAM_OVERRIDE), Defaults=Obj(UPSTREAM_CONFIG_FIELDS)),
     }),
     SERVICE_DEFAULTS: Obj({
         **_COMMON, "Protocol": "str", "Mode": "str", "TransparentProxy": TRANSPARENT_PROXY,

@@ -172,6 +172,10 @@ def _check_proxy_defaults(body: dict[str, Any]) -> None:
     defaults = (body.get("UpstreamConfig") or {}).get("Defaults")
     if defaults:
         _check_upstream_config("UpstreamConfig.Defaults", defaults)
+    for i, o in enumerate((body.get("UpstreamConfig") or {}).get("Overrides") or []):
+        if not o.get("Name"):
+            raise _err(f"UpstreamConfig.Overrides[{i}].Name", "upstream name is required")
+        _check_upstream_config(f"UpstreamConfig.Overrides[{i}]", o)
 
 
 def _check_fault(path: str, f: dict[str, Any] | None) -> None:

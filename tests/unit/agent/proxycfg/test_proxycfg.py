@@ -231,3 +231,18 @@ def test_upstream_config_layers() -> None:
     assert merged_upstream_config("api", pd, sd) == {"Limits": {"MaxConnections": 7}, "ConnectTimeoutMs": 100,
                                                      "RetryBudget": {"BudgetPercent": 10.0}}
     assert merged_upstream_config("x", pd, None) == {"Limits": {"MaxConnections": 5}, "ConnectTimeoutMs": 100}
+
+
+def test_proxy_defaults_overrides_apply_to_every_caller_below_service_defaults() -> None:
+    """An Istio DestinationRule's limits land in proxy-defaults UpstreamConfig.Overrides: every
+    caller of the named upstream gets them; a caller's own service-defaults still wins."""
+    from lictor.agent.proxycfg.state import merged_upstream_config
+
+    pd = {"UpstreamConfig": {"Defaults": {"Limits": {"MaxConnections": 5}},
+                             "Overrides": [{"Name": "inventory", "Limits": {"MaxConnections": 10},
+                                            "PassiveHealthCheck": {"MaxFailures": 3}}]}}
+    assert merged_upstream_config("inventory", pd, None) == {"Limits": {"MaxConnections": 10},
+                                                             "PassiveHealthCheck": {"MaxFailures": 3}}
+    assert merged_upstream_config("other", pd, None) == {"Limits": {"MaxConnections": 5}}
+    sd = {"UpstreamConfig": {"Overrides": [{"Name": "inventory", "Limits": {"MaxConnections": 2}}]}}
+    assert merged_upstream_config("inventory", pd, sd)["Limits"] == {"MaxConnections": 2}
