@@ -225,6 +225,14 @@ def translate(resources: Iterable[Resource], *, supports: Supports = _all) -> Tr
     for r in by_kind.get("RequestAuthentication", []):
         _request_authentication(ctx, r, providers)
     _authorization(ctx, by_kind.get("AuthorizationPolicy", []), providers)
+    for key in sorted(k for k in ctx.entries if k[0] == "ingress-gateway"):
+        e = ctx.entries[key]
+        for lst in [x for x in e["Listeners"] if not x["Services"]]:
+            ctx.warnings.append(f"{','.join(sorted(ctx.origins[key]))}: port {lst['Port']} of gateway {key[1]!r} "
+                                "has no VirtualService yet: not opened")
+        e["Listeners"] = [x for x in e["Listeners"] if x["Services"]]
+        if not e["Listeners"]:
+            del ctx.entries[key]
     out = Translation(warnings=ctx.warnings)
     for key in sorted(ctx.entries):
         e = ctx.entries[key]
