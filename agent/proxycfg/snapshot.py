@@ -127,6 +127,9 @@ class ConfigSnapshot:
     #: Envoy still judges its meaning (a bad one is NACKed and the last good config stays).
     local_cluster_json: str = ""
     access_logs: AccessLogs | None = None
+    #: jwt-provider entries as (name, canonical JSON), sorted by name (agent/xds/jwt.py uses the
+    #: ones this service's intentions name)
+    jwt_providers: tuple[tuple[str, str], ...] = ()
 
     @property
     def spiffe_id(self) -> str:

@@ -34,6 +34,7 @@ MESH = "mesh"
 SERVICE_CHAIN = "service-chain"
 SERVICE_DEFAULTS = "service-defaults"
 PROXY_DEFAULTS = "proxy-defaults"
+JWT_PROVIDERS = "jwt-providers"
 CHAIN_PREFIX = "chain:"
 HEALTH_PREFIX = "health:"
 
@@ -60,7 +61,7 @@ def intention_from_api(d: dict[str, Any]) -> Intention:
     return Intention(source_ns=d.get("SourceNS") or "default", source_name=d.get("SourceName") or "",
                      destination_ns=d.get("DestinationNS") or "default",
                      destination_name=d.get("DestinationName") or "", action=d.get("Action") or "",
-                     permissions=tuple(d.get("Permissions") or ()))
+                     permissions=tuple(d.get("Permissions") or ()), jwt=d.get("JWT") or None)
 
 
 _HEALTH_MEMO: list[Any] = [None, None, None]  # (rows object, only_passing, result): the last conversion
@@ -314,6 +315,7 @@ class ProxyState:
         self._watch("ConfigEntry.Get", {"kind": "service-defaults", "name": self.service, **tok}, SERVICE_DEFAULTS)
         self._watch("ConfigEntry.Get", {"kind": "proxy-defaults", "name": "global", **tok}, PROXY_DEFAULTS)
         self._watch("DiscoveryChain.Get", {"name": self.service, **tok}, SERVICE_CHAIN)
+        self._watch("ConfigEntry.List", {"kind": "jwt-provider", **tok}, JWT_PROVIDERS)
         for name in self.upstreams:
             self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
         loop = asyncio.get_running_loop()
@@ -423,7 +425,7 @@ class ProxyState:
 
     # ----- the builder -------------------------------------------------------------------------
     def missing(self) -> list[str]:
-        need = [ROOTS, LEAF, INTENTIONS, MESH, SERVICE_CHAIN, SERVICE_DEFAULTS, PROXY_DEFAULTS]
+        need = [ROOTS, LEAF, INTENTIONS, MESH, SERVICE_CHAIN, SERVICE_DEFAULTS, PROXY_DEFAULTS, JWT_PROVIDERS]
         out = [n for n in need if n not in self.inputs]
         for name, up in self.upstreams.items():
             if up.chain is None:
@@ -467,7 +469,9 @@ class ProxyState:
             upstreams=tuple(upstreams),
             prometheus_bind_addr=str(config.get("envoy_prometheus_bind_addr") or ""),
             local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")),
-            access_logs=access_logs_from(proxy.get("AccessLogs") or pd.get("AccessLogs")))
+            access_logs=access_logs_from(proxy.get("AccessLogs") or pd.get("AccessLogs")),
+            jwt_providers=tuple(sorted((str(e.get("Name")), json.dumps(e, sort_keys=True))
+                                       for e in self.inputs[JWT_PROVIDERS] or [] if isinstance(e, dict))))
 
     def _escape_hatch(self, raw: Any) -> str:
         if not raw:

@@ -10,6 +10,7 @@ from envoy.config.listener.v3 import listener_pb2
 from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, Upstream
 from lictor.agent.xds.accesslogs import access_loggers, listener_access_loggers
 from lictor.agent.xds.clusters import LOCAL_APP
+from lictor.agent.xds.jwt import jwt_authn_filter
 from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_duration, parse, tls_params
 from lictor.agent.xds.rbac import rbac_rules
 from lictor.agent.xds.routes import FAULT_FILTER, FAULT_TYPE, upstream_has_faults
@@ -78,6 +79,8 @@ def _public_filters(snap: ConfigSnapshot) -> list[dict[str, Any]]:
         filters.append(_tcp_proxy("public_listener", LOCAL_APP, snap))
         return filters
     http_filters = []
+    if jwt := jwt_authn_filter(snap):  # verify tokens first; RBAC reads their payloads
+        http_filters.append(jwt)
     rules = rbac_rules(snap.intentions, default_allow=snap.default_allow, trust_domain=snap.trust_domain, l7=True)
     if rules is not None:
         http_filters.append({"name": "envoy.filters.http.rbac", "typed_config": {

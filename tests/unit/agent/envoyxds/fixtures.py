@@ -110,6 +110,49 @@ def tcp_api_permissive_access_logs_custom_json() -> ConfigSnapshot:
                                                 '"%DOWNSTREAM_REMOTE_ADDRESS%"}}'))
 
 
+JWKS_INLINE = ("eyJrZXlzIjogW3sia3R5IjogIkVDIiwgImNydiI6ICJQLTI1NiIsICJ4IjogImh3UkU0OUc3NXQtR1RsSFhmbUtFa2xSQVNtTGQ3"
+               "cjZRdTBhOEpRNjlSbEUiLCAieSI6ICJHSEFDTlJaX0VmcHFBbF9sYk5nU3dYTXVDbHZJQTF5SHkxRjZUSGVTREhJIiwgImtpZCI6"
+               "ICJrMSIsICJhbGciOiAiRVMyNTYifV19")
+
+
+def _jwt_entry(name: str, **body: object) -> tuple[str, str]:
+    import json
+
+    return name, json.dumps({"Kind": "jwt-provider", "Name": name, **body}, sort_keys=True)
+
+
+def http_api_jwt() -> ConfigSnapshot:
+    """A remote (RS256, JWKS over HTTP) and a local (inline ES256) provider; an entry-level
+    requirement with default deny (so a missing token is a 401) and a claim check per permission."""
+    jwt_entry = {"Providers": [{"Name": "okta"}, {"Name": "local"}]}
+    perms = ({"Action": "allow", "HTTP": {"PathPrefix": "/admin"},
+              "JWT": {"Providers": [{"Name": "okta", "VerifyClaims": [{"Path": ["role"], "Value": "admin"}]}]}},
+             {"Action": "allow", "HTTP": {"PathPrefix": "/public"}})
+    web = replace(ix("web", "api", permissions=perms), jwt=jwt_entry)
+    other = replace(ix("*", "api", "allow"), jwt={"Providers": [{"Name": "local", "VerifyClaims": [
+        {"Path": ["realm", "team"], "Value": "ops"}]}]})
+    providers = (
+        _jwt_entry("okta", Issuer="https://okta.example", Audiences=["api"], JSONWebKeySet={"Remote": {
+            "URI": "http://127.0.0.1:8089/jwks", "CacheDuration": "5m", "RequestTimeoutMs": 1500,
+            "RetryPolicy": {"NumRetries": 2, "RetryPolicyBackOff": {"BaseInterval": "1s", "MaxInterval": "5s"}}}},
+            Locations=[{"Header": {"Name": "Authorization", "ValuePrefix": "Bearer ", "Forward": True}}],
+            Forwarding={"HeaderName": "x-jwt-payload"}, ClockSkewSeconds=30),
+        _jwt_entry("local", Issuer="local", JSONWebKeySet={"Local": {"JWKS": JWKS_INLINE}},
+                   Locations=[{"QueryParam": {"Name": "token"}}, {"Cookie": {"Name": "jwt"}}]),
+        _jwt_entry("unused", JSONWebKeySet={"Remote": {"URI": "https://keys.example.com/jwks"}}),
+    )
+    return replace(base("api", protocol="http"), default_allow=False, intentions=(web, other),
+                   jwt_providers=providers)
+
+
+def http_api_jwt_default_allow() -> ConfigSnapshot:
+    """Default allow: a missing token passes jwt_authn, the DENY RBAC refuses what needs one."""
+    snap = http_api_jwt()
+    return replace(snap, default_allow=True, jwt_providers=snap.jwt_providers[1:2] + (_jwt_entry(
+        "okta", Issuer="https://okta.example", JSONWebKeySet={"Remote": {
+            "URI": "https://okta.example/keys", "UseSNI": True}}),))
+
+
 CASES = {
     "tcp-web-upstream": tcp_web_with_upstream,
     "http-web-upstream": http_web_with_upstream,
@@ -122,6 +165,8 @@ CASES = {
     "http-web-access-logs-json": http_web_access_logs_json,
     "tcp-web-access-logs-text-file": tcp_web_access_logs_text_file,
     "tcp-api-permissive-access-logs": tcp_api_permissive_access_logs_custom_json,
+    "http-api-jwt": http_api_jwt,
+    "http-api-jwt-default-allow": http_api_jwt_default_allow,
 }
 
 

@@ -169,8 +169,8 @@ def test_routes_from_a_router_and_splitter_chain() -> None:
 
 
 async def test_snapshot_fields_from_config_entries_and_proxy_config() -> None:
-    from lictor.agent.proxycfg.state import (INTENTIONS, LEAF, MESH, PROXY_DEFAULTS, ROOTS, SERVICE_CHAIN,
-                                             SERVICE_DEFAULTS)
+    from lictor.agent.proxycfg.state import (INTENTIONS, JWT_PROVIDERS, LEAF, MESH, PROXY_DEFAULTS, ROOTS,
+                                             SERVICE_CHAIN, SERVICE_DEFAULTS)
 
     rpc = FakeRPC()
     cache = AgentCache(rpc)
@@ -184,7 +184,10 @@ async def test_snapshot_fields_from_config_entries_and_proxy_config() -> None:
     s.handle_update(INTENTIONS, {"web1": [{"SourceName": "x", "DestinationName": "web1", "Action": "deny"}]})
     s.handle_update(MESH, {"deny": True})
     s.handle_update(SERVICE_DEFAULTS, {"MutualTLSMode": "permissive"})
-    s.handle_update(PROXY_DEFAULTS, None)
+    s.handle_update(PROXY_DEFAULTS, {"AccessLogs": {"Enabled": True, "Type": "file", "Path": "/a.log",
+                                                    "JSONFormat": '{"b": "%START_TIME%", "a": "%PROTOCOL%"}'}})
+    s.handle_update(JWT_PROVIDERS, [{"Kind": "jwt-provider", "Name": "z", "Issuer": "i"},
+                                    {"Kind": "jwt-provider", "Name": "a"}])
     s.handle_update(SERVICE_CHAIN, {"Protocol": "http"})
     assert s.build() is None and s.missing() == ["chain:api"]  # not complete: no snapshot
     s.handle_update("chain:api", chain("api"))
@@ -197,6 +200,9 @@ async def test_snapshot_fields_from_config_entries_and_proxy_config() -> None:
     assert snap.local_connect_timeout == 0.25 and snap.prometheus_bind_addr == "0.0.0.0:20200"
     assert snap.upstreams[0].targets[0].connect_timeout == 1.5
     assert [(ix.source_name, ix.action) for ix in snap.intentions] == [("x", "deny")]
+    assert snap.access_logs is not None and snap.access_logs.type == "file" and snap.access_logs.path == "/a.log"
+    assert snap.access_logs.json_format == '{"a": "%PROTOCOL%", "b": "%START_TIME%"}'  # canonical
+    assert [n for n, _ in snap.jwt_providers] == ["a", "z"] and '"Issuer": "i"' in snap.jwt_providers[1][1]
     s.stop()
     await cache.close()
 
