@@ -112,6 +112,8 @@ def _resilience(c: dict[str, Any], cfg: dict[str, Any]) -> None:
         if phc.get("BaseEjectionTime"):
             od["base_ejection_time"] = fmt_duration(parse_duration(phc["BaseEjectionTime"]))
         c["outlier_detection"] = od
+        if "MinHealthPercent" in phc:  # Lictor (Istio's minHealthPercent): Envoy's panic threshold
+            c["common_lb_config"] = {"healthy_panic_threshold": {"value": float(phc["MinHealthPercent"])}}
 
 
 def upstream_cluster(up: Upstream, target: Target) -> dict[str, Any]:

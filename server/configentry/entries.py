@@ -181,8 +181,10 @@ HEADER_MODIFIERS = obj(Add="strmap", Set="strmap", Remove="strs")
 # Lictor: Limits.MaxRetries and RetryBudget (Envoy's retry budget) beyond Consul's fields.
 LIMITS = obj(MaxConnections="uint", MaxPendingRequests="uint", MaxConcurrentRequests="uint", MaxRetries="uint")
 RETRY_BUDGET = obj(BudgetPercent="float", MinRetryConcurrency="uint")
+# Lictor: MinHealthPercent (Istio's outlierDetection.minHealthPercent, Envoy's healthy_panic_threshold):
+# below that share of healthy hosts, ejections are ignored; 0 never ignores them (Istio's default)
 PASSIVE_HEALTH_CHECK = obj(Interval="dur", MaxFailures="uint", EnforcingConsecutive5xx="uint",
-                           MaxEjectionPercent="uint", BaseEjectionTime="dur")
+                           MaxEjectionPercent="uint", BaseEjectionTime="dur", MinHealthPercent="uint")
 # Lictor: fault injection (Istio's HTTPFaultInjection) and a local token-bucket rate limit.
 HEADER_MATCH = obj(Name="str", Present="bool", Exact="str", Prefix="str", Suffix="str", Contains="str",
                    Regex="str", IgnoreCase="bool", Invert="bool")

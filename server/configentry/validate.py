@@ -256,6 +256,9 @@ def _check_upstream_config(path: str, u: dict[str, Any]) -> None:
     if "EnforcingConsecutive5xx" in phc and phc["EnforcingConsecutive5xx"] > 100:
         raise _err(f"{path}.PassiveHealthCheck.EnforcingConsecutive5xx", "must be at most 100 (a percentage), got "
                                                                           f"{phc['EnforcingConsecutive5xx']}")
+    if "MinHealthPercent" in phc and phc["MinHealthPercent"] > 100:
+        raise _err(f"{path}.PassiveHealthCheck.MinHealthPercent", "must be at most 100 (a percentage), got "
+                                                                   f"{phc['MinHealthPercent']}")
     if "MaxEjectionPercent" in phc and phc["MaxEjectionPercent"] > 100:
         raise _err(f"{path}.PassiveHealthCheck.MaxEjectionPercent", "must be at most 100 (a percentage), got "
                                                                      f"{phc['MaxEjectionPercent']}")

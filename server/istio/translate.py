@@ -364,9 +364,13 @@ def _destination_rule(ctx: _Ctx, r: Resource, hosts: _Hosts, subsets: dict[str, 
     if od is not None:
         op = "spec.trafficPolicy.outlierDetection"
         o = _keys(r, od, op, ("consecutive5xxErrors", "consecutiveGatewayErrors", "interval", "baseEjectionTime",
-                              "maxEjectionPercent", "consecutiveErrors"),
-                  refused=("splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures", "minHealthPercent"))
-        phc: dict[str, Any] = {}
+                              "maxEjectionPercent", "consecutiveErrors", "minHealthPercent"),
+                  refused=("splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures"))
+        # Istio's default minHealthPercent is 0: ejections hold even when every host is ejected
+        ctx.need(r, f"{op}.minHealthPercent", "proxy-defaults",
+                 "UpstreamConfig.Overrides.PassiveHealthCheck.MinHealthPercent")
+        phc: dict[str, Any] = {"MinHealthPercent": _int(r, o.get("minHealthPercent", 0), f"{op}.minHealthPercent",
+                                                        0, 100)}
         if "consecutive5xxErrors" in o or "consecutiveErrors" in o:
             k = "consecutive5xxErrors" if "consecutive5xxErrors" in o else "consecutiveErrors"
             phc["MaxFailures"] = _int(r, o[k], f"{op}.{k}")
@@ -383,8 +387,7 @@ def _destination_rule(ctx: _Ctx, r: Resource, hosts: _Hosts, subsets: dict[str, 
             phc["BaseEjectionTime"] = _dur(r, o["baseEjectionTime"], f"{op}.baseEjectionTime")
         if "maxEjectionPercent" in o:
             phc["MaxEjectionPercent"] = _int(r, o["maxEjectionPercent"], f"{op}.maxEjectionPercent", 0, 100)
-        if phc:
-            override["PassiveHealthCheck"] = phc
+        override["PassiveHealthCheck"] = phc
     if "tls" in t:
         tl = _keys(r, t["tls"], "spec.trafficPolicy.tls", ("mode",),
                    refused=("clientCertificate", "privateKey", "caCertificates", "credentialName", "subjectAltNames",

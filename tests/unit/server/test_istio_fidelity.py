@@ -166,7 +166,7 @@ ROWS: dict[tuple[str, str], dict[str, Any] | list[dict[str, Any]]] = {
     ("DestinationRule", "spec.trafficPolicy.outlierDetection.consecutiveGatewayErrors"): dr(
         {"outlierDetection": {"consecutiveGatewayErrors": 3}}),
     ("DestinationRule", "spec.trafficPolicy.outlierDetection.minHealthPercent"): dr(
-        {"outlierDetection": {"minHealthPercent": 50}}),
+        {"outlierDetection": {"consecutive5xxErrors": 2, "minHealthPercent": 50}}),
     ("DestinationRule", "spec.trafficPolicy.tls.mode"): dr({"tls": {"mode": "ISTIO_MUTUAL"}}),
     ("DestinationRule", "spec.trafficPolicy.tls.credentialName"): dr({"tls": {"mode": "SIMPLE",
                                                                               "credentialName": "c"}}),
