@@ -113,6 +113,9 @@ class ConfigSnapshot:
     #: replaces the generated ``local_app`` cluster. proxycfg checks that it parses as a Cluster;
     #: Envoy still judges its meaning (a bad one is NACKed and the last good config stays).
     local_cluster_json: str = ""
+    #: service-defaults ``RateLimits.InstanceLevel`` as sorted JSON: a local token bucket on the
+    #: public listener (http only), per instance and per route
+    rate_limits_json: str = ""
 
     @property
     def spiffe_id(self) -> str:

@@ -187,6 +187,11 @@ def _route_timeout(chain: dict[str, Any], node_name: str, targets: dict[str, Any
     return default
 
 
+def _rate_limits(sd: dict[str, Any]) -> str:
+    rl = (sd.get("RateLimits") or {}).get("InstanceLevel") or {}
+    return json.dumps(rl, sort_keys=True) if rl.get("RequestsPerSecond") or rl.get("Routes") else ""
+
+
 def merged_upstream_config(name: str, proxy_defaults: dict[str, Any] | None,
                            service_defaults: dict[str, Any] | None) -> dict[str, Any]:
     """proxy-defaults ``UpstreamConfig.Defaults`` < service-defaults ``UpstreamConfig.Defaults`` <
@@ -442,7 +447,8 @@ class ProxyState:
             default_allow=self._default_allow(self.inputs[MESH]),
             upstreams=tuple(upstreams),
             prometheus_bind_addr=str(config.get("envoy_prometheus_bind_addr") or ""),
-            local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")))
+            local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")),
+            rate_limits_json=_rate_limits(sd))
 
     def _escape_hatch(self, raw: Any) -> str:
         if not raw:

@@ -3,6 +3,8 @@ listener per upstream on its local bind address and port."""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from envoy.config.listener.v3 import listener_pb2
@@ -68,15 +70,63 @@ def _public_filters(snap: ConfigSnapshot) -> list[dict[str, Any]]:
     if rules is not None:
         http_filters.append({"name": "envoy.filters.http.rbac", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC", "rules": rules}})
-    http_filters.append(ROUTER)
     route: dict[str, Any] = {"cluster": LOCAL_APP, "timeout": fmt_duration(snap.local_request_timeout)}
+    routes: list[dict[str, Any]] = [{"match": {"prefix": "/"}, "route": route}]
+    if snap.rate_limits_json:  # service-defaults RateLimits: after the intentions, before the app
+        rl_filter, routes = rate_limit(json.loads(snap.rate_limits_json), route)
+        http_filters.append(rl_filter)
+    http_filters.append(ROUTER)
     return [{"name": HCM, "typed_config": {
         "@type": HCM_TYPE, "stat_prefix": "public_listener", "codec_type": "AUTO",
         "generate_request_id": False,
         "forward_client_cert_details": "SANITIZE_SET", "set_current_client_cert_details": {"uri": True},
-        "route_config": {"name": LOCAL_APP, "virtual_hosts": [{"name": LOCAL_APP, "domains": ["*"], "routes": [
-            {"match": {"prefix": "/"}, "route": route}]}]},
+        "route_config": {"name": LOCAL_APP, "virtual_hosts": [{"name": LOCAL_APP, "domains": ["*"],
+                                                                "routes": routes}]},
         "http_filters": http_filters}}]
+
+
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+RATE_LIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+
+
+def _bucket(rps: float, burst: int) -> dict[str, Any]:
+    """A token bucket of ``rps`` tokens a second, ``burst`` deep (default: one second's worth).
+    Envoy adds whole tokens at a fill interval of at least 50 ms."""
+    if float(rps).is_integer() or rps >= 20:
+        per_fill, interval = max(1, int(round(rps))), 1.0
+    else:
+        per_fill, interval = 1, 1.0 / rps
+    return {"max_tokens": max(1, burst or int(math.ceil(rps))), "tokens_per_fill": per_fill,
+            "fill_interval": fmt_duration(interval)}
+
+
+def _rate_limit_config(bucket: dict[str, Any] | None) -> dict[str, Any]:
+    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    cfg: dict[str, Any] = {"@type": RATE_LIMIT_TYPE, "stat_prefix": "local_ratelimit",
+                           "enable_x_ratelimit_headers": "DRAFT_VERSION_03"}
+    if bucket is not None:
+        cfg.update({"token_bucket": bucket, "filter_enabled": {**always, "runtime_key": "local_rate_limit_enabled"},
+                    "filter_enforced": {**always, "runtime_key": "local_rate_limit_enforced"}})
+    return cfg
+
+
+def rate_limit(rl: dict[str, Any], route: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The local_ratelimit filter (the instance-wide bucket) and the public routes: one per
+    ``Routes[]`` entry with its own bucket, then the catch-all. Over budget: 429 with
+    ``x-ratelimit-limit``/``-remaining``/``-reset``."""
+    base = _bucket(rl["RequestsPerSecond"], rl.get("RequestsMaxBurst", 0)) if rl.get("RequestsPerSecond") else None
+    routes = []
+    for r in rl.get("Routes") or []:
+        if r.get("PathExact"):
+            match: dict[str, Any] = {"path": r["PathExact"]}
+        elif r.get("PathRegex"):
+            match = {"safe_regex": {"regex": r["PathRegex"]}}
+        else:
+            match = {"prefix": r["PathPrefix"]}
+        routes.append({"match": match, "route": route, "typed_per_filter_config": {
+            RATE_LIMIT_FILTER: _rate_limit_config(_bucket(r["RequestsPerSecond"], r.get("RequestsMaxBurst", 0)))}})
+    routes.append({"match": {"prefix": "/"}, "route": route})
+    return {"name": RATE_LIMIT_FILTER, "typed_config": _rate_limit_config(base)}, routes
 
 
 def public_listener(snap: ConfigSnapshot) -> dict[str, Any]:

@@ -385,3 +385,83 @@ def test_ring_hash_sends_a_header_value_to_one_instance(mesh: Mesh) -> None:
         assert set(picked.values()) == {"200:v1", "200:v2"}, picked  # (all 16 on one side: p = 2^-15)
     finally:
         mesh.delete(resolver)
+
+
+def test_local_rate_limit_answers_429_past_the_budget_and_recovers(mesh: Mesh) -> None:
+    limits = {"Kind": "service-defaults", "Name": "api", "Protocol": "http", "RateLimits": {"InstanceLevel": {
+        "RequestsPerSecond": 50, "RequestsMaxBurst": 50,
+        "Routes": [{"PathPrefix": "/login", "RequestsPerSecond": 1, "RequestsMaxBurst": 2}]}}}
+    api1 = mesh.sidecars[0]
+    try:
+        mesh.put(limits)
+        eventually(lambda: all("envoy.filters.http.local_ratelimit" in sc.text("/config_dump?resource=dynamic_listeners")
+                               for sc in mesh.sidecars[:2]), 30, "the rate limit on both api sidecars")
+        mesh.client.reconnect()
+        time.sleep(2.5)  # both instances' /login buckets full again (1 token a second, 2 deep)
+        got = [mesh.client.get("/login") for _ in range(12)]
+        statuses = [s for s, _, _ in got]
+        # two instances, each with a bucket of 2 (+ at most one refill during the burst)
+        assert 4 <= statuses.count(200) <= 6 and statuses.count(429) == 12 - statuses.count(200), statuses
+        limited = next(h for s, _, h in got if s == 429)
+        assert limited.get("x-ratelimit-limit") and limited.get("x-ratelimit-remaining") == "0", limited
+        assert sum(v for k, v in api1.stats("local_ratelimit").items() if k.endswith("rate_limited")) > 0
+        # other paths have their own (larger) bucket; /login recovers after a refill
+        assert {mesh.client.get("/other")[0] for _ in range(10)} == {200}
+        eventually(lambda: mesh.client.get("/login")[0] == 200, 3, "/login after the refill")
+    finally:
+        mesh.delete(limits)
+
+
+def test_bad_entries_are_refused_naming_the_field_and_nothing_is_written(mesh: Mesh) -> None:
+    import json
+    import subprocess
+
+    from tests.integration.dataplane import LICTOR
+
+    mesh.put(SUBSETS)
+    try:
+        kinds = ("service-router", "service-splitter", "service-resolver", "service-defaults")
+        before = {k: mesh.agent.request("GET", f"/v1/config/{k}")[1] for k in kinds}
+        bad = [
+            ({"Kind": "service-splitter", "Name": "api", "Splits": [{"Weight": 60, "ServiceSubset": "v1"},
+                                                                   {"Weight": 30, "ServiceSubset": "v2"}]},
+             "Splits: the sum of all split weights must be 100, not 90"),
+            ({"Kind": "service-resolver", "Name": "api", "Subsets": {"v3": {"Filter": "Service.Meta.version ="}}},
+             "Subsets.v3.Filter: invalid filter"),
+            ({"Kind": "service-router", "Name": "api", "Routes": [{"Destination": {
+                "RequestMirrorPolicies": [{"Service": "api", "Percent": 10}]}}]},
+             "Routes[0].Destination.RequestMirrorPolicies[0].Service: a mirror to the route's own destination"),
+            ({"Kind": "service-router", "Name": "api", "Routes": [{"Destination": {
+                "FaultInjection": {"Abort": {"HTTPStatus": 503, "Percent": 101}}}}]},
+             "Routes[0].Destination.FaultInjection.Abort.Percent: must be greater than 0 and at most 100, got 101"),
+            ({"Kind": "service-router", "Name": "api", "Routes": [{"Destination": {"RequestTimeout": "-3s"}}]},
+             "Routes[0].Destination.RequestTimeout: duration must not be negative"),
+            ({"Kind": "service-defaults", "Name": "web", "UpstreamConfig": {"Overrides": [
+                {"Name": "api", "RetryBudget": {"BudgetPercent": 250}}]}},
+             "UpstreamConfig.Overrides[0].RetryBudget.BudgetPercent"),
+        ]
+        for body, message in bad:
+            status, raw = mesh.agent.request("PUT", "/v1/config", body)
+            assert status == 400 and message in raw.decode(), (body, status, raw)
+        # a route to a tcp service (its protocol comes from its own service-defaults)
+        mesh.put({"Kind": "service-defaults", "Name": "legacy", "Protocol": "tcp"})
+        before["service-defaults"] = mesh.agent.request("GET", "/v1/config/service-defaults")[1]
+        status, raw = mesh.agent.request("PUT", "/v1/config", {"Kind": "service-router", "Name": "api", "Routes": [
+            {"Match": {"HTTP": {"PathPrefix": "/legacy"}}, "Destination": {"Service": "legacy"}}]})
+        assert status == 400 and 'service "legacy" has protocol "tcp"' in raw.decode(), raw
+        # the CLI says the same, naming the field
+        path = mesh.root / "bad-split.json"
+        path.write_text(json.dumps(bad[0][0]))
+        proc = subprocess.run([*LICTOR, "config", "write", f"-http-addr={mesh.agent.addr}", str(path)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode != 0 and "the sum of all split weights must be 100" in proc.stdout + proc.stderr
+        # nothing was written: every list (with its ModifyIndex values) is as before
+        assert {k: mesh.agent.request("GET", f"/v1/config/{k}")[1] for k in kinds} == before
+        # the discovery chain shows the compiled result of what was accepted
+        chain = mesh.agent.json("GET", "/v1/discovery-chain/api")["Chain"]
+        assert chain["StartNode"] == "resolver:v1.api.default.default.dc1"
+        assert set(chain["Targets"]) == {"v1.api.default.default.dc1"}
+        assert chain["Targets"]["v1.api.default.default.dc1"]["Subset"]["Filter"] == "Service.Meta.version == v1"
+    finally:
+        mesh.agent.request("DELETE", "/v1/config/service-defaults/legacy")
+        mesh.delete(SUBSETS)

@@ -185,3 +185,24 @@ def http_traffic() -> ConfigSnapshot:
 
 
 CASES["http-web-traffic"] = http_traffic
+
+
+def http_api_rate_limits() -> ConfigSnapshot:
+    import json as _json
+
+    rl = {"RequestsPerSecond": 2.5, "RequestsMaxBurst": 10, "Routes": [
+        {"PathPrefix": "/api", "RequestsPerSecond": 100}, {"PathExact": "/login", "RequestsPerSecond": 1,
+                                                           "RequestsMaxBurst": 3},
+        {"PathRegex": "/v[0-9]+/search", "RequestsPerSecond": 30.5}]}
+    return replace(base("api", protocol="http"), rate_limits_json=_json.dumps(rl, sort_keys=True))
+
+
+def http_api_route_limits_only() -> ConfigSnapshot:
+    import json as _json
+
+    rl = {"Routes": [{"PathPrefix": "/expensive", "RequestsPerSecond": 0.5}]}
+    return replace(base("api", protocol="http"), rate_limits_json=_json.dumps(rl, sort_keys=True))
+
+
+CASES["http-api-rate-limits"] = http_api_rate_limits
+CASES["http-api-route-rate-limits"] = http_api_route_limits_only
