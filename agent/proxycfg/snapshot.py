@@ -116,6 +116,8 @@ class ConfigSnapshot:
     #: service-defaults ``RateLimits.InstanceLevel`` as sorted JSON: a local token bucket on the
     #: public listener (http only), per instance and per route
     rate_limits_json: str = ""
+    #: service-defaults ``FaultInjection`` as sorted JSON: faults on all inbound requests (http only)
+    fault_json: str = ""
 
     @property
     def spiffe_id(self) -> str:

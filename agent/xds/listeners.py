@@ -4,7 +4,6 @@ listener per upstream on its local bind address and port."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from envoy.config.listener.v3 import listener_pb2
@@ -13,7 +12,8 @@ from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, Upstr
 from lictor.agent.xds.clusters import LOCAL_APP
 from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_duration, parse, tls_params
 from lictor.agent.xds.rbac import rbac_rules
-from lictor.agent.xds.routes import FAULT_FILTER, FAULT_TYPE, upstream_has_faults
+from lictor.agent.xds.routes import (FAULT_FILTER, FAULT_TYPE, RATE_LIMIT_FILTER, bucket, fault_config,
+                                     rate_limit_config, upstream_has, upstream_has_faults)
 
 __all__ = ["listeners_from_snapshot", "public_listener_name"]
 
@@ -72,6 +72,8 @@ def _public_filters(snap: ConfigSnapshot) -> list[dict[str, Any]]:
             "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC", "rules": rules}})
     route: dict[str, Any] = {"cluster": LOCAL_APP, "timeout": fmt_duration(snap.local_request_timeout)}
     routes: list[dict[str, Any]] = [{"match": {"prefix": "/"}, "route": route}]
+    if snap.fault_json:  # service-defaults FaultInjection: every inbound request that passed the intentions
+        http_filters.append({"name": FAULT_FILTER, "typed_config": fault_config(json.loads(snap.fault_json))})
     if snap.rate_limits_json:  # service-defaults RateLimits: after the intentions, before the app
         rl_filter, routes = rate_limit(json.loads(snap.rate_limits_json), route)
         http_filters.append(rl_filter)
@@ -85,36 +87,11 @@ def _public_filters(snap: ConfigSnapshot) -> list[dict[str, Any]]:
         "http_filters": http_filters}}]
 
 
-RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
-RATE_LIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
-
-
-def _bucket(rps: float, burst: int) -> dict[str, Any]:
-    """A token bucket of ``rps`` tokens a second, ``burst`` deep (default: one second's worth).
-    Envoy adds whole tokens at a fill interval of at least 50 ms."""
-    if float(rps).is_integer() or rps >= 20:
-        per_fill, interval = max(1, int(round(rps))), 1.0
-    else:
-        per_fill, interval = 1, 1.0 / rps
-    return {"max_tokens": max(1, burst or int(math.ceil(rps))), "tokens_per_fill": per_fill,
-            "fill_interval": fmt_duration(interval)}
-
-
-def _rate_limit_config(bucket: dict[str, Any] | None) -> dict[str, Any]:
-    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
-    cfg: dict[str, Any] = {"@type": RATE_LIMIT_TYPE, "stat_prefix": "local_ratelimit",
-                           "enable_x_ratelimit_headers": "DRAFT_VERSION_03"}
-    if bucket is not None:
-        cfg.update({"token_bucket": bucket, "filter_enabled": {**always, "runtime_key": "local_rate_limit_enabled"},
-                    "filter_enforced": {**always, "runtime_key": "local_rate_limit_enforced"}})
-    return cfg
-
-
 def rate_limit(rl: dict[str, Any], route: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The local_ratelimit filter (the instance-wide bucket) and the public routes: one per
     ``Routes[]`` entry with its own bucket, then the catch-all. Over budget: 429 with
     ``x-ratelimit-limit``/``-remaining``/``-reset``."""
-    base = _bucket(rl["RequestsPerSecond"], rl.get("RequestsMaxBurst", 0)) if rl.get("RequestsPerSecond") else None
+    base = bucket(rl["RequestsPerSecond"], rl.get("RequestsMaxBurst", 0)) if rl.get("RequestsPerSecond") else None
     routes = []
     for r in rl.get("Routes") or []:
         if r.get("PathExact"):
@@ -124,9 +101,9 @@ def rate_limit(rl: dict[str, Any], route: dict[str, Any]) -> tuple[dict[str, Any
         else:
             match = {"prefix": r["PathPrefix"]}
         routes.append({"match": match, "route": route, "typed_per_filter_config": {
-            RATE_LIMIT_FILTER: _rate_limit_config(_bucket(r["RequestsPerSecond"], r.get("RequestsMaxBurst", 0)))}})
+            RATE_LIMIT_FILTER: rate_limit_config(bucket(r["RequestsPerSecond"], r.get("RequestsMaxBurst", 0)))}})
     routes.append({"match": {"prefix": "/"}, "route": route})
-    return {"name": RATE_LIMIT_FILTER, "typed_config": _rate_limit_config(base)}, routes
+    return {"name": RATE_LIMIT_FILTER, "typed_config": rate_limit_config(base)}, routes
 
 
 def public_listener(snap: ConfigSnapshot) -> dict[str, Any]:
@@ -151,7 +128,9 @@ def upstream_listener(up: Upstream) -> dict[str, Any]:
                "rds": {"config_source": ads_source(), "route_config_name": up.name},
                # the fault filter acts only on routes that configure it (typed_per_filter_config)
                "http_filters": ([{"name": FAULT_FILTER, "typed_config": {"@type": FAULT_TYPE}}]
-                                if upstream_has_faults(up) else []) + [ROUTER]}
+                                if upstream_has_faults(up) else [])
+               + ([{"name": RATE_LIMIT_FILTER, "typed_config": rate_limit_config(None)}]
+                  if upstream_has(up, "RateLimit") else []) + [ROUTER]}
         lis["filter_chains"] = [{"filters": [{"name": HCM, "typed_config": hcm}]}]
     else:
         cluster = up.targets[0].cluster_name if up.targets else up.name
