@@ -130,6 +130,11 @@ class ConfigSnapshot:
     #: jwt-provider entries as (name, canonical JSON), sorted by name (agent/xds/jwt.py uses the
     #: ones this service's intentions name)
     jwt_providers: tuple[tuple[str, str], ...] = ()
+    #: service-defaults ``RateLimits.InstanceLevel`` as sorted JSON: a local token bucket on the
+    #: public listener (http only), per instance and per route
+    rate_limits_json: str = ""
+    #: service-defaults ``FaultInjection`` as sorted JSON: faults on all inbound requests (http only)
+    fault_json: str = ""
 
     @property
     def spiffe_id(self) -> str:

@@ -143,7 +143,19 @@ def _node_headers(chain: dict[str, Any], node_name: str, names: dict[str, str]) 
 
 #: the Destination fields the xDS route generator reads (the rest pick the chain's next node)
 _ACTION_FIELDS = ("PrefixRewrite", "IdleTimeout", "NumRetries", "RetryOnConnectFailure", "RetryOn",
-                  "RetryOnStatusCodes", "PerTryTimeout", "RequestHeaders", "ResponseHeaders", "FaultInjection")
+                  "RetryOnStatusCodes", "PerTryTimeout", "RequestHeaders", "ResponseHeaders", "FaultInjection",
+                  "RateLimit")
+
+
+def _mirrors(chain: dict[str, Any], route: dict[str, Any], node_name: str, names: dict[str, str]
+             ) -> tuple[tuple[str, float], ...]:
+    """A route's RequestMirrorPolicies, then the Mirrors of the splitter it leads to."""
+    node = (chain.get("Nodes") or {}).get(node_name) or {}
+    out = []
+    for m in [*(route.get("RequestMirrorPolicies") or []), *(node.get("Mirrors") or [])]:
+        if m.get("Target") in names:
+            out.append((names[m["Target"]], float(m.get("Percent", 100.0))))
+    return tuple(out)
 
 
 def routes_from_chain(chain: dict[str, Any], names: dict[str, str], default_timeout: float = 15.0
@@ -156,7 +168,7 @@ def routes_from_chain(chain: dict[str, Any], names: dict[str, str], default_time
     if node.get("Type") != "router":
         cl = _clusters(_node_targets(chain, start), names)
         resolver_timeout = _route_timeout(chain, start, targets, default_timeout)
-        return (Route(clusters=cl, timeout=resolver_timeout,
+        return (Route(clusters=cl, timeout=resolver_timeout, mirrors=_mirrors(chain, {}, start, names),
                       split_headers=tuple(sorted(_node_headers(chain, start, names).items()))),) if cl else ()
     routes = []
     for r in node.get("Routes") or []:
@@ -168,8 +180,7 @@ def routes_from_chain(chain: dict[str, Any], names: dict[str, str], default_time
         if not cl:
             continue
         action = {k: dest[k] for k in _ACTION_FIELDS if dest.get(k) not in (None, "", [], {}, 0, False)}
-        mirrors = tuple((names[m["Target"]], float(m.get("Percent", 100.0)))
-                        for m in r.get("RequestMirrorPolicies") or [] if m.get("Target") in names)
+        mirrors = _mirrors(chain, r, nxt, names)
         routes.append(Route(match=(), match_json=json.dumps(http or {"PathPrefix": "/"}, sort_keys=True),
                             action_json=json.dumps(action, sort_keys=True) if action else "",
                             clusters=cl, split_headers=tuple(sorted(_node_headers(chain, nxt, names).items())),
@@ -186,6 +197,11 @@ def _route_timeout(chain: dict[str, Any], node_name: str, targets: dict[str, Any
         t = targets.get(pairs[0][0]) or {}
         return _seconds(t.get("RequestTimeout"), default)
     return default
+
+
+def _rate_limits(sd: dict[str, Any]) -> str:
+    rl = (sd.get("RateLimits") or {}).get("InstanceLevel") or {}
+    return json.dumps(rl, sort_keys=True) if rl.get("RequestsPerSecond") or rl.get("Routes") else ""
 
 
 def merged_upstream_config(name: str, proxy_defaults: dict[str, Any] | None,
@@ -471,7 +487,9 @@ class ProxyState:
             local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")),
             access_logs=access_logs_from(proxy.get("AccessLogs") or pd.get("AccessLogs")),
             jwt_providers=tuple(sorted((str(e.get("Name")), json.dumps(e, sort_keys=True))
-                                       for e in self.inputs[JWT_PROVIDERS] or [] if isinstance(e, dict))))
+                                       for e in self.inputs[JWT_PROVIDERS] or [] if isinstance(e, dict))),
+            rate_limits_json=_rate_limits(sd),
+            fault_json=json.dumps(sd["FaultInjection"], sort_keys=True) if sd.get("FaultInjection") else "")
 
     def _escape_hatch(self, raw: Any) -> str:
         if not raw:

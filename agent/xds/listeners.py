@@ -3,6 +3,7 @@ listener per upstream on its local bind address and port."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from envoy.config.listener.v3 import listener_pb2
@@ -13,7 +14,8 @@ from lictor.agent.xds.clusters import LOCAL_APP
 from lictor.agent.xds.jwt import jwt_authn_filter
 from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_duration, parse, tls_params
 from lictor.agent.xds.rbac import rbac_rules
-from lictor.agent.xds.routes import FAULT_FILTER, FAULT_TYPE, upstream_has_faults
+from lictor.agent.xds.routes import (FAULT_FILTER, FAULT_TYPE, RATE_LIMIT_FILTER, bucket, fault_config,
+                                     rate_limit_config, upstream_has, upstream_has_faults)
 
 __all__ = ["listeners_from_snapshot", "public_listener_name"]
 
@@ -85,15 +87,40 @@ def _public_filters(snap: ConfigSnapshot) -> list[dict[str, Any]]:
     if rules is not None:
         http_filters.append({"name": "envoy.filters.http.rbac", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC", "rules": rules}})
-    http_filters.append(ROUTER)
     route: dict[str, Any] = {"cluster": LOCAL_APP, "timeout": fmt_duration(snap.local_request_timeout)}
+    routes: list[dict[str, Any]] = [{"match": {"prefix": "/"}, "route": route}]
+    if snap.fault_json:  # service-defaults FaultInjection: every inbound request that passed the intentions
+        http_filters.append({"name": FAULT_FILTER, "typed_config": fault_config(json.loads(snap.fault_json))})
+    if snap.rate_limits_json:  # service-defaults RateLimits: after the intentions, before the app
+        rl_filter, routes = rate_limit(json.loads(snap.rate_limits_json), route)
+        http_filters.append(rl_filter)
+    http_filters.append(ROUTER)
     return [{"name": HCM, "typed_config": _observe({
         "@type": HCM_TYPE, "stat_prefix": "public_listener", "codec_type": "AUTO",
         "generate_request_id": False,
         "forward_client_cert_details": "SANITIZE_SET", "set_current_client_cert_details": {"uri": True},
-        "route_config": {"name": LOCAL_APP, "virtual_hosts": [{"name": LOCAL_APP, "domains": ["*"], "routes": [
-            {"match": {"prefix": "/"}, "route": route}]}]},
+        "route_config": {"name": LOCAL_APP, "virtual_hosts": [{"name": LOCAL_APP, "domains": ["*"],
+                                                                "routes": routes}]},
         "http_filters": http_filters}, snap)}]
+
+
+def rate_limit(rl: dict[str, Any], route: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The local_ratelimit filter (the instance-wide bucket) and the public routes: one per
+    ``Routes[]`` entry with its own bucket, then the catch-all. Over budget: 429 with
+    ``x-ratelimit-limit``/``-remaining``/``-reset``."""
+    base = bucket(rl["RequestsPerSecond"], rl.get("RequestsMaxBurst", 0)) if rl.get("RequestsPerSecond") else None
+    routes = []
+    for r in rl.get("Routes") or []:
+        if r.get("PathExact"):
+            match: dict[str, Any] = {"path": r["PathExact"]}
+        elif r.get("PathRegex"):
+            match = {"safe_regex": {"regex": r["PathRegex"]}}
+        else:
+            match = {"prefix": r["PathPrefix"]}
+        routes.append({"match": match, "route": route, "typed_per_filter_config": {
+            RATE_LIMIT_FILTER: rate_limit_config(bucket(r["RequestsPerSecond"], r.get("RequestsMaxBurst", 0)))}})
+    routes.append({"match": {"prefix": "/"}, "route": route})
+    return {"name": RATE_LIMIT_FILTER, "typed_config": rate_limit_config(base)}, routes
 
 
 def public_listener(snap: ConfigSnapshot) -> dict[str, Any]:
@@ -125,7 +152,9 @@ def upstream_listener(up: Upstream, snap: ConfigSnapshot) -> dict[str, Any]:
                "rds": {"config_source": ads_source(), "route_config_name": up.name},
                # the fault filter acts only on routes that configure it (typed_per_filter_config)
                "http_filters": ([{"name": FAULT_FILTER, "typed_config": {"@type": FAULT_TYPE}}]
-                                if upstream_has_faults(up) else []) + [ROUTER]}
+                                if upstream_has_faults(up) else [])
+               + ([{"name": RATE_LIMIT_FILTER, "typed_config": rate_limit_config(None)}]
+                  if upstream_has(up, "RateLimit") else []) + [ROUTER]}
         lis["filter_chains"] = [{"filters": [{"name": HCM, "typed_config": _observe(hcm, snap)}]}]
     else:
         cluster = up.targets[0].cluster_name if up.targets else up.name

@@ -23,6 +23,7 @@ Config-entry fields to Envoy (docs/traffic.md has the user's view):
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from envoy.config.route.v3 import route_pb2
@@ -30,7 +31,8 @@ from envoy.config.route.v3 import route_pb2
 from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, Route, Upstream
 from lictor.agent.xds.common import fmt_duration, parse
 
-__all__ = ["routes_from_snapshot", "FAULT_FILTER", "upstream_has_faults", "header_matcher", "percent"]
+__all__ = ["routes_from_snapshot", "FAULT_FILTER", "RATE_LIMIT_FILTER", "upstream_has", "upstream_has_faults",
+           "header_matcher", "percent", "bucket", "rate_limit_config", "fault_config"]
 
 FAULT_FILTER = "envoy.filters.http.fault"
 FAULT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
@@ -239,8 +241,42 @@ def _route(r: Route, lbs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for key, value in _header_changes(d.get("ResponseHeaders"), "response").items():
         out[key] = out.get(key, []) + value
     if d.get("FaultInjection"):
-        out["typed_per_filter_config"] = {FAULT_FILTER: fault_config(d["FaultInjection"])}
+        out.setdefault("typed_per_filter_config", {})[FAULT_FILTER] = fault_config(d["FaultInjection"])
+    if d.get("RateLimit"):  # this client's own bucket for the route
+        rl = d["RateLimit"]
+        out.setdefault("typed_per_filter_config", {})[RATE_LIMIT_FILTER] = rate_limit_config(
+            bucket(rl["RequestsPerSecond"], rl.get("RequestsMaxBurst", 0)))
     return out
+
+
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+RATE_LIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+
+
+def bucket(rps: float, burst: int) -> dict[str, Any]:
+    """A token bucket of ``rps`` tokens a second, ``burst`` deep (default: one second's worth).
+    Envoy adds whole tokens at a fill interval of at least 50 ms."""
+    if float(rps).is_integer() or rps >= 20:
+        per_fill, interval = max(1, int(round(rps))), 1.0
+    else:
+        per_fill, interval = 1, 1.0 / rps
+    return {"max_tokens": max(1, burst or int(math.ceil(rps))), "tokens_per_fill": per_fill,
+            "fill_interval": fmt_duration(interval)}
+
+
+def rate_limit_config(bucket: dict[str, Any] | None) -> dict[str, Any]:
+    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    cfg: dict[str, Any] = {"@type": RATE_LIMIT_TYPE, "stat_prefix": "local_ratelimit",
+                           "enable_x_ratelimit_headers": "DRAFT_VERSION_03"}
+    if bucket is not None:
+        cfg.update({"token_bucket": bucket, "filter_enabled": {**always, "runtime_key": "local_rate_limit_enabled"},
+                    "filter_enforced": {**always, "runtime_key": "local_rate_limit_enforced"}})
+    return cfg
+
+
+def upstream_has(up: Upstream, field: str) -> bool:
+    """Does any route of this upstream set ``field`` in its Destination?"""
+    return any(r.action_json and field in json.loads(r.action_json) for r in up.routes)
 
 
 def upstream_has_faults(up: Upstream) -> bool:

@@ -186,7 +186,8 @@ TRAFFIC_ENTRIES: list[dict] = [  # type: ignore[type-arg]
         "Policy": "least_request", "LeastRequestConfig": {"ChoiceCount": 3}}},
     {"Kind": "service-splitter", "Name": "api", "Splits": [
         {"Weight": 90, "ServiceSubset": "v1", "RequestHeaders": {"Set": {"x-split": "v1"}}},
-        {"Weight": 10, "ServiceSubset": "v2", "ResponseHeaders": {"Add": {"x-canary": "1"}, "Remove": ["server"]}}]},
+        {"Weight": 10, "ServiceSubset": "v2", "ResponseHeaders": {"Add": {"x-canary": "1"}, "Remove": ["server"]}}],
+     "Mirrors": [{"Service": "shadow", "Percent": 0.5}]},
     {"Kind": "service-router", "Name": "api", "Routes": [
         {"Match": {"HTTP": {"PathPrefix": "/v2", "Header": [{"Name": "x-env", "Exact": "canary"},
                                                             {"Name": "x-debug", "Present": True, "Invert": True},
@@ -207,7 +208,8 @@ TRAFFIC_ENTRIES: list[dict] = [  # type: ignore[type-arg]
                                             "Abort": {"HTTPStatus": 503, "Percent": 5.25},
                                             "HeaderMatch": [{"Name": "x-fault", "Exact": "yes"}]}}},
         {"Match": {"HTTP": {"PathRegex": "/g/[a-z]+"}},
-         "Destination": {"ServiceSubset": "v1", "FaultInjection": {"Abort": {"GRPCStatus": 14, "Percent": 100}}}},
+         "Destination": {"ServiceSubset": "v1", "FaultInjection": {"Abort": {"GRPCStatus": 14, "Percent": 100}},
+                         "RateLimit": {"RequestsPerSecond": 5, "RequestsMaxBurst": 10}}},
     ]},
     {"Kind": "service-defaults", "Name": "web", "Protocol": "http", "UpstreamConfig": {
         "Defaults": {"PassiveHealthCheck": {"Interval": "1s", "MaxFailures": 3}},
@@ -251,3 +253,26 @@ def http_traffic() -> ConfigSnapshot:
 
 
 CASES["http-web-traffic"] = http_traffic
+
+
+def http_api_rate_limits() -> ConfigSnapshot:
+    import json as _json
+
+    rl = {"RequestsPerSecond": 2.5, "RequestsMaxBurst": 10, "Routes": [
+        {"PathPrefix": "/api", "RequestsPerSecond": 100}, {"PathExact": "/login", "RequestsPerSecond": 1,
+                                                           "RequestsMaxBurst": 3},
+        {"PathRegex": "/v[0-9]+/search", "RequestsPerSecond": 30.5}]}
+    fault = {"Delay": {"Duration": "100ms", "Percent": 1.5}, "Abort": {"HTTPStatus": 503, "Percent": 0.1}}
+    return replace(base("api", protocol="http"), rate_limits_json=_json.dumps(rl, sort_keys=True),
+                   fault_json=_json.dumps(fault, sort_keys=True))
+
+
+def http_api_route_limits_only() -> ConfigSnapshot:
+    import json as _json
+
+    rl = {"Routes": [{"PathPrefix": "/expensive", "RequestsPerSecond": 0.5}]}
+    return replace(base("api", protocol="http"), rate_limits_json=_json.dumps(rl, sort_keys=True))
+
+
+CASES["http-api-rate-limits"] = http_api_rate_limits
+CASES["http-api-route-rate-limits"] = http_api_route_limits_only
