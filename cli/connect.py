@@ -101,6 +101,8 @@ def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[
                            "transport_api_version": "V3", "grpc_services": [grpc_service]},
             "cds_config": ads, "lds_config": ads},
         "static_resources": {"clusters": [agent_cluster]},
+        # an admin layer, so /runtime_modify can tune a running proxy (e.g. span flush intervals)
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}, {"name": "admin", "admin_layer": {}}]},
     }
     if prometheus_bind_addr:
         host, _, port = prometheus_bind_addr.rpartition(":")

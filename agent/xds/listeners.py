@@ -13,6 +13,7 @@ from lictor.agent.xds.clusters import LOCAL_APP
 from lictor.agent.xds.jwt import jwt_authn_filter
 from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_duration, parse, tls_params
 from lictor.agent.xds.rbac import rbac_rules
+from lictor.agent.xds.tracing import hcm_tracing
 
 __all__ = ["listeners_from_snapshot", "public_listener_name"]
 
@@ -39,9 +40,13 @@ def _tcp_proxy(stat_prefix: str, cluster: str, snap: ConfigSnapshot) -> dict[str
 
 
 def _observe(hcm: dict[str, Any], snap: ConfigSnapshot) -> dict[str, Any]:
-    """The listener-level observability of an HTTP connection manager (access logs)."""
+    """The listener-level observability of an HTTP connection manager: access logs, tracing
+    (with request ids, which only tracing needs)."""
     if logs := access_loggers(snap.access_logs):
         hcm["access_log"] = logs
+    if tracing := hcm_tracing(snap):
+        hcm["tracing"] = tracing
+        hcm["generate_request_id"] = True
     return hcm
 
 
