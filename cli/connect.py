@@ -301,6 +301,13 @@ def supervise(args: list[str], *, admin: tuple[str, int], drain: int) -> int:
                 return child.wait()
 
 
+def _redirect_traffic(argv: list[str]) -> int:
+    from lictor.cli.redirect import redirect_traffic
+
+    return redirect_traffic(argv)
+
+
 SUBCOMMANDS = {
     "envoy": (connect_envoy, "Runs or configures Envoy as a Connect proxy"),
+    "redirect-traffic": (_redirect_traffic, "Applies iptables rules that redirect traffic to a transparent proxy"),
 }
