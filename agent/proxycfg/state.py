@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -498,5 +498,3 @@ class ProxyState:
                         protocol=protocol if protocol in HTTP_PROTOCOLS else "tcp",
                         targets=tuple(targets), routes=routes)
 
-
-Starter = Callable[[], Awaitable[None]]
