@@ -101,6 +101,8 @@ def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[
                            "transport_api_version": "V3", "grpc_services": [grpc_service]},
             "cds_config": ads, "lds_config": ads},
         "static_resources": {"clusters": [agent_cluster]},
+        # an admin layer, so /runtime_modify can tune a running proxy (e.g. span flush intervals)
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}, {"name": "admin", "admin_layer": {}}]},
     }
     if prometheus_bind_addr:
         host, _, port = prometheus_bind_addr.rpartition(":")
@@ -299,6 +301,13 @@ def supervise(args: list[str], *, admin: tuple[str, int], drain: int) -> int:
                 return child.wait()
 
 
+def _redirect_traffic(argv: list[str]) -> int:
+    from lictor.cli.redirect import redirect_traffic
+
+    return redirect_traffic(argv)
+
+
 SUBCOMMANDS = {
     "envoy": (connect_envoy, "Runs or configures Envoy as a Connect proxy"),
+    "redirect-traffic": (_redirect_traffic, "Applies iptables rules that redirect traffic to a transparent proxy"),
 }

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from lictor.server.configentry.intentions import Intention
 
-__all__ = ["AccessLogs", "ConfigSnapshot", "Endpoint", "Leaf", "Route", "Target", "Upstream", "HTTP_PROTOCOLS"]
+__all__ = ["AccessLogs", "Tracing", "ConfigSnapshot", "Endpoint", "Leaf", "Route", "Target", "Upstream", "HTTP_PROTOCOLS"]
 
 HTTP_PROTOCOLS = frozenset({"http", "http2", "grpc"})
 
@@ -100,6 +100,18 @@ class AccessLogs:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Tracing:
+    """The ``Tracing`` block (service-defaults over proxy-defaults). The collector is a mesh
+    service (reached over mTLS through its upstream cluster) or a host:port."""
+
+    provider: str  # zipkin | opentelemetry
+    collector_service: str = ""
+    collector_address: str = ""
+    sampling_percent: float = 100.0
+    custom_tags: tuple[tuple[str, str, str], ...] = ()  # (tag, "header"|"literal", value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigSnapshot:
     """What one connect-proxy needs. Built by agent/proxycfg/state.py, read by agent/xds."""
 
@@ -135,6 +147,7 @@ class ConfigSnapshot:
     rate_limits_json: str = ""
     #: service-defaults ``FaultInjection`` as sorted JSON: faults on all inbound requests (http only)
     fault_json: str = ""
+    tracing: Tracing | None = None
 
     @property
     def spiffe_id(self) -> str:

@@ -12,13 +12,13 @@ import asyncio
 import contextvars
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lictor.agent.proxycfg.cache import AgentCache, Subscription
 from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, AccessLogs, ConfigSnapshot, Endpoint, Leaf, Route,
-                                            Target, Upstream)
+                                            Target, Tracing, Upstream)
 from lictor.common.duration import parse_duration
 from lictor.server.configentry.intentions import Intention
 
@@ -243,6 +243,24 @@ def access_logs_from(raw: Any) -> AccessLogs | None:
                       json_format=fmt, text_format=str(raw.get("TextFormat") or ""))
 
 
+def tracing_from(sd: dict[str, Any] | None, pd: dict[str, Any] | None) -> Tracing | None:
+    """The ``Tracing`` block of service-defaults, else proxy-defaults (validated at write)."""
+    raw = (sd or {}).get("Tracing") or (pd or {}).get("Tracing")
+    if not isinstance(raw, dict) or raw.get("Provider") not in ("zipkin", "opentelemetry"):
+        return None
+    col = raw.get("Collector") or {}
+    pct = raw.get("SamplingPercent")
+    tags = []
+    for t in raw.get("CustomTags") or []:
+        if t.get("Header"):
+            tags.append((str(t["Tag"]), "header", str(t["Header"])))
+        elif t.get("Literal"):
+            tags.append((str(t["Tag"]), "literal", str(t["Literal"])))
+    return Tracing(provider=raw["Provider"], collector_service=str(col.get("Service") or ""),
+                   collector_address=str(col.get("Address") or ""),
+                   sampling_percent=100.0 if pct is None else float(pct), custom_tags=tuple(tags))
+
+
 class ProxyGone(Exception):
     """The proxy was deregistered from this agent."""
 
@@ -402,7 +420,20 @@ class ProxyState:
             up.health[tid] = result
         else:
             self.inputs[cid] = result
+            if cid in (SERVICE_DEFAULTS, PROXY_DEFAULTS):
+                self._watch_collector()
         self._schedule()
+
+    def _watch_collector(self) -> None:
+        """A tracing collector that is a mesh service is an upstream without a listener: its
+        chain and instances are watched, and its cluster (mTLS) carries the spans."""
+        tr = tracing_from(self.inputs.get(SERVICE_DEFAULTS), self.inputs.get(PROXY_DEFAULTS))
+        name = tr.collector_service if tr else ""
+        if not name or name in self.upstreams:
+            return
+        self.upstreams[name] = _UpstreamState(spec={"DestinationName": name, "LocalBindPort": 0})
+        tok = {"token": self.token} if self.token else {}
+        self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
 
     def _sync_targets(self, name: str, up: _UpstreamState) -> None:
         targets = (up.chain or {}).get("Targets") or {}
@@ -486,6 +517,7 @@ class ProxyState:
             prometheus_bind_addr=str(config.get("envoy_prometheus_bind_addr") or ""),
             local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")),
             access_logs=access_logs_from(proxy.get("AccessLogs") or pd.get("AccessLogs")),
+            tracing=tracing_from(sd, pd),
             jwt_providers=tuple(sorted((str(e.get("Name")), json.dumps(e, sort_keys=True))
                                        for e in self.inputs[JWT_PROVIDERS] or [] if isinstance(e, dict))),
             rate_limits_json=_rate_limits(sd),
@@ -539,5 +571,3 @@ class ProxyState:
                         targets=tuple(targets), routes=routes,
                         config_json=json.dumps(ucfg, sort_keys=True) if ucfg else "")
 
-
-Starter = Callable[[], Awaitable[None]]

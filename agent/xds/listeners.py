@@ -16,6 +16,7 @@ from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_d
 from lictor.agent.xds.rbac import rbac_rules
 from lictor.agent.xds.routes import (FAULT_FILTER, FAULT_TYPE, RATE_LIMIT_FILTER, bucket, fault_config,
                                      rate_limit_config, upstream_has, upstream_has_faults)
+from lictor.agent.xds.tracing import hcm_tracing
 
 __all__ = ["listeners_from_snapshot", "public_listener_name"]
 
@@ -42,9 +43,13 @@ def _tcp_proxy(stat_prefix: str, cluster: str, snap: ConfigSnapshot) -> dict[str
 
 
 def _observe(hcm: dict[str, Any], snap: ConfigSnapshot) -> dict[str, Any]:
-    """The listener-level observability of an HTTP connection manager (access logs)."""
+    """The listener-level observability of an HTTP connection manager: access logs, tracing
+    (with request ids, which only tracing needs)."""
     if logs := access_loggers(snap.access_logs):
         hcm["access_log"] = logs
+    if tracing := hcm_tracing(snap):
+        hcm["tracing"] = tracing
+        hcm["generate_request_id"] = True
     return hcm
 
 

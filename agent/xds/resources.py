@@ -13,6 +13,7 @@ from lictor.agent.xds.clusters import clusters_from_snapshot
 from lictor.agent.xds.common import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, parse
 from lictor.agent.xds.endpoints import endpoints_from_snapshot
 from lictor.agent.xds.jwt import jwks_clusters
+from lictor.agent.xds.tracing import tracing_clusters
 from lictor.agent.xds.listeners import listeners_from_snapshot
 from lictor.agent.xds.routes import routes_from_snapshot
 from lictor.agent.xds.secrets import secrets_from_snapshot
@@ -55,7 +56,7 @@ def resources_from_snapshot(snap: ConfigSnapshot,
     return {
         SECRET: {s.name: s for s in secrets_from_snapshot(snap)},
         CLUSTER: {c.name: c for c in [*clusters_from_snapshot(snap),
-                                     *(parse(cluster_pb2.Cluster, c) for c in jwks_clusters(snap))]},
+                                     *(parse(cluster_pb2.Cluster, c) for c in [*jwks_clusters(snap), *tracing_clusters(snap)])]},
         ENDPOINT: {e.cluster_name: e for e in endpoints_from_snapshot(snap)},
         LISTENER: {lis.name: lis for lis in listeners_from_snapshot(snap)},
         ROUTE: {r.name: r for r in routes_from_snapshot(snap)},

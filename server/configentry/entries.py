@@ -173,6 +173,9 @@ _COMMON = {"Kind": "str", "Name": "str", "Namespace": "str", "Partition": "str",
 
 MESH_GATEWAY = obj(Mode="str")
 TRANSPARENT_PROXY = obj(OutboundListenerPort="uint", DialedDirectly="bool")
+# Lictor: first-class tracing (docs/observability.md), on proxy-defaults and service-defaults.
+TRACING = obj(Provider="str", Collector=obj(Service="str", Address="str"), SamplingPercent="float",
+              CustomTags=ListOf(obj(Tag="str", Header="str", Literal="str")))
 EXPOSE = obj(Checks="bool", Paths=ListOf(obj(ListenerPort="uint", Path="str", LocalPathPort="uint",
                                                Protocol="str", ParsedFromCheck="bool")))
 ACCESS_LOGS = obj(Enabled="bool", DisableListenerLogs="bool", Type="str", Path="str", JSONFormat="json",
@@ -209,6 +212,7 @@ SCHEMAS: dict[str, Obj] = {
     PROXY_DEFAULTS: Obj({
         **_COMMON, "Config": "json", "Mode": "str", "TransparentProxy": TRANSPARENT_PROXY,
         "MutualTLSMode": "str", "MeshGateway": MESH_GATEWAY, "Expose": EXPOSE, "AccessLogs": ACCESS_LOGS,
+        "Tracing": TRACING,
         "EnvoyExtensions": "json", "FailoverPolicy": obj(Mode="str", Regions="strs"),
         "PrioritizeByLocality": obj(Mode="str"),
         # Lictor: upstream defaults for every proxy (service-defaults' UpstreamConfig overrides them),
@@ -218,6 +222,7 @@ SCHEMAS: dict[str, Obj] = {
     SERVICE_DEFAULTS: Obj({
         **_COMMON, "Protocol": "str", "Mode": "str", "TransparentProxy": TRANSPARENT_PROXY,
         "MutualTLSMode": "str", "MeshGateway": MESH_GATEWAY, "Expose": EXPOSE, "ExternalSNI": "str",
+        "Tracing": TRACING,
         "UpstreamConfig": obj(Overrides=ListOf(UPSTREAM_OVERRIDE), Defaults=Obj(UPSTREAM_CONFIG_FIELDS)),
         "Destination": obj(Addresses="strs", Port="uint"),
         "MaxInboundConnections": "uint", "LocalConnectTimeoutMs": "uint", "LocalRequestTimeoutMs": "uint",

@@ -146,8 +146,31 @@ def _check_access_logs(al: dict[str, Any] | None) -> None:
         check(obj, "")
 
 
+TRACING_PROVIDERS = ("zipkin", "opentelemetry")
+
+
+def _check_tracing(tr: dict[str, Any] | None) -> None:
+    if not tr:
+        return
+    _enum("Tracing.Provider", str(tr.get("Provider") or ""), ("",) + TRACING_PROVIDERS)
+    if not tr.get("Provider"):
+        raise _err("Tracing.Provider", f"is required: one of {', '.join(TRACING_PROVIDERS)}")
+    which = _one_of("Tracing.Collector", tr.get("Collector") or {}, ("Service", "Address"), required=True)
+    if which == "Address":
+        addr = tr["Collector"]["Address"]
+        host, sep, port = addr.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _err("Tracing.Collector.Address", f"expected host:port, got {addr!r}")
+    _percent("Tracing.SamplingPercent", tr.get("SamplingPercent"), zero_ok=True)
+    for i, t in enumerate(tr.get("CustomTags") or []):
+        if not t.get("Tag"):
+            raise _err(f"Tracing.CustomTags[{i}].Tag", "is required")
+        _one_of(f"Tracing.CustomTags[{i}]", t, ("Header", "Literal"), required=True)
+
+
 def _check_proxy_common(body: dict[str, Any]) -> None:
     _check_access_logs(body.get("AccessLogs"))
+    _check_tracing(body.get("Tracing"))
     _enum("Mode", body.get("Mode", ""), PROXY_MODES)
     _enum("MutualTLSMode", body.get("MutualTLSMode", ""), MTLS_MODES)
     _check_mesh_gateway("MeshGateway", body.get("MeshGateway"))

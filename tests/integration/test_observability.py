@@ -188,3 +188,25 @@ def test_access_log_config_is_validated_at_write(obs: ObsMesh) -> None:
         assert status == 400 and want in raw.decode(), (logs, status, raw)
     # nothing was half-written: the proxies keep logging to the file
     assert obs.agent.json("GET", "/v1/config/proxy-defaults/global")["AccessLogs"]["Type"] == "file"
+
+
+def test_an_unwritable_access_log_path_is_nacked_and_traffic_keeps_flowing(obs: ObsMesh) -> None:
+    def nacks() -> float:
+        _, raw = obs.agent.request("GET", "/v1/agent/metrics?format=prometheus")
+        m = re.search(r"^lictor_xds_nacks (\S+)$", raw.decode(), re.M)
+        return float(m.group(1)) if m else 0.0
+    before = nacks()
+    good = {"Enabled": True, "Type": "file", "Path": str(obs.access_log)}
+    bad = {"Enabled": True, "Type": "file", "Path": "/proc/lictor-no-such-dir/access.log"}
+    obs.agent.json("PUT", "/v1/config", {"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"},
+                                         "AccessLogs": bad})
+    try:
+        eventually(lambda: nacks() > before, 15, "Envoy to reject (NACK) the listeners with the bad path")
+        assert "rejected (NACK)" in obs.agent.log_text()
+        status, _ = outcome(obs.web_up, "/still-working")
+        assert status == "200"  # the last good listeners stay
+        eventually(lambda: any(d.get("path") == "/still-working" for d in obs.log_lines()), 10,
+                   "the request logged to the old file")
+    finally:
+        obs.agent.json("PUT", "/v1/config", {"Kind": "proxy-defaults", "Name": "global",
+                                             "Config": {"protocol": "http"}, "AccessLogs": good})

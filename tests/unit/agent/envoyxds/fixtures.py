@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from lictor.agent.proxycfg.snapshot import AccessLogs, ConfigSnapshot, Endpoint, Leaf, Route, Target, Upstream
+from lictor.agent.proxycfg.snapshot import AccessLogs, ConfigSnapshot, Tracing, Endpoint, Leaf, Route, Target, Upstream
 from lictor.server.configentry.intentions import Intention
 
 CERTS = Path(__file__).resolve().parents[3] / "golden" / "xds" / "certs"
@@ -153,6 +153,22 @@ def http_api_jwt_default_allow() -> ConfigSnapshot:
             "URI": "https://okta.example/keys", "UseSNI": True}}),))
 
 
+def http_web_tracing_zipkin_address() -> ConfigSnapshot:
+    return replace(http_web_with_upstream(), tracing=Tracing(
+        provider="zipkin", collector_address="127.0.0.1:9411", sampling_percent=25.0,
+        custom_tags=(("tenant", "header", "x-tenant"), ("mesh", "literal", "lictor"))))
+
+
+def http_web_tracing_otel_service() -> ConfigSnapshot:
+    """OTLP/gRPC to a collector that is a mesh service (its upstream cluster, no listener)."""
+    snap = http_web_with_upstream()
+    collector = Upstream(name="otel-collector", destination_name="otel-collector", local_bind_address="127.0.0.1",
+                         local_bind_port=0, protocol="grpc",
+                         targets=(target("otel-collector", endpoints=API_EPS[:1]),))
+    return replace(snap, upstreams=snap.upstreams + (collector,),
+                   tracing=Tracing(provider="opentelemetry", collector_service="otel-collector"))
+
+
 CASES = {
     "tcp-web-upstream": tcp_web_with_upstream,
     "http-web-upstream": http_web_with_upstream,
@@ -167,6 +183,8 @@ CASES = {
     "tcp-api-permissive-access-logs": tcp_api_permissive_access_logs_custom_json,
     "http-api-jwt": http_api_jwt,
     "http-api-jwt-default-allow": http_api_jwt_default_allow,
+    "http-web-tracing-zipkin": http_web_tracing_zipkin_address,
+    "http-web-tracing-otel-service": http_web_tracing_otel_service,
 }
 
 

@@ -252,3 +252,33 @@ def test_proxy_defaults_overrides_apply_to_every_caller_below_service_defaults()
     assert merged_upstream_config("other", pd, None) == {"Limits": {"MaxConnections": 5}}
     sd = {"UpstreamConfig": {"Overrides": [{"Name": "inventory", "Limits": {"MaxConnections": 2}}]}}
     assert merged_upstream_config("inventory", pd, sd)["Limits"] == {"MaxConnections": 2}
+async def test_a_tracing_collector_service_is_watched_as_an_upstream_without_a_listener() -> None:
+    from lictor.agent.proxycfg.state import (INTENTIONS, JWT_PROVIDERS, LEAF, MESH, PROXY_DEFAULTS, ROOTS,
+                                             SERVICE_CHAIN, SERVICE_DEFAULTS)
+
+    cache = AgentCache(FakeRPC())
+    s = ProxyState(registration=registration(1), cache=cache, leafcerts=FakeLeaves(), datacenter="dc1")
+    s.start()
+    for cid, value in ((ROOTS, {"TrustDomain": TD, "Roots": [{"RootCert": "R"}]}), (LEAF, {"CertPEM": "C", "PrivateKeyPEM": "K"}),
+                       (INTENTIONS, {}), (MESH, None), (SERVICE_CHAIN, {"Protocol": "http"}), (JWT_PROVIDERS, []),
+                       (PROXY_DEFAULTS, {"Tracing": {"Provider": "zipkin", "Collector": {"Service": "zipkin"},
+                                                     "SamplingPercent": 5, "CustomTags": [{"Tag": "t", "Literal": "v"}]}}),
+                       (SERVICE_DEFAULTS, None), ("chain:api", chain("api")),
+                       ("health:api|api.default.default.dc1", [row("10.0.0.1", 21000, "passing")])):
+        s.handle_update(cid, value)
+    assert "chain:zipkin" in s.missing()  # the collector's chain is now needed
+    s.handle_update("chain:zipkin", chain("zipkin"))
+    s.handle_update("health:zipkin|zipkin.default.default.dc1", [row("10.0.0.9", 21001, "passing")])
+    snap = s.build()
+    assert snap is not None and snap.tracing is not None
+    assert snap.tracing.collector_service == "zipkin" and snap.tracing.sampling_percent == 5.0
+    assert snap.tracing.custom_tags == (("t", "literal", "v"),)
+    col = next(u for u in snap.upstreams if u.name == "zipkin")
+    assert col.local_bind_port == 0 and col.targets[0].endpoints[0].address == "10.0.0.9"
+    # service-defaults' block replaces proxy-defaults'
+    s.handle_update(SERVICE_DEFAULTS, {"Tracing": {"Provider": "opentelemetry", "Collector": {"Address": "h:4317"}}})
+    snap2 = s.build()
+    assert snap2 is not None and snap2.tracing is not None and snap2.tracing.provider == "opentelemetry"
+    assert snap2.tracing.collector_address == "h:4317" and snap2.tracing.sampling_percent == 100.0
+    s.stop()
+    await cache.close()
