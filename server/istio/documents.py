@@ -25,6 +25,7 @@ ISTIO_KINDS: dict[str, tuple[str, ...]] = {
     "PeerAuthentication": ("security.istio.io/v1beta1", "security.istio.io/v1"),
     "AuthorizationPolicy": ("security.istio.io/v1beta1", "security.istio.io/v1"),
     "RequestAuthentication": ("security.istio.io/v1beta1", "security.istio.io/v1"),
+    "Telemetry": ("telemetry.istio.io/v1alpha1", "telemetry.istio.io/v1"),
 }
 
 MAX_DOCUMENTS = 1000

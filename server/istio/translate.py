@@ -225,6 +225,8 @@ def translate(resources: Iterable[Resource], *, supports: Supports = _all) -> Tr
     for r in by_kind.get("RequestAuthentication", []):
         _request_authentication(ctx, r, providers)
     _authorization(ctx, by_kind.get("AuthorizationPolicy", []), providers)
+    for r in by_kind.get("Telemetry", []):
+        _telemetry(ctx, r)
     for key in sorted(k for k in ctx.entries if k[0] == "ingress-gateway"):
         e = ctx.entries[key]
         for lst in [x for x in e["Listeners"] if not x["Services"]]:
@@ -1128,3 +1130,68 @@ def _authorization(ctx: _Ctx, policies: list[Resource], providers: dict[str, lis
             first = pols[0][2]
             ctx.set("service-defaults", dest, "Protocol", "http", first, "spec.rules")
         ctx.entries[("service-intentions", dest)]["Sources"] = sources
+
+
+# --------------------------------------------------------------------------------------------
+# Telemetry (tracing) -> proxy-defaults / service-defaults Tracing
+
+
+COLLECTOR_ANNOTATION = "lictor.io/tracing-collector-address"
+
+
+def _telemetry(ctx: _Ctx, r: Resource) -> None:
+    s = _keys(r, r.spec, "spec", ("selector", "tracing"), refused=("metrics", "accessLogging", "targetRef",
+                                                                  "targetRefs"))
+    svc = _labels_service(r, s.get("selector"), "spec.selector")
+    tracing = _list(r, s.get("tracing"), "spec.tracing")
+    if not tracing:
+        return
+    if len(tracing) != 1:
+        raise _err(r, "spec.tracing", "Lictor supports one tracing block")
+    p = "spec.tracing[0]"
+    t = _keys(r, tracing[0], p, ("providers", "randomSamplingPercentage", "customTags"),
+              refused=("match", "disableSpanReporting", "useRequestIdForTraceSampling"))
+    provs = _list(r, t.get("providers"), f"{p}.providers")
+    if len(provs) != 1:
+        raise _err(r, f"{p}.providers", "exactly one provider is required by Lictor")
+    name = _str(r, _keys(r, provs[0], f"{p}.providers[0]", ("name",)).get("name"), f"{p}.providers[0].name")
+    kind = "zipkin" if "zipkin" in name else ("opentelemetry" if "otel" in name or "opentelemetry" in name else "")
+    if not kind:
+        raise _err(r, f"{p}.providers[0].name", f"{name!r}: Lictor knows zipkin and opentelemetry (otel) providers")
+    ctx.need(r, "spec.tracing", "proxy-defaults", "Tracing")
+    ctx.warn(r, f"{p}.providers[0].name", "mapped approximately: the provider name is the collector's service "
+                                          f"name (or the {COLLECTOR_ANNOTATION} annotation its address); Istio reads "
+                                          "it from MeshConfig extensionProviders")
+    address = ((r.body.get("metadata") or {}).get("annotations") or {}).get(COLLECTOR_ANNOTATION)
+    out: dict[str, Any] = {"Provider": kind,
+                           "Collector": {"Address": address} if address else {"Service": name}}
+    if "randomSamplingPercentage" in t:
+        v = t["randomSamplingPercentage"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
+            raise _err(r, f"{p}.randomSamplingPercentage", f"expected a percentage in [0, 100], got {v!r}")
+        out["SamplingPercent"] = float(v)
+    tags = t.get("customTags") or {}
+    if not isinstance(tags, dict):
+        raise _err(r, f"{p}.customTags", "expected a map of tag names")
+    if tags:
+        out["CustomTags"] = []
+        for tag in sorted(tags):
+            tp = f"{p}.customTags.{tag}"
+            c = _keys(r, tags[tag], tp, ("literal", "header"), refused=("environment",))
+            if "literal" in c:
+                out["CustomTags"].append({"Tag": tag, "Literal": _str(r, _keys(r, c["literal"], f"{tp}.literal",
+                                                                               ("value",)).get("value"),
+                                                                      f"{tp}.literal.value")})
+            elif "header" in c:
+                out["CustomTags"].append({"Tag": tag, "Header": _str(r, _keys(r, c["header"], f"{tp}.header",
+                                                                              ("name", "defaultValue")).get("name"),
+                                                                     f"{tp}.header.name")})
+            else:
+                raise _err(r, tp, "literal or header is required")
+    if svc is None:
+        if r.namespace == "default":
+            ctx.warn(r, "metadata.namespace", "mapped approximately: Lictor has one namespace, so a namespace-wide "
+                                              "Telemetry applies mesh-wide")
+        ctx.set("proxy-defaults", GLOBAL, "Tracing", out, r, "spec.tracing")
+    else:
+        ctx.set("service-defaults", svc, "Tracing", out, r, "spec.tracing")

@@ -22,7 +22,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "istio.md"
 API = {"VirtualService": "networking.istio.io/v1", "DestinationRule": "networking.istio.io/v1",
        "Gateway": "networking.istio.io/v1", "ServiceEntry": "networking.istio.io/v1",
        "PeerAuthentication": "security.istio.io/v1", "AuthorizationPolicy": "security.istio.io/v1",
-       "RequestAuthentication": "security.istio.io/v1"}
+       "RequestAuthentication": "security.istio.io/v1", "Telemetry": "telemetry.istio.io/v1"}
 
 # the context every row's document may refer to: web with subsets v1/v2, a gateway, a JWT issuer
 CONTEXT: list[dict[str, Any]] = [
@@ -76,6 +76,11 @@ def se(**spec: Any) -> dict[str, Any]:
     base = {"hosts": ["api.example.com"], "ports": [{"number": 443, "protocol": "TLS", "name": "tls"}],
             "resolution": "DNS"}
     return {"kind": "ServiceEntry", "spec": {**base, **spec}}
+
+
+def tel(tracing: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    t = {"providers": [{"name": "zipkin"}], **(tracing or {})}
+    return {"kind": "Telemetry", "namespace": "istio-system", "spec": {"tracing": [t], **spec}}
 
 
 def src(**source: Any) -> dict[str, Any]:
@@ -219,6 +224,14 @@ ROWS: dict[tuple[str, str], dict[str, Any] | list[dict[str, Any]]] = {
     ("ServiceEntry", "spec.location"): se(location="MESH_EXTERNAL"),
     ("ServiceEntry", "spec.addresses"): se(addresses=["192.0.2.9"]),
     ("ServiceEntry", "spec.workloadSelector"): se(workloadSelector={}),
+    ("Telemetry", "spec.tracing[].providers[].name"): tel(),
+    ("Telemetry", "spec.tracing[].randomSamplingPercentage"): tel({"randomSamplingPercentage": 10}),
+    ("Telemetry", "spec.tracing[].customTags"): tel({"customTags": {"t": {"header": {"name": "x-t"}}}}),
+    ("Telemetry", "spec.tracing[].disableSpanReporting"): tel({"disableSpanReporting": True}),
+    ("Telemetry", "spec.selector"): {"kind": "Telemetry", "spec": {"selector": {"matchLabels": {"app": "api"}},
+                                                                   "tracing": [{"providers": [{"name": "otel"}]}]}},
+    ("Telemetry", "spec.metrics"): tel(metrics=[]),
+    ("Telemetry", "spec.accessLogging"): tel(accessLogging=[]),
 }
 
 
@@ -278,8 +291,7 @@ def test_row(kind: str, fld: str, status: str, needs: str) -> None:
         assert not any(re.search(rf"\b{re.escape(leaf)}\b", w) for w in mine), mine
         if (kind, fld) in IMPLIES_NOTHING:
             return
-        ref = f"{kind}/default/row{len(CONTEXT)}"
-        if kind == "PeerAuthentication":
-            ref = ref.replace("/default/", "/istio-system/") if fld == "spec.mtls.mode" else ref
+        first = row[0] if isinstance(row, list) else row
+        ref = f"{kind}/{first.get('namespace', 'default')}/row{len(CONTEXT)}"
         assert any(ref in e["Meta"]["lictor-istio"] for e in plan.put_entries), \
             f"a supported field must imply a config entry: {ref} in {[e['Meta'] for e in plan.put_entries]}"
