@@ -90,7 +90,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
     yield ready
     children = stop(proc)
     # Ctrl-C stopped every process the demo started
-    assert len(children) == 10 and not [p for p in children if pid_alive(int(p))]
+    assert len(children) == 12 and not [p for p in children if pid_alive(int(p))]
 
 
 def test_the_demo_prints_what_to_try(shop: Any) -> None:
@@ -127,6 +127,25 @@ def test_plaintext_refused_under_strict_mtls(shop: Any) -> None:
     assert b"confirmed" not in answer
 
 
+def test_one_trace_across_three_services(shop: Any) -> None:
+    before = {t[0]["traceId"] for t in json.loads(get(f"http://127.0.0.1:{shop['zipkin']}/api/v2/traces")[1])}
+    assert get(shop["front_url"], shop["token"])[0] == 200
+    deadline = time.monotonic() + 15
+    servers: set[str] = set()
+    while time.monotonic() < deadline:
+        traces = json.loads(get(f"http://127.0.0.1:{shop['zipkin']}/api/v2/traces")[1])
+        new = [t for t in traces if t[0]["traceId"] not in before]
+        for t in new:
+            servers = {s["localEndpoint"]["serviceName"] for s in t if s.get("kind") == "SERVER"}
+            if {"booking-sidecar-proxy", "inventory-sidecar-proxy", "shipping-sidecar-proxy"} <= servers:
+                assert len({s["traceId"] for s in t}) == 1
+                assert all(s["tags"].get("shop") == "online-shop" for s in t), t  # Telemetry customTags
+                return
+        time.sleep(0.3)
+    pytest.fail(f"no trace with server spans of booking, inventory and shipping (last: {servers})")
+
+
+# last: inventory stays ejected for 30 s afterwards
 def test_failing_inventory_trips_the_breaker(shop: Any) -> None:
     inv = f"http://127.0.0.1:{shop['inventory']}"
     assert get(f"{inv}/admin/fail", method="POST")[0] == 200
