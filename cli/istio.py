@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from urllib.parse import quote
+
+import yaml
 
 from lictor.cli.base import Exit, err, make_client, out, parse
 from lictor.cli.flags import FlagSet
@@ -14,19 +17,53 @@ from lictor.cli.http import ClientError, add_http_flags
 __all__ = ["COMMANDS"]
 
 
-def _read(paths: list[str]) -> str:
-    """The documents of every -f: a file, a directory (its .yaml/.yml/.json files in name order) or -."""
+def _count_documents(text: str) -> int | None:
+    """How many documents the server will see in ``text`` (None when it does not parse: the
+    server's message then names the line)."""
+    try:
+        n = 0
+        for d in yaml.safe_load_all(text):
+            if isinstance(d, dict) and d.get("kind") == "List" and isinstance(d.get("items"), list):
+                n += len(d["items"])
+            elif d is not None:
+                n += 1
+        return n
+    except yaml.YAMLError:
+        return None
+
+
+def _where(message: str, files: list[tuple[str, int | None]]) -> str:
+    """Turn the server's ``document N`` (of all files joined) into ``FILE document M``."""
+    if len(files) < 2 or any(n is None for _, n in files):
+        return message
+
+    def one(m: re.Match[str]) -> str:
+        k = int(m.group(1))
+        for name, n in files:
+            if k <= (n or 0):
+                return f"{name} document {k}"
+            k -= n or 0
+        return m.group(0)
+    return re.sub(r"\bdocument (\d+)", one, message)
+
+
+def _read(paths: list[str], files: list[tuple[str, int | None]] | None = None) -> str:
+    """The documents of every -f: a file, a directory (its .yaml/.yml/.json files in name order) or -.
+    ``files`` collects (name, number of documents) for messages."""
     parts: list[str] = []
+    files = files if files is not None else []
     for path in paths:
         if path == "-":
             parts.append(sys.stdin.read())
+            files.append(("<stdin>", _count_documents(parts[-1])))
             continue
-        files = ([os.path.join(path, n) for n in sorted(os.listdir(path)) if n.endswith((".yaml", ".yml", ".json"))]
+        names = ([os.path.join(path, n) for n in sorted(os.listdir(path)) if n.endswith((".yaml", ".yml", ".json"))]
                  if os.path.isdir(path) else [path])
-        for f in files:
+        for f in names:
             try:
                 with open(f, encoding="utf-8") as fh:
                     parts.append(fh.read())
+                files.append((f, _count_documents(parts[-1])))
             except (OSError, UnicodeDecodeError) as exc:
                 err(f"Error! Failed to read {f}: {getattr(exc, 'strerror', None) or exc}")
                 raise Exit(1) from None
@@ -66,14 +103,17 @@ def _files_command(argv: list[str], *, deleting: bool) -> int:
     if p.args or not p["f"]:
         err("Must specify -f FILE|DIR|- and no positional arguments")
         return 1
-    text = _read(list(p["f"]))
+    files: list[tuple[str, int | None]] = []
+    text = _read(list(p["f"]), files)
     query: list[tuple[str, str | None]] = [("dry-run", None)] if p["dry-run"] else []
     client = make_client(p)
     try:
         res = client.put(f"/v1/istio/{name}", query, text.encode()).json()
     except ClientError as exc:
-        err(f"Error! {exc}")
+        err(f"Error! {_where(str(exc), files)}")
         return 1
+    res["Skipped"] = [_where(n, files) for n in res.get("Skipped") or []]
+    res["Warnings"] = [_where(w, files) for w in res.get("Warnings") or []]
     _report(res, "configured")
     return 0
 

@@ -79,3 +79,21 @@ spec:
     assert b"document 1 (DestinationRule/shipping): conflicts with the config entry service-resolver 'shipping'" in body
     assert a.json("GET", "/v1/istio") == []
     a.request("DELETE", "/v1/config/service-resolver/shipping")
+
+
+def test_errors_name_the_file_when_several_are_applied(dev_agent: Any, tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(CANARY.read_text())
+    (tmp_path / "b.yaml").write_text("""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http:
+  - route:
+    - {destination: {host: web, subset: v7}}
+""")
+    r = cli(dev_agent, "apply", "-f", str(tmp_path))
+    assert r.returncode == 1
+    assert f"{tmp_path / 'b.yaml'} document 1 (VirtualService/web): spec.http[0].route[0].destination.subset" \
+        in r.stderr, r.stderr
+    assert dev_agent.json("GET", "/v1/istio") == []
