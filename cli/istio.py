@@ -94,7 +94,7 @@ def _files_command(argv: list[str], *, deleting: bool) -> int:
     fs = FlagSet(f"lictor {name} -f FILE|DIR|- [options]",
                  ("Deletes the Istio resources named in the files." if deleting else
                   "Applies Istio resources (VirtualService, DestinationRule, Gateway, PeerAuthentication, "
-                  "AuthorizationPolicy, RequestAuthentication, ServiceEntry) from multi-document YAML or JSON. "
+                  "AuthorizationPolicy, RequestAuthentication, ServiceEntry, Telemetry) from multi-document YAML or JSON. "
                   "Nothing is applied unless every document is valid; Kubernetes workload kinds are skipped."))
     add_http_flags(fs, server=False)
     fs.list("f", "A YAML/JSON file, a directory of them, or - for stdin (repeatable).", metavar="path")
