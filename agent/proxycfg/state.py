@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lictor.agent.proxycfg.cache import AgentCache, Subscription
-from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, ConfigSnapshot, Endpoint, Leaf, Route, Target,
-                                            Upstream)
+from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, ConfigSnapshot, Endpoint, GatewayListener, Leaf,
+                                            Route, Target, Upstream)
 from lictor.common.duration import parse_duration
 from lictor.server.configentry.intentions import Intention
 
@@ -36,6 +36,7 @@ SERVICE_DEFAULTS = "service-defaults"
 PROXY_DEFAULTS = "proxy-defaults"
 CHAIN_PREFIX = "chain:"
 HEALTH_PREFIX = "health:"
+INGRESS_GATEWAY = "ingress-gateway"
 
 DEFAULT_COALESCE = 0.01
 
@@ -285,7 +286,10 @@ class ProxyState:
         self.node_address = node_address
         self.coalesce = coalesce
         proxy = registration.get("proxy") or {}
+        self.kind = str(registration.get("kind") or "connect-proxy")
         self.service = str(proxy.get("DestinationServiceName") or "")
+        if self.kind == INGRESS_GATEWAY:  # the gateway is its own service (its leaf, its identity)
+            self.service = str(registration.get("service") or "")
         self.inputs: dict[str, Any] = {}
         self.upstreams: dict[str, _UpstreamState] = {}
         for up in proxy.get("Upstreams") or []:
@@ -306,6 +310,8 @@ class ProxyState:
         self._watch("ConfigEntry.Get", {"kind": "service-defaults", "name": self.service, **tok}, SERVICE_DEFAULTS)
         self._watch("ConfigEntry.Get", {"kind": "proxy-defaults", "name": "global", **tok}, PROXY_DEFAULTS)
         self._watch("DiscoveryChain.Get", {"name": self.service, **tok}, SERVICE_CHAIN)
+        if self.kind == INGRESS_GATEWAY:
+            self._watch("ConfigEntry.Get", {"kind": INGRESS_GATEWAY, "name": self.service, **tok}, INGRESS_GATEWAY)
         for name in self.upstreams:
             self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
         loop = asyncio.get_running_loop()
@@ -376,7 +382,26 @@ class ProxyState:
             up.health[tid] = result
         else:
             self.inputs[cid] = result
+            if cid == INGRESS_GATEWAY:
+                self._sync_gateway_services(result)
         self._schedule()
+
+    def _sync_gateway_services(self, entry: dict[str, Any] | None) -> None:
+        """The ingress-gateway entry's services become upstreams (a chain watch each)."""
+        wanted = set()
+        for lst in (entry or {}).get("Listeners") or []:
+            for s in lst.get("Services") or []:
+                if s.get("Name") and s["Name"] != "*":
+                    wanted.add(s["Name"])
+        for name in list(self.upstreams):
+            if name not in wanted:
+                up = self.upstreams.pop(name)
+                for sub in up.subs.values():
+                    sub.cancel()
+        tok = {"token": self.token} if self.token else {}
+        for name in sorted(wanted - set(self.upstreams)):
+            self.upstreams[name] = _UpstreamState(spec={"DestinationName": name})
+            self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
 
     def _sync_targets(self, name: str, up: _UpstreamState) -> None:
         targets = (up.chain or {}).get("Targets") or {}
@@ -416,6 +441,8 @@ class ProxyState:
     # ----- the builder -------------------------------------------------------------------------
     def missing(self) -> list[str]:
         need = [ROOTS, LEAF, INTENTIONS, MESH, SERVICE_CHAIN, SERVICE_DEFAULTS, PROXY_DEFAULTS]
+        if self.kind == INGRESS_GATEWAY:
+            need.append(INGRESS_GATEWAY)
         out = [n for n in need if n not in self.inputs]
         for name, up in self.upstreams.items():
             if up.chain is None:
@@ -447,7 +474,9 @@ class ProxyState:
         return ConfigSnapshot(
             proxy_id=self.proxy_id, proxy_name=str(reg.get("service") or ""), service=self.service,
             datacenter=self.datacenter, trust_domain=td,
-            bind_address=str(config.get("bind_address") or "0.0.0.0"), port=int(reg.get("port") or 0),
+            bind_address=str(config.get("bind_address")
+                             or (reg.get("address") if self.kind == INGRESS_GATEWAY else "") or "0.0.0.0"),
+            port=int(reg.get("port") or 0),
             local_app_address=str(proxy.get("LocalServiceAddress") or "127.0.0.1"),
             local_app_port=int(proxy.get("LocalServicePort") or 0),
             protocol=protocol if protocol in HTTP_PROTOCOLS else "tcp", mutual_tls_mode=mtls,
@@ -459,8 +488,24 @@ class ProxyState:
             upstreams=tuple(upstreams),
             prometheus_bind_addr=str(config.get("envoy_prometheus_bind_addr") or ""),
             local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")),
-            rate_limits_json=_rate_limits(sd),
+            rate_limits_json=_rate_limits(sd), kind=self.kind,
+            gateway_listeners=self._gateway_listeners(),
             fault_json=json.dumps(sd["FaultInjection"], sort_keys=True) if sd.get("FaultInjection") else "")
+
+    def _gateway_listeners(self) -> tuple[GatewayListener, ...]:
+        if self.kind != INGRESS_GATEWAY:
+            return ()
+        out = []
+        for lst in (self.inputs.get(INGRESS_GATEWAY) or {}).get("Listeners") or []:
+            services = []
+            for s in lst.get("Services") or []:
+                if s.get("Name") in self.upstreams:
+                    mods = {k: s[k] for k in ("RequestHeaders", "ResponseHeaders") if s.get(k)}
+                    services.append((s["Name"], tuple(s.get("Hosts") or ()),
+                                     json.dumps(mods, sort_keys=True) if mods else ""))
+            out.append(GatewayListener(port=int(lst["Port"]), protocol=str(lst.get("Protocol") or "tcp"),
+                                       services=tuple(services)))
+        return tuple(out)
 
     def _escape_hatch(self, raw: Any) -> str:
         if not raw:
