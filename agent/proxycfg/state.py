@@ -267,6 +267,7 @@ class _UpstreamState:
     chain: dict[str, Any] | None = None
     health: dict[str, Any] = field(default_factory=dict)  # target id -> rows
     subs: dict[str, Subscription] = field(default_factory=dict)  # target id -> health watch
+    chain_sub: Subscription | None = None  # a gateway service's chain watch (sidecars: in ProxyState._subs)
 
 
 class ProxyState:
@@ -327,6 +328,8 @@ class ProxyState:
             for s in up.subs.values():
                 s.cancel()
             up.subs.clear()
+            if up.chain_sub is not None:
+                up.chain_sub.cancel()
         self._subs.clear()
         for t in self._tasks:
             t.cancel()
@@ -396,12 +399,13 @@ class ProxyState:
         for name in list(self.upstreams):
             if name not in wanted:
                 up = self.upstreams.pop(name)
-                for sub in up.subs.values():
+                for sub in [*up.subs.values(), *([up.chain_sub] if up.chain_sub else [])]:
                     sub.cancel()
         tok = {"token": self.token} if self.token else {}
         for name in sorted(wanted - set(self.upstreams)):
-            self.upstreams[name] = _UpstreamState(spec={"DestinationName": name})
-            self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
+            up = self.upstreams[name] = _UpstreamState(spec={"DestinationName": name})
+            up.chain_sub = self.cache.notify("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name,
+                                             self.handle_update)
 
     def _sync_targets(self, name: str, up: _UpstreamState) -> None:
         targets = (up.chain or {}).get("Targets") or {}
