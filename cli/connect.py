@@ -197,11 +197,35 @@ def connect_envoy(argv: list[str]) -> int:
                          "Envoy.")
     fs.string("ads-mode", "ADS flavour: delta (incremental, the default) or sotw (state of the world).",
               metavar="mode")
+    fs.string("gateway", "Run a gateway instead of a sidecar: \"ingress\" (listeners and routes from the "
+                         "ingress-gateway config entry named like the service).", metavar="kind")
+    fs.bool("register", "With -gateway: register the gateway service (-service, -address) on the local agent first.")
+    fs.string("service", "With -gateway: the gateway's service name (and ID).", metavar="name")
+    fs.string("address", "With -gateway -register: the address its listeners bind to (the port is the "
+                         "service's port).", metavar="ip:port")
     p = parse(fs, argv)
     sidecar_for, proxy_id = p["sidecar-for"], p["proxy-id"]
+    gateway = p["gateway"]
+    if gateway:
+        if gateway != "ingress":
+            err(f"Error! -gateway {gateway!r}: only \"ingress\" is supported")
+            return 1
+        if not p["service"] or sidecar_for or proxy_id:
+            err("Error! -gateway needs -service <name> (and no -sidecar-for or -proxy-id)")
+            return 1
+        proxy_id = p["service"]
+    elif p["register"] or p["service"] or p["address"]:
+        err("Error! -register, -service and -address go with -gateway")
+        return 1
     if bool(sidecar_for) == bool(proxy_id):
         err("Error! Exactly one of -sidecar-for or -proxy-id is required")
         return 1
+    gw_addr: tuple[str, int] | None = None
+    if gateway and p["register"]:
+        if not p["address"]:
+            err("Error! -register needs -address <ip:port>")
+            return 1
+        gw_addr = _host_port(p["address"], "-address")
     ads_mode = p["ads-mode"] or "delta"
     if ads_mode not in ("delta", "sotw"):
         err(f"Error! -ads-mode {ads_mode!r}: must be delta or sotw")
@@ -223,6 +247,10 @@ def connect_envoy(argv: list[str]) -> int:
             return 1
     client = make_client(p)
     try:
+        if gw_addr is not None:
+            client.put_json("/v1/agent/service/register", {
+                "Kind": "ingress-gateway", "Name": proxy_id, "ID": proxy_id, "Address": gw_addr[0],
+                "Port": gw_addr[1]})
         svc = _find_proxy(client, sidecar_for, proxy_id)
     except APIError as exc:
         err(f"Error! {exc}")
@@ -232,7 +260,8 @@ def connect_envoy(argv: list[str]) -> int:
         return 1
     proxy = svc.get("Proxy") or {}
     boot = bootstrap_config(
-        proxy_id=svc["ID"], cluster=svc.get("Service") or svc["ID"], service=proxy.get("DestinationServiceName") or "",
+        proxy_id=svc["ID"], cluster=svc.get("Service") or svc["ID"],
+        service=proxy.get("DestinationServiceName") or (svc.get("Service") if gateway else "") or "",
         admin=admin, grpc=grpc, token=client.token, ads_mode=ads_mode, datacenter=svc.get("Datacenter") or "",
         prometheus_bind_addr=str((proxy.get("Config") or {}).get("envoy_prometheus_bind_addr") or ""),
         grpc_tls=grpc_tls, grpc_ca_file=os.path.abspath(ca_file) if ca_file else "")

@@ -70,7 +70,7 @@ class Manager:
         local = self.agent.local
         wanted: dict[str, tuple[dict[str, Any], str]] = {}
         for sid, st in local.services.items():
-            if st.deleted or st.payload.get("kind") != "connect-proxy":
+            if st.deleted or st.payload.get("kind") not in ("connect-proxy", "ingress-gateway"):
                 continue
             wanted[sid] = (st.payload, st.token or self.agent.acl.agent_token())
         for sid in list(self.states):

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from lictor.server.configentry.intentions import Intention
 
-__all__ = ["AccessLogs", "Tracing", "ConfigSnapshot", "Endpoint", "Leaf", "Route", "Target", "Upstream", "HTTP_PROTOCOLS"]
+__all__ = ["AccessLogs", "Tracing", "ConfigSnapshot", "Endpoint", "GatewayListener", "Leaf", "Route", "Target",
+           "Upstream", "HTTP_PROTOCOLS"]
 
 HTTP_PROTOCOLS = frozenset({"http", "http2", "grpc"})
 
@@ -81,6 +82,16 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayListener:
+    """One ingress-gateway listener: a port and, per service, the host names it answers for
+    (empty: ``<service>.ingress.*``) and the request/response header changes (sorted JSON)."""
+
+    port: int
+    protocol: str = "http"
+    services: tuple[tuple[str, tuple[str, ...], str], ...] = ()  # (upstream name, hosts, headers JSON)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Leaf:
     cert_pem: str
     key_pem: str = field(repr=False)
@@ -145,6 +156,10 @@ class ConfigSnapshot:
     #: service-defaults ``RateLimits.InstanceLevel`` as sorted JSON: a local token bucket on the
     #: public listener (http only), per instance and per route
     rate_limits_json: str = ""
+    #: "connect-proxy" (a sidecar) or "ingress-gateway" (listeners from the ingress-gateway entry,
+    #: no public listener; upstreams are its services, with no local listener of their own)
+    kind: str = "connect-proxy"
+    gateway_listeners: tuple[GatewayListener, ...] = ()
     #: service-defaults ``FaultInjection`` as sorted JSON: faults on all inbound requests (http only)
     fault_json: str = ""
     tracing: Tracing | None = None

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lictor.agent.proxycfg.cache import AgentCache, Subscription
-from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, AccessLogs, ConfigSnapshot, Endpoint, Leaf, Route,
-                                            Target, Tracing, Upstream)
+from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, AccessLogs, ConfigSnapshot, Endpoint, GatewayListener,
+                                            Leaf, Route, Target, Tracing, Upstream)
 from lictor.common.duration import parse_duration
 from lictor.server.configentry.intentions import Intention
 
@@ -37,6 +37,7 @@ PROXY_DEFAULTS = "proxy-defaults"
 JWT_PROVIDERS = "jwt-providers"
 CHAIN_PREFIX = "chain:"
 HEALTH_PREFIX = "health:"
+INGRESS_GATEWAY = "ingress-gateway"
 
 DEFAULT_COALESCE = 0.01
 
@@ -309,6 +310,7 @@ class _UpstreamState:
     chain: dict[str, Any] | None = None
     health: dict[str, Any] = field(default_factory=dict)  # target id -> rows
     subs: dict[str, Subscription] = field(default_factory=dict)  # target id -> health watch
+    chain_sub: Subscription | None = None  # a gateway service's chain watch (sidecars: in ProxyState._subs)
 
 
 class ProxyState:
@@ -328,7 +330,10 @@ class ProxyState:
         self.node_address = node_address
         self.coalesce = coalesce
         proxy = registration.get("proxy") or {}
+        self.kind = str(registration.get("kind") or "connect-proxy")
         self.service = str(proxy.get("DestinationServiceName") or "")
+        if self.kind == INGRESS_GATEWAY:  # the gateway is its own service (its leaf, its identity)
+            self.service = str(registration.get("service") or "")
         self.inputs: dict[str, Any] = {}
         self.upstreams: dict[str, _UpstreamState] = {}
         for up in proxy.get("Upstreams") or []:
@@ -350,6 +355,8 @@ class ProxyState:
         self._watch("ConfigEntry.Get", {"kind": "proxy-defaults", "name": "global", **tok}, PROXY_DEFAULTS)
         self._watch("DiscoveryChain.Get", {"name": self.service, **tok}, SERVICE_CHAIN)
         self._watch("ConfigEntry.List", {"kind": "jwt-provider", **tok}, JWT_PROVIDERS)
+        if self.kind == INGRESS_GATEWAY:
+            self._watch("ConfigEntry.Get", {"kind": INGRESS_GATEWAY, "name": self.service, **tok}, INGRESS_GATEWAY)
         for name in self.upstreams:
             self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
         loop = asyncio.get_running_loop()
@@ -365,6 +372,8 @@ class ProxyState:
             for s in up.subs.values():
                 s.cancel()
             up.subs.clear()
+            if up.chain_sub is not None:
+                up.chain_sub.cancel()
         self._subs.clear()
         for t in self._tasks:
             t.cancel()
@@ -422,6 +431,8 @@ class ProxyState:
             self.inputs[cid] = result
             if cid in (SERVICE_DEFAULTS, PROXY_DEFAULTS):
                 self._watch_collector()
+            if cid == INGRESS_GATEWAY:
+                self._sync_gateway_services(result)
         self._schedule()
 
     def _watch_collector(self) -> None:
@@ -434,6 +445,26 @@ class ProxyState:
         self.upstreams[name] = _UpstreamState(spec={"DestinationName": name, "LocalBindPort": 0})
         tok = {"token": self.token} if self.token else {}
         self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
+
+    def _sync_gateway_services(self, entry: dict[str, Any] | None) -> None:
+        """The ingress-gateway entry's services become upstreams (a chain watch each)."""
+        wanted = set()
+        for lst in (entry or {}).get("Listeners") or []:
+            for s in lst.get("Services") or []:
+                if s.get("Name") and s["Name"] != "*":
+                    wanted.add(s["Name"])
+        tr = tracing_from(self.inputs.get(SERVICE_DEFAULTS), self.inputs.get(PROXY_DEFAULTS))
+        keep = {tr.collector_service} if tr and tr.collector_service else set()  # the tracing collector
+        for name in list(self.upstreams):
+            if name not in wanted and name not in keep:
+                up = self.upstreams.pop(name)
+                for sub in [*up.subs.values(), *([up.chain_sub] if up.chain_sub else [])]:
+                    sub.cancel()
+        tok = {"token": self.token} if self.token else {}
+        for name in sorted(wanted - set(self.upstreams)):
+            up = self.upstreams[name] = _UpstreamState(spec={"DestinationName": name})
+            up.chain_sub = self.cache.notify("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name,
+                                             self.handle_update)
 
     def _sync_targets(self, name: str, up: _UpstreamState) -> None:
         targets = (up.chain or {}).get("Targets") or {}
@@ -473,6 +504,8 @@ class ProxyState:
     # ----- the builder -------------------------------------------------------------------------
     def missing(self) -> list[str]:
         need = [ROOTS, LEAF, INTENTIONS, MESH, SERVICE_CHAIN, SERVICE_DEFAULTS, PROXY_DEFAULTS, JWT_PROVIDERS]
+        if self.kind == INGRESS_GATEWAY:
+            need.append(INGRESS_GATEWAY)
         out = [n for n in need if n not in self.inputs]
         for name, up in self.upstreams.items():
             if up.chain is None:
@@ -504,7 +537,9 @@ class ProxyState:
         return ConfigSnapshot(
             proxy_id=self.proxy_id, proxy_name=str(reg.get("service") or ""), service=self.service,
             datacenter=self.datacenter, trust_domain=td,
-            bind_address=str(config.get("bind_address") or "0.0.0.0"), port=int(reg.get("port") or 0),
+            bind_address=str(config.get("bind_address")
+                             or (reg.get("address") if self.kind == INGRESS_GATEWAY else "") or "0.0.0.0"),
+            port=int(reg.get("port") or 0),
             local_app_address=str(proxy.get("LocalServiceAddress") or "127.0.0.1"),
             local_app_port=int(proxy.get("LocalServicePort") or 0),
             protocol=protocol if protocol in HTTP_PROTOCOLS else "tcp", mutual_tls_mode=mtls,
@@ -520,8 +555,24 @@ class ProxyState:
             tracing=tracing_from(sd, pd),
             jwt_providers=tuple(sorted((str(e.get("Name")), json.dumps(e, sort_keys=True))
                                        for e in self.inputs[JWT_PROVIDERS] or [] if isinstance(e, dict))),
-            rate_limits_json=_rate_limits(sd),
+            rate_limits_json=_rate_limits(sd), kind=self.kind,
+            gateway_listeners=self._gateway_listeners(),
             fault_json=json.dumps(sd["FaultInjection"], sort_keys=True) if sd.get("FaultInjection") else "")
+
+    def _gateway_listeners(self) -> tuple[GatewayListener, ...]:
+        if self.kind != INGRESS_GATEWAY:
+            return ()
+        out = []
+        for lst in (self.inputs.get(INGRESS_GATEWAY) or {}).get("Listeners") or []:
+            services = []
+            for s in lst.get("Services") or []:
+                if s.get("Name") in self.upstreams:
+                    mods = {k: s[k] for k in ("RequestHeaders", "ResponseHeaders") if s.get(k)}
+                    services.append((s["Name"], tuple(s.get("Hosts") or ()),
+                                     json.dumps(mods, sort_keys=True) if mods else ""))
+            out.append(GatewayListener(port=int(lst["Port"]), protocol=str(lst.get("Protocol") or "tcp"),
+                                       services=tuple(services)))
+        return tuple(out)
 
     def _escape_hatch(self, raw: Any) -> str:
         if not raw:

@@ -138,6 +138,8 @@ def upstream_cluster(up: Upstream, target: Target) -> dict[str, Any]:
 
 def clusters_from_snapshot(snap: ConfigSnapshot) -> list[cluster_pb2.Cluster]:
     out = [json.loads(snap.local_cluster_json) if snap.local_cluster_json else local_app_cluster(snap)]
+    if snap.kind == "ingress-gateway":
+        out = []  # no local app behind a gateway
     seen = set()
     for up in snap.upstreams:
         for t in up.targets:

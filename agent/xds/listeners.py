@@ -8,13 +8,14 @@ from typing import Any
 
 from envoy.config.listener.v3 import listener_pb2
 
-from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, Upstream
+from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, GatewayListener, Upstream
 from lictor.agent.xds.accesslogs import access_loggers, listener_access_loggers
 from lictor.agent.xds.clusters import LOCAL_APP
 from lictor.agent.xds.jwt import jwt_authn_filter
 from lictor.agent.xds.common import LEAF_SECRET, ROOTS_SECRET, ads_source, fmt_duration, parse, tls_params
 from lictor.agent.xds.rbac import rbac_rules
 from lictor.agent.xds.routes import (FAULT_FILTER, FAULT_TYPE, RATE_LIMIT_FILTER, bucket, fault_config,
+                                     gateway_route_name,
                                      rate_limit_config, upstream_has, upstream_has_faults)
 from lictor.agent.xds.tracing import hcm_tracing
 
@@ -169,6 +170,28 @@ def upstream_listener(up: Upstream, snap: ConfigSnapshot) -> dict[str, Any]:
     return lis
 
 
+def gateway_listener(snap: ConfigSnapshot, lst: GatewayListener) -> dict[str, Any]:
+    """An ingress-gateway listener on the gateway's address: http ones route by host name
+    (RDS ``ingress:<port>``), a tcp one proxies to its one service."""
+    lis: dict[str, Any] = {"name": f"ingress:{snap.bind_address}:{lst.port}",
+                           "address": _address(snap.bind_address, lst.port), "traffic_direction": "OUTBOUND"}
+    if lst.protocol in HTTP_PROTOCOLS:
+        hcm = {"@type": HCM_TYPE, "stat_prefix": f"ingress_upstream_{lst.port}", "codec_type": "AUTO",
+               "generate_request_id": False,
+               "rds": {"config_source": ads_source(), "route_config_name": gateway_route_name(lst.port)},
+               "http_filters": [ROUTER]}
+        lis["filter_chains"] = [{"filters": [{"name": HCM, "typed_config": hcm}]}]
+    else:
+        ups = {u.name: u for u in snap.upstreams}
+        up = ups.get(lst.services[0][0]) if lst.services else None
+        cluster = up.targets[0].cluster_name if up is not None and up.targets else "no-target"
+        lis["filter_chains"] = [{"filters": [_tcp_proxy(f"ingress_upstream_{lst.port}", cluster, snap)]}]
+    return lis
+
+
 def listeners_from_snapshot(snap: ConfigSnapshot) -> list[listener_pb2.Listener]:
+    if snap.kind == "ingress-gateway":
+        gw = [gateway_listener(snap, lst) for lst in snap.gateway_listeners]
+        return [parse(listener_pb2.Listener, d) for d in gw]  # type: ignore[misc]
     out = [public_listener(snap)] + [upstream_listener(up, snap) for up in snap.upstreams if up.local_bind_port]
     return [parse(listener_pb2.Listener, d) for d in out]  # type: ignore[misc]

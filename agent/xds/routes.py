@@ -28,10 +28,10 @@ from typing import Any
 
 from envoy.config.route.v3 import route_pb2
 
-from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, Route, Upstream
+from lictor.agent.proxycfg.snapshot import HTTP_PROTOCOLS, ConfigSnapshot, GatewayListener, Route, Upstream
 from lictor.agent.xds.common import fmt_duration, parse
 
-__all__ = ["routes_from_snapshot", "FAULT_FILTER", "RATE_LIMIT_FILTER", "upstream_has", "upstream_has_faults",
+__all__ = ["routes_from_snapshot", "gateway_route_name", "FAULT_FILTER", "RATE_LIMIT_FILTER", "upstream_has", "upstream_has_faults",
            "header_matcher", "percent", "bucket", "rate_limit_config", "fault_config"]
 
 FAULT_FILTER = "envoy.filters.http.fault"
@@ -291,6 +291,30 @@ def route_config(up: Upstream) -> dict[str, Any]:
         _route(r, lbs) for r in routes if r.clusters]}]}
 
 
+def gateway_route_name(port: int) -> str:
+    return f"ingress:{port}"
+
+
+def gateway_route_config(snap: ConfigSnapshot, lst: GatewayListener) -> dict[str, Any]:
+    """An ingress listener's routes: a virtual host per service (its ``Hosts``, or
+    ``<service>.ingress.*``), each with the routes of the service's own chain."""
+    ups = {u.name: u for u in snap.upstreams}
+    vhosts = []
+    for name, hosts, mods_json in lst.services:
+        up = ups.get(name)
+        if up is None or not up.targets:
+            continue
+        domains = list(hosts) or [f"{name}.ingress.*", f"{name}.ingress.*:{lst.port}"]
+        vh: dict[str, Any] = {"name": name, "domains": domains,
+                              "routes": route_config(up)["virtual_hosts"][0]["routes"]}
+        mods = json.loads(mods_json) if mods_json else {}
+        vh.update(_header_changes(mods.get("RequestHeaders"), "request"))
+        vh.update(_header_changes(mods.get("ResponseHeaders"), "response"))
+        vhosts.append(vh)
+    return {"name": gateway_route_name(lst.port), "virtual_hosts": vhosts}
+
+
 def routes_from_snapshot(snap: ConfigSnapshot) -> list[route_pb2.RouteConfiguration]:
-    return [parse(route_pb2.RouteConfiguration, route_config(up))  # type: ignore[misc]
-            for up in snap.upstreams if up.protocol in HTTP_PROTOCOLS and up.local_bind_port]
+    out = [route_config(up) for up in snap.upstreams if up.protocol in HTTP_PROTOCOLS and up.local_bind_port]
+    out += [gateway_route_config(snap, lst) for lst in snap.gateway_listeners if lst.protocol in HTTP_PROTOCOLS]
+    return [parse(route_pb2.RouteConfiguration, r) for r in out]  # type: ignore[misc]

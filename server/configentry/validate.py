@@ -391,6 +391,9 @@ def _check_splitter(body: dict[str, Any]) -> None:
     if abs(total - 100.0) > WEIGHT_TOLERANCE:
         raise _err("Splits", f"the sum of all split weights must be 100, not {round(total, 2):g}")
     _check_mirrors("Mirrors", body.get("Mirrors") or [])
+    for j, m in enumerate(body.get("Mirrors") or []):
+        if (m.get("Service") or body["Name"]) == body["Name"] and not m.get("ServiceSubset"):
+            raise _err(f"Mirrors[{j}].Service", f"a mirror of {body['Name']!r} to itself is not allowed")
 
 
 def _check_resolver(body: dict[str, Any]) -> None:

@@ -144,6 +144,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     m = Mesh(tmp_path_factory.mktemp("traffic"))
     try:
         eventually(lambda: m.client.get("/")[0] == 200, 40, "a first request through the sidecars")
+        # every instance's sidecar passing its check (else a subset can be empty for a moment)
+        eventually(lambda: len(m.agent.json("GET", "/v1/health/connect/api?passing")) == 2
+                   and len(m.agent.json("GET", "/v1/health/connect/shadow?passing")) == 1, 20, "all instances healthy")
         yield m
     finally:
         m.stop()
@@ -465,3 +468,45 @@ def test_bad_entries_are_refused_naming_the_field_and_nothing_is_written(mesh: M
     finally:
         mesh.agent.request("DELETE", "/v1/config/service-defaults/legacy")
         mesh.delete(SUBSETS)
+
+
+def test_ingress_gateway_routes_hosts_and_paths_into_the_mesh(mesh: Mesh) -> None:
+    gw_port, gw_admin, listener = free_ports(3)
+    entries = [SUBSETS,
+               {"Kind": "service-router", "Name": "api", "Routes": [
+                   {"Match": {"HTTP": {"PathPrefix": "/v2"}}, "Destination": {"ServiceSubset": "v2"}}]},
+               {"Kind": "ingress-gateway", "Name": "ig", "Listeners": [{"Port": listener, "Protocol": "http", "Services": [
+                   {"Name": "api", "Hosts": ["api.example.com"], "RequestHeaders": {"Set": {"x-from-gateway": "ig"}}},
+                   {"Name": "shadow", "Hosts": ["shadow.example.com"]}]}]}]
+    gw = Sidecar(mesh.root, "ig", http_addr=mesh.agent.addr, grpc_port=mesh.grpc, admin_port=gw_admin)
+    gw.name = "envoy-ingress-ig"
+    i = gw.args.index("-sidecar-for")
+    gw.args[i:i + 2] = ["-gateway=ingress", "-register", "-service", "ig", "-address", f"127.0.0.1:{gw_port}"]
+    client = Client(listener)
+    try:
+        for e in entries:
+            mesh.put(e)
+        gw.start()
+
+        def via(host: str, path: str) -> str:
+            return client.instance(path, headers={"Host": host})
+        eventually(lambda: via("api.example.com", "/v2/x") == "200:v2" and via("shadow.example.com", "/") == "200:shadow",
+                   30, "the gateway's routes and clusters")
+        # two host names to two services, two paths of one to two subsets, over mTLS into the mesh
+        assert {via("api.example.com", "/v2/x") for _ in range(5)} == {"200:v2"}
+        assert {via("api.example.com", "/x") for _ in range(5)} == {"200:v1"}
+        assert {via("shadow.example.com", "/x") for _ in range(5)} == {"200:shadow"}
+        assert client.get("/x", headers={"Host": "other.example.com"})[0] == 404
+        assert "x-from-gateway=ig" in client.get("/h", headers={"Host": "api.example.com"})[1]
+        assert sum(v for k, v in gw.stats("ssl.handshake").items() if k.startswith("cluster.")) > 0
+        # intentions apply with the gateway as the source
+        mesh.agent.json("PUT", "/v1/connect/intentions/exact?source=ig&destination=shadow", {"Action": "deny"})
+        eventually(lambda: client.get("/x", headers={"Host": "shadow.example.com"})[0] == 403, 15,
+                   "the deny for the gateway")
+        assert via("api.example.com", "/x") == "200:v1"
+    finally:
+        mesh.agent.request("DELETE", "/v1/connect/intentions/exact?source=ig&destination=shadow")
+        client.reconnect()
+        gw.stop()
+        mesh.agent.request("PUT", "/v1/agent/service/deregister/ig")
+        mesh.delete(*entries)

@@ -294,3 +294,26 @@ def http_api_route_limits_only() -> ConfigSnapshot:
 
 CASES["http-api-rate-limits"] = http_api_rate_limits
 CASES["http-api-route-rate-limits"] = http_api_route_limits_only
+
+
+def ingress_gateway() -> ConfigSnapshot:
+    from lictor.agent.proxycfg.snapshot import GatewayListener
+
+    api = traffic_upstream()
+    api = replace(api, local_bind_port=0)
+    web = Upstream(name="web", destination_name="web", local_bind_address="", local_bind_port=0, protocol="http",
+                   targets=(target("web", endpoints=API_EPS[:1]),))
+    db = Upstream(name="db", destination_name="db", local_bind_address="", local_bind_port=0, protocol="tcp",
+                  targets=(target("db", endpoints=API_EPS[2:]),))
+    listeners = (
+        GatewayListener(port=8080, protocol="http", services=(
+            ("api", ("api.example.com", "api.example.com:8080"), '{"RequestHeaders": {"Set": {"x-gw": "1"}}}'),
+            ("web", (), ""))),
+        GatewayListener(port=9000, protocol="tcp", services=(("db", (), ""),)),
+    )
+    return replace(base("web"), proxy_id="ig", proxy_name="ig", service="ig", kind="ingress-gateway",
+                   bind_address="127.0.0.1", port=0, local_app_port=0, upstreams=(api, web, db),
+                   gateway_listeners=listeners, leaf=Leaf(cert_pem=_read("web.pem"), key_pem=_read("web-key.pem")))
+
+
+CASES["ingress-gateway"] = ingress_gateway

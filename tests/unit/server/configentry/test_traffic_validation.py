@@ -49,6 +49,8 @@ def router(dest: dict, match: dict | None = None) -> dict:  # type: ignore[type-
      [HTTP], "Splits: the sum of all split weights must be 100, not 99.9"),
     ({"Kind": "service-resolver", "Name": "web", "Subsets": {"v2": {"Filter": "Service.Meta.version = v2"}}}, [],
      "Subsets.v2.Filter: invalid filter"),
+    ({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 100}], "Mirrors": [{"Percent": 5}]}, [HTTP],
+     "Mirrors[0].Service: a mirror of 'web' to itself is not allowed"),
     ({"Kind": "service-resolver", "Name": "web", "ConnectTimeout": "-2s"}, [],
      "ConnectTimeout: duration must not be negative"),
     ({"Kind": "service-defaults", "Name": "web", "UpstreamConfig": {"Overrides": [
