@@ -60,7 +60,8 @@ def stop(proc: subprocess.Popen[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
     workdir = tmp_path_factory.mktemp("shop")
-    proc = subprocess.Popen([sys.executable, str(RUN), "--workdir", str(workdir)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(RUN), "--workdir", str(workdir), "--gateway-port", "0"],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()
 
@@ -86,7 +87,6 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
         logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(workdir.glob("*.log")))
         pytest.fail("the demo did not get ready:\n" + "".join(out) + logs)
     ready["output"] = "".join(out)
-    ready["front_url"] = f"http://127.0.0.1:{ready['front']}/api/v1/booking"
     yield ready
     children = stop(proc)
     # Ctrl-C stopped every process the demo started
