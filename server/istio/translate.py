@@ -491,8 +491,7 @@ def _gateway(ctx: _Ctx, r: Resource) -> _Gw:
         num = _int(r, port.get("number"), f"{p}.port.number", 1, 65535)
         proto = str(port.get("protocol", "")).upper()
         if proto not in ("HTTP", "HTTPS", "HTTP2", "GRPC", "TCP"):
-            raise _err(r, f"{p}.port.protocol", f"{proto or 'missing'!r}: Lictor supports HTTP, HTTPS, HTTP2, GRPC "
-                                               "and TCP")
+            raise _err(r, f"{p}.port.protocol", f"{proto or 'missing'!r}: Lictor supports HTTP, HTTP2, GRPC and TCP")
         if num in gw.ports:
             raise _err(r, f"{p}.port.number", f"port {num} is used by two servers")
         hosts = [_str(r, h, f"{p}.hosts[{j}]") for j, h in enumerate(_list(r, d.get("hosts"), f"{p}.hosts"))]
@@ -501,28 +500,11 @@ def _gateway(ctx: _Ctx, r: Resource) -> _Gw:
         lst: dict[str, Any] = {"Port": num, "Protocol": "tcp" if proto == "TCP" else
                                ("http2" if proto in ("HTTP2", "GRPC") else "http")}
         tls = d.get("tls")
-        if proto == "HTTPS":
-            t = _keys(r, tls, f"{p}.tls", ("mode", "credentialName", "minProtocolVersion", "maxProtocolVersion"),
-                      refused=("httpsRedirect", "serverCertificate", "privateKey", "caCertificates",
-                               "subjectAltNames", "verifyCertificateSpki", "verifyCertificateHash", "cipherSuites",
-                               "credentialNames", "tlsCertificates", "caCrl"))
-            mode = t.get("mode", "SIMPLE")
-            if mode != "SIMPLE":
-                raise _err(r, f"{p}.tls.mode", f"{mode!r} is not supported by Lictor (SIMPLE only)")
-            if "credentialName" in t:
-                ctx.warn(r, f"{p}.tls.credentialName", "mapped approximately: the gateway serves a certificate "
-                                                        "from the mesh's CA")
-            lt: dict[str, Any] = {"Enabled": True}
-            versions = {"TLSV1_2": "TLSv1_2", "TLSV1_3": "TLSv1_3", "TLS_AUTO": ""}
-            for src, dst in (("minProtocolVersion", "TLSMinVersion"), ("maxProtocolVersion", "TLSMaxVersion")):
-                if src in t:
-                    if t[src] not in versions:
-                        raise _err(r, f"{p}.tls.{src}", f"{t[src]!r} is not supported by Lictor")
-                    if versions[t[src]]:
-                        lt[dst] = versions[t[src]]
-            lst["TLS"] = lt
-        elif tls is not None:
-            raise _err(r, f"{p}.tls", f"tls on a {proto} server is not supported by Lictor")
+        if proto == "HTTPS" or tls is not None:
+            where = f"{p}.port.protocol"
+            if isinstance(tls, dict) and tls:
+                where = f"{p}.tls.{sorted(tls, key=str)[0]}"
+            raise _err(r, where, "not supported by Lictor yet: ingress gateways do not terminate TLS")
         gw.ports[num] = lst["Protocol"]
         gw.hosts[num] = hosts
         listeners.append(lst)
