@@ -285,6 +285,8 @@ def _service_entry(ctx: _Ctx, r: Resource) -> None:
     name = r.name
     ctx.set("service-defaults", name, "Protocol", protocols[proto], r, "spec.ports[0].protocol")
     ctx.set("service-defaults", name, "Destination", {"Addresses": addresses, "Port": number}, r, "spec.hosts")
+    ctx.warn(r, "spec.hosts", "mapped approximately: written as service-defaults Destination and a service of the "
+                              "terminating-gateway entry, but Lictor runs no terminating gateway yet")
     tg = ctx.entry("terminating-gateway", TERMINATING_GATEWAY_NAME, r)
     tg.setdefault("Services", []).append({"Name": name})
 
