@@ -94,13 +94,16 @@ def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[
         "stats_config": {"stats_tags": [
             {"tag_name": "local_cluster", "fixed_value": cluster},
             {"tag_name": "consul.source.service", "fixed_value": service},
-            {"tag_name": "consul.source.datacenter", "fixed_value": datacenter or "dc1"}],
+            {"tag_name": "consul.source.datacenter", "fixed_value": datacenter or "dc1"},
+            *MESH_STATS_TAGS],
             "use_all_default_tags": True},
         "dynamic_resources": {
             "ads_config": {"api_type": "DELTA_GRPC" if ads_mode == "delta" else "GRPC",
                            "transport_api_version": "V3", "grpc_services": [grpc_service]},
             "cds_config": ads, "lds_config": ads},
         "static_resources": {"clusters": [agent_cluster]},
+        # an admin layer, so /runtime_modify can tune a running proxy (e.g. span flush intervals)
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}, {"name": "admin", "admin_layer": {}}]},
     }
     if prometheus_bind_addr:
         host, _, port = prometheus_bind_addr.rpartition(":")
@@ -123,6 +126,25 @@ def bootstrap_config(*, proxy_id: str, cluster: str, service: str, admin: tuple[
                 "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]
     return boot
+
+
+# Tags from the mesh's stat names (the first group is cut from the name, the second is the value):
+# upstream clusters are "[<subset>.]<service>.<namespace>.<dc>.internal.<trust domain>", an upstream
+# listener's HTTP stats "http.upstream.<upstream>.", its routes "vhost.<upstream>.route.<stat prefix>.".
+_CLUSTER = r"^cluster\.(?:passthrough~)?("
+_TD = r"\.internal\.[^.]+\.consul\.)"
+MESH_STATS_TAGS = [
+    {"tag_name": "consul.destination.service",
+     "regex": _CLUSTER + r"(?:[^.]+\.)?([^.]+)\.[^.]+\.[^.]+" + _TD},
+    {"tag_name": "consul.destination.service_subset",
+     "regex": _CLUSTER + r"(?:([^.]+)\.)?[^.]+\.[^.]+\.[^.]+" + _TD},
+    {"tag_name": "consul.destination.namespace",
+     "regex": _CLUSTER + r"(?:[^.]+\.)?[^.]+\.([^.]+)\.[^.]+" + _TD},
+    {"tag_name": "consul.destination.datacenter",
+     "regex": _CLUSTER + r"(?:[^.]+\.)?[^.]+\.[^.]+\.([^.]+)" + _TD},
+    {"tag_name": "consul.upstream.service", "regex": r"^http\.(upstream\.([^.]+)\.)"},
+    {"tag_name": "consul.route", "regex": r"^vhost\.[^.]+\.route\.(([^.]+)\.)"},
+]
 
 
 def _is_ip(host: str) -> bool:
@@ -176,11 +198,35 @@ def connect_envoy(argv: list[str]) -> int:
                          "Envoy.")
     fs.string("ads-mode", "ADS flavour: delta (incremental, the default) or sotw (state of the world).",
               metavar="mode")
+    fs.string("gateway", "Run a gateway instead of a sidecar: \"ingress\" (listeners and routes from the "
+                         "ingress-gateway config entry named like the service).", metavar="kind")
+    fs.bool("register", "With -gateway: register the gateway service (-service, -address) on the local agent first.")
+    fs.string("service", "With -gateway: the gateway's service name (and ID).", metavar="name")
+    fs.string("address", "With -gateway -register: the address its listeners bind to (the port is the "
+                         "service's port).", metavar="ip:port")
     p = parse(fs, argv)
     sidecar_for, proxy_id = p["sidecar-for"], p["proxy-id"]
+    gateway = p["gateway"]
+    if gateway:
+        if gateway != "ingress":
+            err(f"Error! -gateway {gateway!r}: only \"ingress\" is supported")
+            return 1
+        if not p["service"] or sidecar_for or proxy_id:
+            err("Error! -gateway needs -service <name> (and no -sidecar-for or -proxy-id)")
+            return 1
+        proxy_id = p["service"]
+    elif p["register"] or p["service"] or p["address"]:
+        err("Error! -register, -service and -address go with -gateway")
+        return 1
     if bool(sidecar_for) == bool(proxy_id):
         err("Error! Exactly one of -sidecar-for or -proxy-id is required")
         return 1
+    gw_addr: tuple[str, int] | None = None
+    if gateway and p["register"]:
+        if not p["address"]:
+            err("Error! -register needs -address <ip:port>")
+            return 1
+        gw_addr = _host_port(p["address"], "-address")
     ads_mode = p["ads-mode"] or "delta"
     if ads_mode not in ("delta", "sotw"):
         err(f"Error! -ads-mode {ads_mode!r}: must be delta or sotw")
@@ -202,6 +248,10 @@ def connect_envoy(argv: list[str]) -> int:
             return 1
     client = make_client(p)
     try:
+        if gw_addr is not None:
+            client.put_json("/v1/agent/service/register", {
+                "Kind": "ingress-gateway", "Name": proxy_id, "ID": proxy_id, "Address": gw_addr[0],
+                "Port": gw_addr[1]})
         svc = _find_proxy(client, sidecar_for, proxy_id)
     except APIError as exc:
         err(f"Error! {exc}")
@@ -211,7 +261,8 @@ def connect_envoy(argv: list[str]) -> int:
         return 1
     proxy = svc.get("Proxy") or {}
     boot = bootstrap_config(
-        proxy_id=svc["ID"], cluster=svc.get("Service") or svc["ID"], service=proxy.get("DestinationServiceName") or "",
+        proxy_id=svc["ID"], cluster=svc.get("Service") or svc["ID"],
+        service=proxy.get("DestinationServiceName") or (svc.get("Service") if gateway else "") or "",
         admin=admin, grpc=grpc, token=client.token, ads_mode=ads_mode, datacenter=svc.get("Datacenter") or "",
         prometheus_bind_addr=str((proxy.get("Config") or {}).get("envoy_prometheus_bind_addr") or ""),
         grpc_tls=grpc_tls, grpc_ca_file=os.path.abspath(ca_file) if ca_file else "")
@@ -280,7 +331,14 @@ def supervise(args: list[str], *, admin: tuple[str, int], drain: int) -> int:
                 return child.wait()
 
 
+def _redirect_traffic(argv: list[str]) -> int:
+    from lictor.cli.redirect import redirect_traffic
+
+    return redirect_traffic(argv)
+
+
 SUBCOMMANDS = {
     "envoy": (connect_envoy, "Runs or configures Envoy as a Connect proxy"),
     "inject": (inject.cmd_inject, "Inject the Envoy sidecar into Kubernetes pods (webhook or -f file)"),
+    "redirect-traffic": (_redirect_traffic, "Applies iptables rules that redirect traffic to a transparent proxy"),
 }

@@ -302,6 +302,11 @@ from lictor.cli.cluster import COMMANDS as _CLUSTER_COMMANDS  # noqa: E402
 
 COMMANDS.update(_CLUSTER_COMMANDS)
 
+# issue 14: apply -f, get, delete -f (Istio resources, cli/istio.py)
+from lictor.cli.istio import COMMANDS as _ISTIO_COMMANDS  # noqa: E402
+
+COMMANDS.update(_ISTIO_COMMANDS)
+
 
 def usage() -> str:
     width = max(len(k) for k in COMMANDS)

@@ -724,7 +724,7 @@ def _parse_service(data: Any, path: str, warnings: list[str], *, nested_sidecar:
         tags=b.texts("tags"),
         address=address,
         tagged_addresses=tagged,
-        meta=_parse_meta(b, kind),
+        meta=metrics_meta(_parse_meta(b, kind), proxy),
         port=port,
         socket_path=socket_path,
         enable_tag_override=b.flag("enable_tag_override"),
@@ -735,6 +735,25 @@ def _parse_service(data: Any, path: str, warnings: list[str], *, nested_sidecar:
         locality=locality,
         token=b.text("token"),
     )
+
+
+#: Service meta keys naming a proxy's Prometheus endpoint (from its ``envoy_prometheus_bind_addr``),
+#: so Prometheus' consul_sd_configs can find it: relabel ``__meta_consul_service_metadata_<key>``.
+METRICS_PORT_META = "envoy_metrics_port"
+METRICS_PATH_META = "envoy_metrics_path"
+
+
+def metrics_meta(meta: dict[str, str], proxy: dict[str, Any]) -> dict[str, str]:
+    """``meta`` plus the metrics port and path when the proxy config sets a Prometheus bind
+    address (a value the registration sets itself is kept)."""
+    addr = str(((proxy or {}).get("Config") or {}).get("envoy_prometheus_bind_addr") or "")
+    port = addr.rpartition(":")[2]
+    if not port.isdigit():
+        return meta
+    out = dict(meta)
+    out.setdefault(METRICS_PORT_META, port)
+    out.setdefault(METRICS_PATH_META, "/metrics")
+    return out
 
 
 def _check_not_unspecified(address: str, path: str) -> None:
@@ -949,7 +968,7 @@ def expand_sidecar(
         id=sidecar_id,
         name=sidecar.name or f"{parent.name}-sidecar-proxy",
         tags=sidecar.tags or parent.tags,
-        meta=dict(sidecar.meta or parent.meta),
+        meta=metrics_meta(dict(sidecar.meta or parent.meta), proxy),
         address=address,
         port=port,
         locality=sidecar.locality if sidecar.locality is not None else parent.locality,

@@ -37,6 +37,7 @@ def _load_routes() -> None:
     from lictor.agent.http import cluster  # noqa: F401  (issue 4: gossip, coordinates, keyring)
     from lictor.agent.ui import api, static  # noqa: F401  (issue 15: /, the web UI's endpoints)
     from lictor.agent.http import prepared_query  # noqa: F401  (issue 15: /v1/query)
+    from lictor.agent.http import istio  # noqa: F401  (issue 14)
 
 
 def _too_large(size: int | None, limit: int) -> web.Response:

@@ -43,6 +43,7 @@ class Manager:
         self._regs: dict[str, tuple[dict[str, Any], str]] = {}
         self.cells: dict[str, SnapshotCell] = {}
         self._pending = False
+        self._published = 0  # snapshots published by cells since closed
 
     def default_allow(self, mesh: dict[str, Any] | None) -> bool:
         acl = self.agent.acl.config
@@ -69,7 +70,7 @@ class Manager:
         local = self.agent.local
         wanted: dict[str, tuple[dict[str, Any], str]] = {}
         for sid, st in local.services.items():
-            if st.deleted or st.payload.get("kind") != "connect-proxy":
+            if st.deleted or st.payload.get("kind") not in ("connect-proxy", "ingress-gateway"):
                 continue
             wanted[sid] = (st.payload, st.token or self.agent.acl.agent_token())
         for sid in list(self.states):
@@ -77,7 +78,9 @@ class Manager:
                 self.states.pop(sid).stop()
                 self._regs.pop(sid, None)
                 if sid not in wanted:
-                    self.cells.pop(sid).close()  # its xDS streams end
+                    gone = self.cells.pop(sid)
+                    self._published += gone.version
+                    gone.close()  # its xDS streams end
                 log.info("proxycfg: stopped watching proxy %s", sid)
         for sid, (payload, token) in wanted.items():
             if sid in self.states:
@@ -91,6 +94,15 @@ class Manager:
             self._regs[sid] = (payload, token)
             st.start()
             log.info("proxycfg: watching proxy %s (for %s)", sid, st.service)
+
+    def gauges(self) -> dict[str, float]:
+        """proxycfg's figures for /v1/agent/metrics: proxies watched, snapshots published (over
+        the agent's life, including replaced states), shared watches and the RPCs they made."""
+        return {"lictor.proxycfg.proxies": float(len(self.states)),
+                "lictor.proxycfg.snapshots_built": float(self._published + sum(c.version for c in self.cells.values())),
+                "lictor.proxycfg.build_errors": float(sum(1 for s in self.states.values() if s.error)),
+                "lictor.proxycfg.watches": float(self.cache.watches),
+                "lictor.proxycfg.watch_fetches": float(self.cache.fetches)}
 
     def get(self, proxy_id: str) -> ProxyState | None:
         return self.states.get(proxy_id)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from lictor.server.configentry.intentions import Intention
 
-__all__ = ["ConfigSnapshot", "Endpoint", "Leaf", "Route", "Target", "Upstream", "HTTP_PROTOCOLS"]
+__all__ = ["AccessLogs", "Tracing", "ConfigSnapshot", "Endpoint", "GatewayListener", "Leaf", "Route", "Target",
+           "Upstream", "HTTP_PROTOCOLS"]
 
 HTTP_PROTOCOLS = frozenset({"http", "http2", "grpc"})
 
@@ -38,6 +39,8 @@ class Target:
     spiffe_id: str  # the destination identity the client checks (SAN match)
     connect_timeout: float = 5.0
     endpoints: tuple[Endpoint, ...] = ()
+    #: the resolver's ``LoadBalancer`` as sorted JSON ("" for round robin, no hash policies)
+    load_balancer: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +54,14 @@ class Route:
     match: tuple[tuple[str, str], ...] = (("prefix", "/"),)
     clusters: tuple[tuple[str, int], ...] = ()
     timeout: float = 15.0
+    #: a service-router route's ``Match.HTTP`` as sorted JSON; when set it replaces ``match``
+    match_json: str = ""
+    #: the route's ``Destination`` (rewrite, idle timeout, retries, headers, faults) as sorted JSON
+    action_json: str = ""
+    #: (cluster name, sorted JSON of a split's RequestHeaders/ResponseHeaders)
+    split_headers: tuple[tuple[str, str], ...] = ()
+    #: (cluster name, percent) copies of each request, answers ignored
+    mirrors: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +73,8 @@ class Upstream:
     protocol: str = "tcp"
     targets: tuple[Target, ...] = ()
     routes: tuple[Route, ...] = ()  # http upstreams; empty -> catch-all to targets[0]
+    #: the merged ``UpstreamConfig`` (Limits, PassiveHealthCheck, RetryBudget) as sorted JSON
+    config_json: str = ""
 
     @property
     def listener_name(self) -> str:
@@ -69,9 +82,44 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayListener:
+    """One ingress-gateway listener: a port and, per service, the host names it answers for
+    (empty: ``<service>.ingress.*``) and the request/response header changes (sorted JSON)."""
+
+    port: int
+    protocol: str = "http"
+    services: tuple[tuple[str, tuple[str, ...], str], ...] = ()  # (upstream name, hosts, headers JSON)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Leaf:
     cert_pem: str
     key_pem: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessLogs:
+    """proxy-defaults ``AccessLogs`` (Consul's fields). ``json_format`` is the JSON object as
+    canonical text (sorted keys), "" for the default format."""
+
+    enabled: bool = False
+    disable_listener_logs: bool = False
+    type: str = "stdout"  # stdout | stderr | file
+    path: str = ""
+    json_format: str = ""
+    text_format: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tracing:
+    """The ``Tracing`` block (service-defaults over proxy-defaults). The collector is a mesh
+    service (reached over mTLS through its upstream cluster) or a host:port."""
+
+    provider: str  # zipkin | opentelemetry
+    collector_service: str = ""
+    collector_address: str = ""
+    sampling_percent: float = 100.0
+    custom_tags: tuple[tuple[str, str, str], ...] = ()  # (tag, "header"|"literal", value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +149,20 @@ class ConfigSnapshot:
     #: replaces the generated ``local_app`` cluster. proxycfg checks that it parses as a Cluster;
     #: Envoy still judges its meaning (a bad one is NACKed and the last good config stays).
     local_cluster_json: str = ""
+    access_logs: AccessLogs | None = None
+    #: jwt-provider entries as (name, canonical JSON), sorted by name (agent/xds/jwt.py uses the
+    #: ones this service's intentions name)
+    jwt_providers: tuple[tuple[str, str], ...] = ()
+    #: service-defaults ``RateLimits.InstanceLevel`` as sorted JSON: a local token bucket on the
+    #: public listener (http only), per instance and per route
+    rate_limits_json: str = ""
+    #: "connect-proxy" (a sidecar) or "ingress-gateway" (listeners from the ingress-gateway entry,
+    #: no public listener; upstreams are its services, with no local listener of their own)
+    kind: str = "connect-proxy"
+    gateway_listeners: tuple[GatewayListener, ...] = ()
+    #: service-defaults ``FaultInjection`` as sorted JSON: faults on all inbound requests (http only)
+    fault_json: str = ""
+    tracing: Tracing | None = None
 
     @property
     def spiffe_id(self) -> str:

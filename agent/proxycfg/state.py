@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lictor.agent.proxycfg.cache import AgentCache, Subscription
-from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, ConfigSnapshot, Endpoint, Leaf, Route, Target,
-                                            Upstream)
+from lictor.agent.proxycfg.snapshot import (HTTP_PROTOCOLS, AccessLogs, ConfigSnapshot, Endpoint, GatewayListener,
+                                            Leaf, Route, Target, Tracing, Upstream)
 from lictor.common.duration import parse_duration
 from lictor.server.configentry.intentions import Intention
 
 __all__ = ["ProxyState", "ROOTS", "LEAF", "INTENTIONS", "MESH", "SERVICE_CHAIN", "SERVICE_DEFAULTS",
-           "PROXY_DEFAULTS", "ProxyGone", "SnapshotCell", "endpoints_from_health", "routes_from_chain", "intention_from_api"]
+           "PROXY_DEFAULTS", "ProxyGone", "merged_upstream_config", "SnapshotCell", "endpoints_from_health", "routes_from_chain", "intention_from_api"]
 
 log = logging.getLogger("lictor.proxycfg")
 
@@ -34,8 +34,10 @@ MESH = "mesh"
 SERVICE_CHAIN = "service-chain"
 SERVICE_DEFAULTS = "service-defaults"
 PROXY_DEFAULTS = "proxy-defaults"
+JWT_PROVIDERS = "jwt-providers"
 CHAIN_PREFIX = "chain:"
 HEALTH_PREFIX = "health:"
+INGRESS_GATEWAY = "ingress-gateway"
 
 DEFAULT_COALESCE = 0.01
 
@@ -60,7 +62,7 @@ def intention_from_api(d: dict[str, Any]) -> Intention:
     return Intention(source_ns=d.get("SourceNS") or "default", source_name=d.get("SourceName") or "",
                      destination_ns=d.get("DestinationNS") or "default",
                      destination_name=d.get("DestinationName") or "", action=d.get("Action") or "",
-                     permissions=tuple(d.get("Permissions") or ()))
+                     permissions=tuple(d.get("Permissions") or ()), jwt=d.get("JWT") or None)
 
 
 _HEALTH_MEMO: list[Any] = [None, None, None]  # (rows object, only_passing, result): the last conversion
@@ -124,37 +126,140 @@ def _clusters(pairs: list[tuple[str, float]], names: dict[str, str]) -> tuple[tu
     return tuple((c, w) for c, w in merged.items() if w > 0)
 
 
+def _node_headers(chain: dict[str, Any], node_name: str, names: dict[str, str]) -> dict[str, str]:
+    """cluster name -> sorted JSON of the header changes of the split that leads to it."""
+    node = (chain.get("Nodes") or {}).get(node_name) or {}
+    out: dict[str, str] = {}
+    if node.get("Type") != "splitter":
+        return out
+    for s in node.get("Splits") or []:
+        mods = {k: s[k] for k in ("RequestHeaders", "ResponseHeaders") if s.get(k)}
+        if not mods:
+            continue
+        for tid, _ in _node_targets(chain, s["NextNode"]):
+            if tid in names:
+                out.setdefault(names[tid], json.dumps(mods, sort_keys=True))
+    return out
+
+
+#: the Destination fields the xDS route generator reads (the rest pick the chain's next node)
+_ACTION_FIELDS = ("PrefixRewrite", "IdleTimeout", "NumRetries", "RetryOnConnectFailure", "RetryOn",
+                  "RetryOnStatusCodes", "PerTryTimeout", "RequestHeaders", "ResponseHeaders", "FaultInjection",
+                  "RateLimit")
+
+
+def _mirrors(chain: dict[str, Any], route: dict[str, Any], node_name: str, names: dict[str, str]
+             ) -> tuple[tuple[str, float], ...]:
+    """A route's RequestMirrorPolicies, then the Mirrors of the splitter it leads to."""
+    node = (chain.get("Nodes") or {}).get(node_name) or {}
+    out = []
+    for m in [*(route.get("RequestMirrorPolicies") or []), *(node.get("Mirrors") or [])]:
+        if m.get("Target") in names:
+            out.append((names[m["Target"]], float(m.get("Percent", 100.0))))
+    return tuple(out)
+
+
 def routes_from_chain(chain: dict[str, Any], names: dict[str, str], default_timeout: float = 15.0
                       ) -> tuple[Route, ...]:
     """HTTP routes from a compiled chain: a router's routes in order (the compiler appends the
     catch-all), or one catch-all to the start node's splitter/resolver."""
     start = chain.get("StartNode") or ""
     node = (chain.get("Nodes") or {}).get(start) or {}
+    targets = chain.get("Targets") or {}
     if node.get("Type") != "router":
         cl = _clusters(_node_targets(chain, start), names)
-        return (Route(clusters=cl, timeout=default_timeout),) if cl else ()
+        resolver_timeout = _route_timeout(chain, start, targets, default_timeout)
+        return (Route(clusters=cl, timeout=resolver_timeout, mirrors=_mirrors(chain, {}, start, names),
+                      split_headers=tuple(sorted(_node_headers(chain, start, names).items()))),) if cl else ()
     routes = []
     for r in node.get("Routes") or []:
         definition = r.get("Definition") or {}
         http = (definition.get("Match") or {}).get("HTTP") or {}
-        match: list[tuple[str, str]] = []
-        if http.get("PathExact"):
-            match.append(("exact", http["PathExact"]))
-        elif http.get("PathRegex"):
-            match.append(("regex", http["PathRegex"]))
-        else:
-            match.append(("prefix", http.get("PathPrefix") or "/"))
-        for m in http.get("Methods") or []:
-            match.append(("method", m))
-        for h in http.get("Header") or []:
-            if h.get("Exact") or h.get("Present"):
-                match.append(("header", f"{h['Name']}={h.get('Exact', '')}"))
         dest = definition.get("Destination") or {}
-        cl = _clusters(_node_targets(chain, r.get("NextNode") or ""), names)
-        if cl:
-            routes.append(Route(match=tuple(match), clusters=cl,
-                                timeout=_seconds(dest.get("RequestTimeout"), default_timeout)))
+        nxt = r.get("NextNode") or ""
+        cl = _clusters(_node_targets(chain, nxt), names)
+        if not cl:
+            continue
+        action = {k: dest[k] for k in _ACTION_FIELDS if dest.get(k) not in (None, "", [], {}, 0, False)}
+        mirrors = _mirrors(chain, r, nxt, names)
+        routes.append(Route(match=(), match_json=json.dumps(http or {"PathPrefix": "/"}, sort_keys=True),
+                            action_json=json.dumps(action, sort_keys=True) if action else "",
+                            clusters=cl, split_headers=tuple(sorted(_node_headers(chain, nxt, names).items())),
+                            mirrors=mirrors,
+                            timeout=_seconds(dest.get("RequestTimeout"),
+                                             _route_timeout(chain, nxt, targets, default_timeout))))
     return tuple(routes)
+
+
+def _route_timeout(chain: dict[str, Any], node_name: str, targets: dict[str, Any], default: float) -> float:
+    """A resolver's RequestTimeout when the node leads to one target only (Consul's rule)."""
+    pairs = _node_targets(chain, node_name)
+    if len(pairs) == 1:
+        t = targets.get(pairs[0][0]) or {}
+        return _seconds(t.get("RequestTimeout"), default)
+    return default
+
+
+def _rate_limits(sd: dict[str, Any]) -> str:
+    rl = (sd.get("RateLimits") or {}).get("InstanceLevel") or {}
+    return json.dumps(rl, sort_keys=True) if rl.get("RequestsPerSecond") or rl.get("Routes") else ""
+
+
+def merged_upstream_config(name: str, proxy_defaults: dict[str, Any] | None,
+                           service_defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """proxy-defaults ``UpstreamConfig.Defaults`` < service-defaults ``UpstreamConfig.Defaults`` <
+    the proxy-defaults override whose ``Name`` is the upstream (every caller's, as an Istio
+    DestinationRule sets) < the service-defaults override whose ``Name`` is the upstream: later
+    ones replace whole keys."""
+    out: dict[str, Any] = {}
+    for layer in (((proxy_defaults or {}).get("UpstreamConfig") or {}).get("Defaults"),
+                  ((service_defaults or {}).get("UpstreamConfig") or {}).get("Defaults"),
+                  *[o for o in ((proxy_defaults or {}).get("UpstreamConfig") or {}).get("Overrides") or []
+                    if o.get("Name") == name],
+                  *[o for o in ((service_defaults or {}).get("UpstreamConfig") or {}).get("Overrides") or []
+                    if o.get("Name") == name]):
+        for k in ("Limits", "PassiveHealthCheck", "RetryBudget", "ConnectTimeoutMs"):
+            if (layer or {}).get(k) not in (None, {}, 0):
+                out[k] = layer[k]  # type: ignore[index]
+    return out
+
+
+def access_logs_from(raw: Any) -> AccessLogs | None:
+    """Consul's ``AccessLogs`` block (from the registration, else proxy-defaults); validated at
+    ``config write``, so a value that still does not fit is dropped with a warning."""
+    if not isinstance(raw, dict) or not raw.get("Enabled"):
+        return None
+    fmt = raw.get("JSONFormat") or ""
+    try:
+        if fmt:
+            obj = json.loads(fmt) if isinstance(fmt, str) else fmt
+            if not isinstance(obj, dict):
+                raise ValueError("JSONFormat is not a JSON object")
+            fmt = json.dumps(obj, sort_keys=True)
+    except ValueError as exc:
+        log.warning("ignoring AccessLogs: %s", exc)
+        return None
+    return AccessLogs(enabled=True, disable_listener_logs=bool(raw.get("DisableListenerLogs")),
+                      type=str(raw.get("Type") or "stdout").lower(), path=str(raw.get("Path") or ""),
+                      json_format=fmt, text_format=str(raw.get("TextFormat") or ""))
+
+
+def tracing_from(sd: dict[str, Any] | None, pd: dict[str, Any] | None) -> Tracing | None:
+    """The ``Tracing`` block of service-defaults, else proxy-defaults (validated at write)."""
+    raw = (sd or {}).get("Tracing") or (pd or {}).get("Tracing")
+    if not isinstance(raw, dict) or raw.get("Provider") not in ("zipkin", "opentelemetry"):
+        return None
+    col = raw.get("Collector") or {}
+    pct = raw.get("SamplingPercent")
+    tags = []
+    for t in raw.get("CustomTags") or []:
+        if t.get("Header"):
+            tags.append((str(t["Tag"]), "header", str(t["Header"])))
+        elif t.get("Literal"):
+            tags.append((str(t["Tag"]), "literal", str(t["Literal"])))
+    return Tracing(provider=raw["Provider"], collector_service=str(col.get("Service") or ""),
+                   collector_address=str(col.get("Address") or ""),
+                   sampling_percent=100.0 if pct is None else float(pct), custom_tags=tuple(tags))
 
 
 class ProxyGone(Exception):
@@ -205,6 +310,7 @@ class _UpstreamState:
     chain: dict[str, Any] | None = None
     health: dict[str, Any] = field(default_factory=dict)  # target id -> rows
     subs: dict[str, Subscription] = field(default_factory=dict)  # target id -> health watch
+    chain_sub: Subscription | None = None  # a gateway service's chain watch (sidecars: in ProxyState._subs)
 
 
 class ProxyState:
@@ -224,7 +330,10 @@ class ProxyState:
         self.node_address = node_address
         self.coalesce = coalesce
         proxy = registration.get("proxy") or {}
+        self.kind = str(registration.get("kind") or "connect-proxy")
         self.service = str(proxy.get("DestinationServiceName") or "")
+        if self.kind == INGRESS_GATEWAY:  # the gateway is its own service (its leaf, its identity)
+            self.service = str(registration.get("service") or "")
         self.inputs: dict[str, Any] = {}
         self.upstreams: dict[str, _UpstreamState] = {}
         for up in proxy.get("Upstreams") or []:
@@ -245,6 +354,9 @@ class ProxyState:
         self._watch("ConfigEntry.Get", {"kind": "service-defaults", "name": self.service, **tok}, SERVICE_DEFAULTS)
         self._watch("ConfigEntry.Get", {"kind": "proxy-defaults", "name": "global", **tok}, PROXY_DEFAULTS)
         self._watch("DiscoveryChain.Get", {"name": self.service, **tok}, SERVICE_CHAIN)
+        self._watch("ConfigEntry.List", {"kind": "jwt-provider", **tok}, JWT_PROVIDERS)
+        if self.kind == INGRESS_GATEWAY:
+            self._watch("ConfigEntry.Get", {"kind": INGRESS_GATEWAY, "name": self.service, **tok}, INGRESS_GATEWAY)
         for name in self.upstreams:
             self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
         loop = asyncio.get_running_loop()
@@ -260,6 +372,8 @@ class ProxyState:
             for s in up.subs.values():
                 s.cancel()
             up.subs.clear()
+            if up.chain_sub is not None:
+                up.chain_sub.cancel()
         self._subs.clear()
         for t in self._tasks:
             t.cancel()
@@ -315,7 +429,42 @@ class ProxyState:
             up.health[tid] = result
         else:
             self.inputs[cid] = result
+            if cid in (SERVICE_DEFAULTS, PROXY_DEFAULTS):
+                self._watch_collector()
+            if cid == INGRESS_GATEWAY:
+                self._sync_gateway_services(result)
         self._schedule()
+
+    def _watch_collector(self) -> None:
+        """A tracing collector that is a mesh service is an upstream without a listener: its
+        chain and instances are watched, and its cluster (mTLS) carries the spans."""
+        tr = tracing_from(self.inputs.get(SERVICE_DEFAULTS), self.inputs.get(PROXY_DEFAULTS))
+        name = tr.collector_service if tr else ""
+        if not name or name in self.upstreams:
+            return
+        self.upstreams[name] = _UpstreamState(spec={"DestinationName": name, "LocalBindPort": 0})
+        tok = {"token": self.token} if self.token else {}
+        self._watch("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name)
+
+    def _sync_gateway_services(self, entry: dict[str, Any] | None) -> None:
+        """The ingress-gateway entry's services become upstreams (a chain watch each)."""
+        wanted = set()
+        for lst in (entry or {}).get("Listeners") or []:
+            for s in lst.get("Services") or []:
+                if s.get("Name") and s["Name"] != "*":
+                    wanted.add(s["Name"])
+        tr = tracing_from(self.inputs.get(SERVICE_DEFAULTS), self.inputs.get(PROXY_DEFAULTS))
+        keep = {tr.collector_service} if tr and tr.collector_service else set()  # the tracing collector
+        for name in list(self.upstreams):
+            if name not in wanted and name not in keep:
+                up = self.upstreams.pop(name)
+                for sub in [*up.subs.values(), *([up.chain_sub] if up.chain_sub else [])]:
+                    sub.cancel()
+        tok = {"token": self.token} if self.token else {}
+        for name in sorted(wanted - set(self.upstreams)):
+            up = self.upstreams[name] = _UpstreamState(spec={"DestinationName": name})
+            up.chain_sub = self.cache.notify("DiscoveryChain.Get", {"name": name, **tok}, CHAIN_PREFIX + name,
+                                             self.handle_update)
 
     def _sync_targets(self, name: str, up: _UpstreamState) -> None:
         targets = (up.chain or {}).get("Targets") or {}
@@ -354,7 +503,9 @@ class ProxyState:
 
     # ----- the builder -------------------------------------------------------------------------
     def missing(self) -> list[str]:
-        need = [ROOTS, LEAF, INTENTIONS, MESH, SERVICE_CHAIN, SERVICE_DEFAULTS, PROXY_DEFAULTS]
+        need = [ROOTS, LEAF, INTENTIONS, MESH, SERVICE_CHAIN, SERVICE_DEFAULTS, PROXY_DEFAULTS, JWT_PROVIDERS]
+        if self.kind == INGRESS_GATEWAY:
+            need.append(INGRESS_GATEWAY)
         out = [n for n in need if n not in self.inputs]
         for name, up in self.upstreams.items():
             if up.chain is None:
@@ -382,11 +533,13 @@ class ProxyState:
         intentions = tuple(intention_from_api(d) for d in (ix_map.get(self.service) or []))
         upstreams = []
         for name, up in self.upstreams.items():
-            upstreams.append(self._upstream(name, up, td))
+            upstreams.append(self._upstream(name, up, td, merged_upstream_config(name, pd, sd)))
         return ConfigSnapshot(
             proxy_id=self.proxy_id, proxy_name=str(reg.get("service") or ""), service=self.service,
             datacenter=self.datacenter, trust_domain=td,
-            bind_address=str(config.get("bind_address") or "0.0.0.0"), port=int(reg.get("port") or 0),
+            bind_address=str(config.get("bind_address")
+                             or (reg.get("address") if self.kind == INGRESS_GATEWAY else "") or "0.0.0.0"),
+            port=int(reg.get("port") or 0),
             local_app_address=str(proxy.get("LocalServiceAddress") or "127.0.0.1"),
             local_app_port=int(proxy.get("LocalServicePort") or 0),
             protocol=protocol if protocol in HTTP_PROTOCOLS else "tcp", mutual_tls_mode=mtls,
@@ -397,7 +550,29 @@ class ProxyState:
             default_allow=self._default_allow(self.inputs[MESH]),
             upstreams=tuple(upstreams),
             prometheus_bind_addr=str(config.get("envoy_prometheus_bind_addr") or ""),
-            local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")))
+            local_cluster_json=self._escape_hatch(config.get("envoy_local_cluster_json")),
+            access_logs=access_logs_from(proxy.get("AccessLogs") or pd.get("AccessLogs")),
+            tracing=tracing_from(sd, pd),
+            jwt_providers=tuple(sorted((str(e.get("Name")), json.dumps(e, sort_keys=True))
+                                       for e in self.inputs[JWT_PROVIDERS] or [] if isinstance(e, dict))),
+            rate_limits_json=_rate_limits(sd), kind=self.kind,
+            gateway_listeners=self._gateway_listeners(),
+            fault_json=json.dumps(sd["FaultInjection"], sort_keys=True) if sd.get("FaultInjection") else "")
+
+    def _gateway_listeners(self) -> tuple[GatewayListener, ...]:
+        if self.kind != INGRESS_GATEWAY:
+            return ()
+        out = []
+        for lst in (self.inputs.get(INGRESS_GATEWAY) or {}).get("Listeners") or []:
+            services = []
+            for s in lst.get("Services") or []:
+                if s.get("Name") in self.upstreams:
+                    mods = {k: s[k] for k in ("RequestHeaders", "ResponseHeaders") if s.get(k)}
+                    services.append((s["Name"], tuple(s.get("Hosts") or ()),
+                                     json.dumps(mods, sort_keys=True) if mods else ""))
+            out.append(GatewayListener(port=int(lst["Port"]), protocol=str(lst.get("Protocol") or "tcp"),
+                                       services=tuple(services)))
+        return tuple(out)
 
     def _escape_hatch(self, raw: Any) -> str:
         if not raw:
@@ -415,13 +590,16 @@ class ProxyState:
             return ""
         return json.dumps(data, sort_keys=True)
 
-    def _upstream(self, name: str, up: _UpstreamState, td: str) -> Upstream:
+    def _upstream(self, name: str, up: _UpstreamState, td: str, ucfg: dict[str, Any]) -> Upstream:
         chain = up.chain or {}
         spec = up.spec
         cfg = spec.get("Config") or {}
         protocol = str(cfg.get("protocol") or chain.get("Protocol") or "tcp").lower()
         targets = []
         names: dict[str, str] = {}
+        lbs = {n["Resolver"]["Target"]: json.dumps(n["LoadBalancer"], sort_keys=True)
+               for n in (chain.get("Nodes") or {}).values() if n.get("Type") == "resolver" and n.get("LoadBalancer")}
+        connect_default = _ms(ucfg.get("ConnectTimeoutMs"), 0.0)
         for tid, t in (chain.get("Targets") or {}).items():
             subset = t.get("Subset") or {}
             sni = str(t.get("SNI") or "")
@@ -429,7 +607,9 @@ class ProxyState:
             targets.append(Target(
                 id=tid, service=t["Service"], datacenter=t["Datacenter"], cluster_name=sni, sni=sni,
                 spiffe_id=f"spiffe://{td}/ns/{t.get('Namespace') or 'default'}/dc/{t['Datacenter']}/svc/{t['Service']}",
-                connect_timeout=_ms(cfg.get("connect_timeout_ms"), _seconds(t.get("ConnectTimeout"), 5.0)),
+                connect_timeout=_ms(cfg.get("connect_timeout_ms"),
+                                    connect_default or _seconds(t.get("ConnectTimeout"), 5.0)),
+                load_balancer=lbs.get(tid, ""),
                 endpoints=endpoints_from_health(up.health.get(tid) or [], only_passing=bool(subset.get("OnlyPassing")))))
         # the start node's target first: it is the one a tcp upstream proxies to
         start_targets = [tid for tid, _ in _node_targets(chain, chain.get("StartNode") or "")]
@@ -439,5 +619,6 @@ class ProxyState:
                         local_bind_address=str(spec.get("LocalBindAddress") or "127.0.0.1"),
                         local_bind_port=int(spec.get("LocalBindPort") or 0),
                         protocol=protocol if protocol in HTTP_PROTOCOLS else "tcp",
-                        targets=tuple(targets), routes=routes)
+                        targets=tuple(targets), routes=routes,
+                        config_json=json.dumps(ucfg, sort_keys=True) if ucfg else "")
 

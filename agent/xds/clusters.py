@@ -60,6 +60,62 @@ def local_app_cluster(snap: ConfigSnapshot) -> dict[str, Any]:
     return c
 
 
+_LB_POLICIES = {"round_robin": "ROUND_ROBIN", "least_request": "LEAST_REQUEST", "random": "RANDOM",
+                "ring_hash": "RING_HASH", "maglev": "MAGLEV"}
+
+
+def _load_balancer(c: dict[str, Any], lb: dict[str, Any]) -> None:
+    """A resolver's ``LoadBalancer`` on a cluster (hash policies go on the routes)."""
+    policy = lb.get("Policy") or "round_robin"
+    c["lb_policy"] = _LB_POLICIES[policy]
+    if policy == "least_request" and (lb.get("LeastRequestConfig") or {}).get("ChoiceCount"):
+        c["least_request_lb_config"] = {"choice_count": lb["LeastRequestConfig"]["ChoiceCount"]}
+    rh = lb.get("RingHashConfig") or {}
+    if policy == "ring_hash" and rh:
+        cfg = {}
+        if rh.get("MinimumRingSize"):
+            cfg["minimum_ring_size"] = rh["MinimumRingSize"]
+        if rh.get("MaximumRingSize"):
+            cfg["maximum_ring_size"] = rh["MaximumRingSize"]
+        c["ring_hash_lb_config"] = cfg
+
+
+def _resilience(c: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """``UpstreamConfig`` Limits (+ MaxRetries), RetryBudget and PassiveHealthCheck on a cluster."""
+    from lictor.common.duration import parse_duration
+
+    limits, budget = cfg.get("Limits") or {}, cfg.get("RetryBudget")
+    if limits or budget:
+        th = dict(CIRCUIT_BREAKERS["thresholds"][0])
+        for key, field in (("MaxConnections", "max_connections"), ("MaxPendingRequests", "max_pending_requests"),
+                           ("MaxConcurrentRequests", "max_requests"), ("MaxRetries", "max_retries")):
+            if limits.get(key):
+                th[field] = limits[key]
+        if budget is not None:
+            # Envoy ignores max_retries when a budget is set: the budget is the retry limit
+            rb: dict[str, Any] = {"budget_percent": {"value": float(budget.get("BudgetPercent", 20.0))}}
+            if budget.get("MinRetryConcurrency") is not None:
+                rb["min_retry_concurrency"] = budget["MinRetryConcurrency"]
+            th["retry_budget"] = rb
+        c["circuit_breakers"] = {"thresholds": [th]}
+    phc = cfg.get("PassiveHealthCheck")
+    if phc:
+        od: dict[str, Any] = {}
+        if phc.get("Interval"):
+            od["interval"] = fmt_duration(parse_duration(phc["Interval"]))
+        if phc.get("MaxFailures"):
+            od["consecutive_5xx"] = phc["MaxFailures"]
+        if "EnforcingConsecutive5xx" in phc:
+            od["enforcing_consecutive_5xx"] = phc["EnforcingConsecutive5xx"]
+        if "MaxEjectionPercent" in phc:
+            od["max_ejection_percent"] = phc["MaxEjectionPercent"]
+        if phc.get("BaseEjectionTime"):
+            od["base_ejection_time"] = fmt_duration(parse_duration(phc["BaseEjectionTime"]))
+        c["outlier_detection"] = od
+        if "MinHealthPercent" in phc:  # Lictor (Istio's minHealthPercent): Envoy's panic threshold
+            c["common_lb_config"] = {"healthy_panic_threshold": {"value": float(phc["MinHealthPercent"])}}
+
+
 def upstream_cluster(up: Upstream, target: Target) -> dict[str, Any]:
     http = up.protocol in HTTP_PROTOCOLS
     c: dict[str, Any] = {
@@ -73,11 +129,17 @@ def upstream_cluster(up: Upstream, target: Target) -> dict[str, Any]:
     }
     if http:
         c["typed_extension_protocol_options"] = _http_options(True)
+    if target.load_balancer:
+        _load_balancer(c, json.loads(target.load_balancer))
+    if up.config_json:
+        _resilience(c, json.loads(up.config_json))
     return c
 
 
 def clusters_from_snapshot(snap: ConfigSnapshot) -> list[cluster_pb2.Cluster]:
     out = [json.loads(snap.local_cluster_json) if snap.local_cluster_json else local_app_cluster(snap)]
+    if snap.kind == "ingress-gateway":
+        out = []  # no local app behind a gateway
     seen = set()
     for up in snap.upstreams:
         for t in up.targets:

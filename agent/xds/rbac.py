@@ -16,7 +16,13 @@ matching permission decides, none -> the default policy::
     permission(k) = perm(k) AND NOT (perm(j) for every j < k)
 
 At L4 an intention with permissions denies (an L4 connection carries no request), as
-``/v1/connect/intentions/check`` answers. JWT requirements are not enforced by the data plane yet.
+``/v1/connect/intentions/check`` answers.
+
+JWT requirements (L7 only; at L4 they are not looked at, as the decision function does) read the
+payloads ``jwt_authn`` verified (agent/xds/jwt.py) from the dynamic metadata: a requirement is met
+when one of its providers verified the token (its payload has an ``iss``) and every
+``VerifyClaims`` path holds the value (or a list containing it). A permission's ``JWT`` is part of
+its match; the entry-level ``JWT`` must also hold for the intention to allow.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lictor.agent.xds.jwt import JWT_FILTER, metadata_key
 from lictor.server.configentry.intentions import Intention
 
 __all__ = ["rbac_rules", "source_principal"]
@@ -83,6 +90,29 @@ def _header(rule: dict[str, Any]) -> dict[str, Any]:
     return {"header": h}
 
 
+def _metadata(provider: str, path: list[str], value: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"filter": JWT_FILTER, "path": [{"key": k} for k in [metadata_key(provider), *path]],
+                         "value": value}}
+
+
+def _jwt(req: Any, principals: bool) -> dict[str, Any] | None:
+    """A JWT requirement as a principal (``principals``) or a permission; None without one."""
+    and_key, or_key = ("and_ids", "or_ids") if principals else ("and_rules", "or_rules")
+    alts = []
+    for prov in (req or {}).get("Providers") or []:
+        name = str(prov.get("Name", ""))
+        parts = [_metadata(name, ["iss"], {"present_match": True})]  # this provider verified a token
+        for c in prov.get("VerifyClaims") or []:
+            path, want = [str(x) for x in c.get("Path") or []], str(c.get("Value", ""))
+            parts.append(_and([_metadata(name, path, {"string_match": {"exact": want}}),
+                               _metadata(name, path, {"list_match": {"one_of": {"string_match": {"exact": want}}}})],
+                              or_key))
+        alts.append(_and(parts, and_key))
+    if not alts:
+        return None
+    return _and(alts, or_key)
+
+
 def _permission(perm: dict[str, Any]) -> dict[str, Any]:
     """One intention permission (HTTP path, headers, methods) as an Envoy Permission."""
     http = perm.get("HTTP") or {}
@@ -99,6 +129,9 @@ def _permission(perm: dict[str, Any]) -> dict[str, Any]:
     if methods:
         ms = [{"header": {"name": ":method", "string_match": {"exact": m}}} for m in methods]
         parts.append(_and(ms, "or_rules"))
+    jwt = _jwt(perm.get("JWT"), principals=False)
+    if jwt is not None:
+        parts.append(jwt)
     if not parts:
         return {"any": True}
     return _and(parts, "and_rules")
@@ -128,6 +161,7 @@ def rbac_rules(intentions: tuple[Intention, ...] | list[Intention], *, default_a
         principal = _and([src, _not_any(higher)], "and_ids") if higher else src
         higher.append(src)
         name = f"consul-intentions-layer{'7' if l7 and ix.permissions else '4'}-{len(policies)}"
+        jwt = _jwt(ix.jwt, principals=True) if l7 else None
         if ix.permissions:
             if not l7:
                 if action == "deny":  # L4 cannot satisfy L7 permissions: deny
@@ -135,10 +169,20 @@ def rbac_rules(intentions: tuple[Intention, ...] | list[Intention], *, default_a
                 continue
             perms = _l7_permissions(ix, action)
             if perms:
-                policies[name] = {"permissions": perms, "principals": [principal]}
+                who = _and([principal, jwt], "and_ids") if jwt is not None and action == "allow" else principal
+                policies[name] = {"permissions": perms, "principals": [who]}
+            if jwt is not None and action == "deny":  # an allowing permission without the entry's JWT
+                allowing = _l7_permissions(ix, "allow")
+                if allowing:
+                    policies[f"consul-intentions-layer7-{len(policies)}"] = {
+                        "permissions": allowing, "principals": [_and([principal, {"not_id": jwt}], "and_ids")]}
             continue
         if ix.action == action:
-            policies[name] = {"permissions": [{"any": True}], "principals": [principal]}
+            who = _and([principal, jwt], "and_ids") if jwt is not None and action == "allow" else principal
+            policies[name] = {"permissions": [{"any": True}], "principals": [who]}
+        elif jwt is not None and ix.action == "allow":  # default allow: deny the ones without the JWT
+            policies[name] = {"permissions": [{"any": True}],
+                              "principals": [_and([principal, {"not_id": jwt}], "and_ids")]}
     if action == "deny" and not policies:
         return None
     return {"action": action.upper(), "policies": policies}

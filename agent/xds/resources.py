@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf.message import Message
 
 from lictor.agent.proxycfg.snapshot import ConfigSnapshot, Target, Upstream
 from lictor.agent.xds.clusters import clusters_from_snapshot
-from lictor.agent.xds.common import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from lictor.agent.xds.common import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, parse
 from lictor.agent.xds.endpoints import endpoints_from_snapshot
+from lictor.agent.xds.jwt import jwks_clusters
+from lictor.agent.xds.tracing import tracing_clusters
 from lictor.agent.xds.listeners import listeners_from_snapshot
 from lictor.agent.xds.routes import routes_from_snapshot
 from lictor.agent.xds.secrets import secrets_from_snapshot
@@ -52,7 +55,8 @@ def resources_from_snapshot(snap: ConfigSnapshot,
         return out
     return {
         SECRET: {s.name: s for s in secrets_from_snapshot(snap)},
-        CLUSTER: {c.name: c for c in clusters_from_snapshot(snap)},
+        CLUSTER: {c.name: c for c in [*clusters_from_snapshot(snap),
+                                     *(parse(cluster_pb2.Cluster, c) for c in [*jwks_clusters(snap), *tracing_clusters(snap)])]},
         ENDPOINT: {e.cluster_name: e for e in endpoints_from_snapshot(snap)},
         LISTENER: {lis.name: lis for lis in listeners_from_snapshot(snap)},
         ROUTE: {r.name: r for r in routes_from_snapshot(snap)},

@@ -43,6 +43,10 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.acks = 0
         self.pushes = 0
         self.refused = 0
+        self.connected = 0  # streams open now
+        self.push_seconds = 0.0  # snapshot arrival -> its responses handed to gRPC, summed
+        self.push_count = 0
+        self.push_max = 0.0
 
     async def StreamAggregatedResources(self, request_iterator: AsyncIterator[Any],  # noqa: N802
                                         context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -89,6 +93,7 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "node.id (the proxy id) is required")
         cell = await self._authorize(context, proxy_id)
         self.streams += 1
+        self.connected += 1
         log.info("xds: %s stream opened for proxy %s", "delta" if delta else "sotw", proxy_id)
         state = StreamState(delta=delta)
         version = 0
@@ -96,6 +101,7 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         pending: Any = first
         req_task: asyncio.Task[Any] | None = None
         snap_task: asyncio.Task[Any] = asyncio.ensure_future(cell.wait_newer(version))
+        snap_at = 0.0
         try:
             while True:
                 debug = log.isEnabledFor(logging.DEBUG)
@@ -116,12 +122,19 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                                   resp.type_url.rsplit(".", 1)[-1], resp.nonce, len(resp.resources))
                     self.pushes += 1
                     yield resp
+                if snap_at:
+                    took = time.monotonic() - snap_at
+                    self.push_seconds += took
+                    self.push_count += 1
+                    self.push_max = max(self.push_max, took)
+                    snap_at = 0.0
                 if req_task is None:
                     req_task = asyncio.ensure_future(it.__anext__())
                 done, _ = await asyncio.wait({req_task, snap_task}, return_when=asyncio.FIRST_COMPLETED)
                 if snap_task in done:
                     try:
                         version, snap = snap_task.result()
+                        snap_at = time.monotonic()
                     except ProxyGone:
                         await context.abort(grpc.StatusCode.NOT_FOUND,
                                             f"proxy {proxy_id!r} was deregistered from this agent")
@@ -139,14 +152,23 @@ class ADSService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     req_task = None
         finally:
             self.acks += state.acks  # (counted when the stream ends)
+            self.connected -= 1
             for t in (req_task, snap_task):
                 if t is not None:
                     t.cancel()
             log.info("xds: stream closed for proxy %s", proxy_id)
 
     def gauges(self) -> dict[str, float]:
-        return {"lictor.xds.streams_opened": float(self.streams), "lictor.xds.nacks": float(self.nacks),
-                "lictor.xds.pushes": float(self.pushes), "lictor.xds.refused": float(self.refused)}
+        g = {"lictor.xds.streams_opened": float(self.streams), "lictor.xds.nacks": float(self.nacks),
+             "lictor.xds.pushes": float(self.pushes), "lictor.xds.refused": float(self.refused),
+             "lictor.xds.connected_proxies": float(self.connected),
+             "lictor.xds.push_latency_seconds_sum": self.push_seconds,
+             "lictor.xds.push_latency_seconds_count": float(self.push_count),
+             "lictor.xds.push_latency_seconds_max": self.push_max}
+        gauges = getattr(self.manager, "gauges", None)
+        if gauges is not None:
+            g.update(gauges())
+        return g
 
 
 def _bind(add: Any, host: str, port: int, *creds: Any) -> None:

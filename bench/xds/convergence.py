@@ -12,7 +12,11 @@ logging, 1 ms resolution); a client's is when its response arrived. The change's
 just before the HTTP PUT. Reported: per-proxy latency p50/p99 and per-change "all proxies have
 it" p50/p99, median of the repetitions' figures with min..max.
 
-Usage: .venv/bin/python bench/xds/convergence.py [--proxies 1,100] [--changes 20] [--reps 3]
+With ``--change splitter`` the change is a service-splitter write instead (api is http, two
+resolver subsets, the splits alternate 90/10 and 50/50): a real Envoy's time is its log line
+accepting the RouteConfiguration update (its only route, "api"), a client's when the route with the new weights arrived (issue 12).
+
+Usage: .venv/bin/python bench/xds/convergence.py [--proxies 1,100] [--changes 20] [--reps 3] [--change splitter]
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from bench.xds.common import LICTOR, Procs, cpu_seconds, free_ports, http, perce
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+RDS_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\].*Delta config for type.googleapis.com/envoy.config.route.v3.RouteConfiguration accepted")
 EDS_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\].*EDS hosts or locality weights changed for cluster: api")
 
 
@@ -50,11 +57,13 @@ class FakeProxy:
     def __init__(self, proxy_id: str) -> None:
         self.proxy_id = proxy_id
         self.arrivals: list[tuple[float, frozenset[str]]] = []
+        self.routes: list[tuple[float, tuple[int, ...]]] = []  # (arrival, weights of route "api")
 
     async def run(self, target: str) -> None:
         q: asyncio.Queue[Any] = asyncio.Queue()
         node = base_pb2.Node(id=self.proxy_id)
         await q.put(discovery_pb2.DeltaDiscoveryRequest(node=node, type_url=CLUSTER))
+        await q.put(discovery_pb2.DeltaDiscoveryRequest(type_url=LISTENER))
 
         async def requests() -> Any:
             while True:
@@ -74,6 +83,16 @@ class FakeProxy:
                                 sa = lb.endpoint.address.socket_address
                                 eps.add(f"{sa.address}:{sa.port_value}")
                     self.arrivals.append((now, frozenset(eps)))
+                if resp.type_url == ROUTE:
+                    from envoy.config.route.v3 import route_pb2
+                    for r in resp.resources:
+                        rc = route_pb2.RouteConfiguration()
+                        r.resource.Unpack(rc)
+                        ws = tuple(c.weight.value for vh in rc.virtual_hosts for rt in vh.routes
+                                   for c in rt.route.weighted_clusters.clusters)
+                        self.routes.append((now, ws))
+                if resp.type_url == LISTENER and any(r.name.startswith("api:") for r in resp.resources):
+                    await q.put(discovery_pb2.DeltaDiscoveryRequest(type_url=ROUTE, resource_names_subscribe=["api"]))
                 await q.put(discovery_pb2.DeltaDiscoveryRequest(type_url=resp.type_url, response_nonce=resp.nonce))
                 if resp.type_url == CLUSTER and not eds_subscribed:
                     names = [r.name for r in resp.resources if r.name != "local_app"]
@@ -81,14 +100,14 @@ class FakeProxy:
                     eds_subscribed = True
 
 
-def envoy_times(log: Path, after: float) -> list[float]:
+def envoy_times(log: Path, after: float, pattern: re.Pattern[str] = EDS_LINE) -> list[float]:
     out = []
     try:
         text = log.read_text(errors="replace")
     except OSError:
         return out
     for line in text.splitlines():
-        m = EDS_LINE.match(line)
+        m = pattern.match(line)
         if m:
             t = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc).timestamp()
             if t >= after - 0.001:
@@ -96,7 +115,16 @@ def envoy_times(log: Path, after: float) -> list[float]:
     return out
 
 
-def run_config(n: int, changes: int, wd: Path, rate_phase: bool) -> dict[str, Any]:
+SPLITS = {False: (90, 10), True: (50, 50)}
+
+
+def splitter(even: bool) -> dict[str, Any]:
+    a, b = SPLITS[even]
+    return {"Kind": "service-splitter", "Name": "api", "Splits": [{"Weight": a, "ServiceSubset": "v1"},
+                                                                  {"Weight": b, "ServiceSubset": "v2"}]}
+
+
+def run_config(n: int, changes: int, wd: Path, rate_phase: bool, change: str = "health") -> dict[str, Any]:
     procs = Procs()
     hp, sp, serf, grpc_port = free_ports(4)
     res: dict[str, Any] = {"proxies": n}
@@ -108,9 +136,15 @@ def run_config(n: int, changes: int, wd: Path, rate_phase: bool) -> dict[str, An
         base = f"http://127.0.0.1:{hp}"
         wait_until(lambda: json.loads(http("GET", base + "/v1/status/leader")[1]), 20, "the agent")
         ttl = [{"Name": "ttl", "TTL": "24h", "Status": "passing"}]
+        if change == "splitter":
+            for e in ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+                      {"Kind": "service-resolver", "Name": "api", "DefaultSubset": "v1", "Subsets": {
+                          "v1": {"Filter": "Service.Meta.v == one"}, "v2": {"Filter": "Service.Meta.v == two"}}},
+                      splitter(False)):
+                assert http("PUT", base + "/v1/config", e)[0] == 200, e
         for i, port in enumerate(free_ports(2)):
             http("PUT", base + "/v1/agent/service/register", {"Name": "api", "ID": f"api-{i + 1}", "Port": 1,
-                 "Connect": {"SidecarService": {"Port": port, "Checks": ttl}}})
+                 "Meta": {"v": ("one", "two")[i]}, "Connect": {"SidecarService": {"Port": port, "Checks": ttl}}})
         binds = free_ports(n)
         for i in range(n):
             st, raw = http("PUT", base + "/v1/agent/service/register", {"Name": f"web{i}", "Port": 1, "Connect": {
@@ -125,33 +159,43 @@ def run_config(n: int, changes: int, wd: Path, rate_phase: bool) -> dict[str, An
             logs.append(log)
             procs.start([*LICTOR, "connect", "envoy", "-http-addr", f"127.0.0.1:{hp}", "-grpc-addr",
                          f"127.0.0.1:{grpc_port}", "-sidecar-for", f"web{i}", "-admin-bind", f"127.0.0.1:{admins[i]}",
-                         "--", "--concurrency", "1", "--log-level", "info", "--component-log-level", "upstream:debug"],
+                         "--", "--concurrency", "1", "--log-level", "info", "--component-log-level",
+                         "upstream:debug,config:debug"],
                         log)
         fakes = [FakeProxy(f"web{i}-sidecar-proxy") for i in range(k, n)]
         thread = threading.Thread(target=loop.run_forever, daemon=True)
         thread.start()
         for f in fakes:
             asyncio.run_coroutine_threadsafe(f.run(f"127.0.0.1:{grpc_port}"), loop)
-        wait_until(lambda: all(envoy_times(lg, 0) for lg in logs) and all(f.arrivals for f in fakes), 120,
-                   "every proxy's first endpoints")
+        pattern = RDS_LINE if change == "splitter" else EDS_LINE
+        wait_until(lambda: all(envoy_times(lg, 0, pattern) for lg in logs)
+                   and all(f.routes if change == "splitter" else f.arrivals for f in fakes), 120,
+                   "every proxy's first endpoints (routes)")
         time.sleep(1.0)
         per_proxy: list[float] = []
         all_have: list[float] = []
         for c in range(changes):
             on = c % 2 == 0
             t0 = time.time()
-            http("PUT", f"{base}/v1/agent/service/maintenance/api-1-sidecar-proxy?enable={'true' if on else 'false'}")
+            if change == "splitter":
+                http("PUT", base + "/v1/config", splitter(on))
+                want_w = tuple(w * 100 for w in SPLITS[on])
+            else:
+                http("PUT", f"{base}/v1/agent/service/maintenance/api-1-sidecar-proxy?enable={'true' if on else 'false'}")
             want = 1 if on else 2
 
             def done() -> list[float] | None:
                 lat = []
                 for lg in logs:
-                    ts = envoy_times(lg, t0)
+                    ts = envoy_times(lg, t0, pattern)
                     if not ts:
                         return None
                     lat.append(ts[0] - t0)
                 for f in fakes:
-                    hit = next((t for t, eps in f.arrivals if t >= t0 and len(eps) == want), None)
+                    if change == "splitter":
+                        hit = next((t for t, ws in f.routes if t >= t0 and ws == want_w), None)
+                    else:
+                        hit = next((t for t, eps in f.arrivals if t >= t0 and len(eps) == want), None)
                     if hit is None:
                         return None
                     lat.append(hit - t0)
@@ -163,7 +207,7 @@ def run_config(n: int, changes: int, wd: Path, rate_phase: bool) -> dict[str, An
         res.update(per_proxy_p50_ms=percentile(per_proxy, 50) * 1e3, per_proxy_p99_ms=percentile(per_proxy, 99) * 1e3,
                    all_p50_ms=percentile(all_have, 50) * 1e3, all_p99_ms=percentile(all_have, 99) * 1e3,
                    all_max_ms=max(all_have) * 1e3, changes=changes, real_envoys=k)
-        if rate_phase:
+        if rate_phase and change == "health":
             # 10 catalog changes per second for 10 s: the agent's CPU and RSS
             c0, t0 = cpu_seconds(agent.pid), time.time()
             for c in range(100):
@@ -184,12 +228,13 @@ def main() -> int:
     ap.add_argument("--proxies", default="1,100")
     ap.add_argument("--changes", type=int, default=20)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--change", choices=("health", "splitter"), default="health")
     a = ap.parse_args()
     wd = Path(tempfile.mkdtemp(prefix="lictor-bench-conv-"))
     results: dict[int, list[dict[str, Any]]] = {}
     for rep in range(a.reps):
         for n in [int(x) for x in a.proxies.split(",")]:
-            r = run_config(n, a.changes, wd, rate_phase=(n >= 100))
+            r = run_config(n, a.changes, wd, rate_phase=(n >= 100), change=a.change)
             r["rep"] = rep
             print(json.dumps(r), flush=True)
             results.setdefault(n, []).append(r)

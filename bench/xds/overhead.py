@@ -7,7 +7,12 @@ repetition), requests/s and Envoy CPU per request, median [min..max], and Lictor
     wrk --h1--> web sidecar --mTLS h2--> api sidecar --h1--> nginx     (lictor, anchor)
     wrk --h1----------------------------------------------> nginx     (direct)
 
-Usage: .venv/bin/python bench/xds/overhead.py [--reps 3] [--duration 10] [--warmup 2]
+With --routing a fourth variant, "routed", is a second Lictor pair whose upstream has a 10-route
+service-router (the measured request matches the appended catch-all, so every route is tried),
+a 90/10 service-splitter over two resolver subsets and a retry policy (issue 12's routing cost);
+it is reported against the plain Lictor pair too.
+
+Usage: .venv/bin/python bench/xds/overhead.py [--reps 3] [--duration 10] [--warmup 2] [--routing]
 Needs wrk and nginx (bench/setup.sh). Measured runs hold ``flock /tmp/bench-heavy.lock``.
 """
 
@@ -106,7 +111,20 @@ def start_anchor(procs: Procs, wd: Path, app_port: int) -> dict[str, Any]:
     return {"url": url, "pids": pids}
 
 
-def start_lictor(procs: Procs, wd: Path, app_port: int) -> dict[str, Any]:
+ROUTING_ENTRIES: list[dict[str, Any]] = [
+    {"Kind": "service-resolver", "Name": "api", "DefaultSubset": "v1", "Subsets": {
+        "v1": {"Filter": "Service.Meta.pool != blue"}, "v2": {"Filter": "Service.Meta.pool != green"}}},
+    {"Kind": "service-splitter", "Name": "api", "Splits": [{"Weight": 90, "ServiceSubset": "v1"},
+                                                          {"Weight": 10, "ServiceSubset": "v2"}]},
+    {"Kind": "service-router", "Name": "api", "Routes": [
+        *[{"Match": {"HTTP": {"PathPrefix": f"/svc{i}/", "Header": [{"Name": "x-tenant", "Exact": f"t{i}"}]}},
+           "Destination": {"ServiceSubset": "v2" if i % 2 else "v1"}} for i in range(9)],
+        {"Match": {"HTTP": {"PathPrefix": "/"}}, "Destination": {"NumRetries": 2, "RetryOnConnectFailure": True,
+                                                                 "RetryOnStatusCodes": [503]}}]},
+]
+
+
+def start_lictor(procs: Procs, wd: Path, app_port: int, *, routing: bool = False) -> dict[str, Any]:
     hp, sp, serf, grpc, out, pub, wpub, cadm, sadm = free_ports(9)
     agent = procs.start([*LICTOR, "agent", "-dev", "-node", "bench", f"-http-port={hp}", f"-grpc-port={grpc}",
                          f"-server-port={sp}", f"-serf-lan-port={serf}", "-dns-port=-1", "-log-level", "warn"],
@@ -115,6 +133,8 @@ def start_lictor(procs: Procs, wd: Path, app_port: int) -> dict[str, Any]:
     wait_until(lambda: json.loads(http("GET", base + "/v1/status/leader")[1]), 20, "the agent")
     # http between the sidecars (HTTP/2, as the anchor's mtls-h2), and an RBAC filter with one policy
     assert http("PUT", base + "/v1/config", {"Kind": "service-defaults", "Name": "api", "Protocol": "http"})[0] == 200
+    for entry in ROUTING_ENTRIES if routing else []:
+        assert http("PUT", base + "/v1/config", entry)[0] == 200, entry
     for src, action in (("web", "allow"), ("*", "deny")):
         http("PUT", f"{base}/v1/connect/intentions/exact?source={src}&destination=api", {"Action": action})
     # the sidecars' default checks (TCP every 10 s, as users get them): the agent's background
@@ -127,10 +147,15 @@ def start_lictor(procs: Procs, wd: Path, app_port: int) -> dict[str, Any]:
     for role, svc, adm in (("server", "api", sadm), ("client", "web", cadm)):
         p = procs.start([*LICTOR, "connect", "envoy", "-http-addr", f"127.0.0.1:{hp}", "-grpc-addr",
                          f"127.0.0.1:{grpc}", "-sidecar-for", svc, "-admin-bind", f"127.0.0.1:{adm}", "--",
-                         "--concurrency", "1", "--log-level", "warning"], wd / f"lictor-{role}.log")
+                         "--concurrency", "1", "--log-level", "warning"],
+                        wd / f"lictor{'-routed' if routing else ''}-{role}.log")
         pids[f"envoy_{role}"] = p.pid
     url = f"http://127.0.0.1:{out}/"
     wait_until(lambda: http("GET", url)[0] == 200, 60, "the Lictor pair")
+    if routing:  # the routes are in place before measuring
+        dump = f"http://127.0.0.1:{cadm}/config_dump?resource=dynamic_route_configs"
+        wait_until(lambda: b"/svc8/" in http("GET", dump)[1] and b"weighted_clusters" in http("GET", dump)[1], 30,
+                   "the router and splitter on the client sidecar")
     return {"url": url, "pids": pids, "agent": agent.pid}
 
 
@@ -174,6 +199,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--points", default="c1,paced500,c16")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    ap.add_argument("--routing", action="store_true", help="add the routed Lictor pair (router, splitter, retries)")
     a = ap.parse_args()
     if not (ANCHOR / "templates").is_dir():
         print(f"anchor not found at {ANCHOR} (set LICTOR_ENVOY_ANCHOR)", file=sys.stderr)
@@ -191,9 +217,12 @@ def main() -> int:
         variants = {"direct": start_direct(procs, wd, app_port), "anchor": start_anchor(procs, wd, app_port),
                     "lictor": start_lictor(procs, wd, app_port)}
         order = ["direct", "anchor", "lictor"]
+        if a.routing:
+            variants["routed"] = start_lictor(procs, wd, app_port, routing=True)
+            order.append("routed")
         for rep in range(a.reps):
             for point in points:
-                seq = order if rep % 2 == 0 else ["direct", "lictor", "anchor"]  # alternate who goes first
+                seq = order if rep % 2 == 0 else ["direct", *reversed(order[1:])]  # alternate who goes first
                 for name in seq:
                     v = variants[name]
                     r = measure(v["url"], v["pids"], point, a.duration, a.warmup)
@@ -212,7 +241,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     ratios: dict[str, list[float]] = {}
     for point in points:
-        for name in ("direct", "anchor", "lictor"):
+        for name in order:
             rs = [r for r in rows if r["variant"] == name and r["point"] == point]
             add = {q: [r[q] - direct[(r["rep"], point)][q] for r in rs] for q in ("p50", "p90", "p99")}
             cpu = [r["cpu_us_per_req"] for r in rs if r["cpu_us_per_req"] is not None]
@@ -230,9 +259,17 @@ def main() -> int:
             if an["cpu_us_per_req"]:
                 ratios.setdefault(f"{point} cpu/req", []).append(li["cpu_us_per_req"] / an["cpu_us_per_req"])
             ratios.setdefault(f"{point} req/s", []).append(li["rps"] / an["rps"])
+            ro = next((r for r in rows if r["variant"] == "routed" and r["point"] == point and r["rep"] == rep), None)
+            if ro is not None:  # routing cost: the routed pair against the plain Lictor pair
+                for q in ("p50", "p90", "p99"):
+                    if li[q] - d[q] > 0:
+                        ratios.setdefault(f"{point} routed/plain +{q}", []).append((ro[q] - d[q]) / (li[q] - d[q]))
+                if li["cpu_us_per_req"]:
+                    ratios.setdefault(f"{point} routed/plain cpu", []).append(ro["cpu_us_per_req"] / li["cpu_us_per_req"])
+                ratios.setdefault(f"{point} routed/plain rps", []).append(ro["rps"] / li["rps"])
     print("\nLictor / anchor (per repetition, then median [min..max]; goal for added latency and CPU: <= 1.05)\n")
     for k, vs in ratios.items():
-        print(f"  {k:18s} {statistics.median(vs):.3f} [{min(vs):.3f}..{max(vs):.3f}]")
+        print(f"  {k:28s} {statistics.median(vs):.3f} [{min(vs):.3f}..{max(vs):.3f}]")
     return 0
 
 

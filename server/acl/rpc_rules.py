@@ -419,6 +419,9 @@ RPC_RULES: dict[str, tuple[Needs, Filter | None]] = {
     "Session.NodeSessions": (_fixed("session", "read", "node"), _sessions),
     "Txn.Apply": (_txn, None),
     "ConfigEntry.Apply": (_config_apply, None),
+    # Istio resources imply mesh-wide entries (proxy-defaults, intentions, gateways): mesh:write
+    "Istio.Apply": (_fixed("mesh", "write"), None), "Istio.DeleteDocuments": (_fixed("mesh", "write"), None),
+    "Istio.Delete": (_fixed("mesh", "write"), None), "Istio.List": (_fixed("mesh", "read"), None),
     "ConfigEntry.Delete": (_config_named("write"), None),
     "ConfigEntry.Get": (_config_named("read"), None),
     "ConfigEntry.List": (_none, _rows(lambda z, e: isinstance(e, dict) and z.allowed(

@@ -118,9 +118,9 @@ class _Compiler:
             ref = _Ref(dest.get("Service") or self.service, dest.get("ServiceSubset") or "",
                        dest.get("Namespace") or self.namespace, dest.get("Datacenter") or self.dc)
             out: dict[str, Any] = {"Definition": route, "NextNode": self._splitter_or_resolver(ref, where, ())}
-            mirrors = self._mirrors(dest.get("Mirrors") or [], f"{where}.Mirrors")
+            mirrors = self._mirrors(dest.get("RequestMirrorPolicies") or [], f"{where}.RequestMirrorPolicies")
             if mirrors:
-                out["Mirrors"] = mirrors
+                out["RequestMirrorPolicies"] = mirrors
             routes.append(out)
         default_route = {"Match": {"HTTP": {"PathPrefix": "/"}},
                          "Destination": {"Service": self.service, "Namespace": self.namespace}}

@@ -173,43 +173,56 @@ _COMMON = {"Kind": "str", "Name": "str", "Namespace": "str", "Partition": "str",
 
 MESH_GATEWAY = obj(Mode="str")
 TRANSPARENT_PROXY = obj(OutboundListenerPort="uint", DialedDirectly="bool")
+# Lictor: first-class tracing (docs/observability.md), on proxy-defaults and service-defaults.
+TRACING = obj(Provider="str", Collector=obj(Service="str", Address="str"), SamplingPercent="float",
+              CustomTags=ListOf(obj(Tag="str", Header="str", Literal="str")))
 EXPOSE = obj(Checks="bool", Paths=ListOf(obj(ListenerPort="uint", Path="str", LocalPathPort="uint",
                                                Protocol="str", ParsedFromCheck="bool")))
 ACCESS_LOGS = obj(Enabled="bool", DisableListenerLogs="bool", Type="str", Path="str", JSONFormat="json",
                   TextFormat="str")
 HEADER_MODIFIERS = obj(Add="strmap", Set="strmap", Remove="strs")
-LIMITS = obj(MaxConnections="uint", MaxPendingRequests="uint", MaxConcurrentRequests="uint")
+# Lictor: Limits.MaxRetries and RetryBudget (Envoy's retry budget) beyond Consul's fields.
+LIMITS = obj(MaxConnections="uint", MaxPendingRequests="uint", MaxConcurrentRequests="uint", MaxRetries="uint")
+RETRY_BUDGET = obj(BudgetPercent="float", MinRetryConcurrency="uint")
+# Lictor: MinHealthPercent (Istio's outlierDetection.minHealthPercent, Envoy's healthy_panic_threshold):
+# below that share of healthy hosts, ejections are ignored; 0 never ignores them (Istio's default)
 PASSIVE_HEALTH_CHECK = obj(Interval="dur", MaxFailures="uint", EnforcingConsecutive5xx="uint",
-                           MaxEjectionPercent="uint", BaseEjectionTime="dur")
+                           MaxEjectionPercent="uint", BaseEjectionTime="dur", MinHealthPercent="uint")
 # Lictor: fault injection (Istio's HTTPFaultInjection) and a local token-bucket rate limit.
+HEADER_MATCH = obj(Name="str", Present="bool", Exact="str", Prefix="str", Suffix="str", Contains="str",
+                   Regex="str", IgnoreCase="bool", Invert="bool")
 FAULT_INJECTION = obj(Delay=obj(Duration="dur", Percent="float"),
-                      Abort=obj(HTTPStatus="uint", GRPCStatus="uint", Percent="float"))
+                      Abort=obj(HTTPStatus="uint", GRPCStatus="uint", Percent="float"),
+                      HeaderMatch=ListOf(HEADER_MATCH))
 RATE_LIMIT = obj(RequestsPerSecond="float", RequestsMaxBurst="uint")
 # Lictor: traffic mirroring (Istio's mirror + mirrorPercentage), several per route or splitter.
 MIRROR = obj(Service="str", ServiceSubset="str", Namespace="str", Partition="str", Percent="float")
 
 UPSTREAM_CONFIG_FIELDS = {
     "ConnectTimeoutMs": "uint", "Protocol": "str", "Limits": LIMITS, "PassiveHealthCheck": PASSIVE_HEALTH_CHECK,
-    "MeshGateway": MESH_GATEWAY, "BalanceOutboundConnections": "str", "EnvoyListenerJSON": "str",
+    "RetryBudget": RETRY_BUDGET, "MeshGateway": MESH_GATEWAY, "BalanceOutboundConnections": "str", "EnvoyListenerJSON": "str",
     "EnvoyClusterJSON": "str",
 }
 UPSTREAM_OVERRIDE = Obj({"Name": "str", "Namespace": "str", "Partition": "str", "Peer": "str",
                          **UPSTREAM_CONFIG_FIELDS})
 
-HEADER_MATCH = obj(Name="str", Present="bool", Exact="str", Prefix="str", Suffix="str", Contains="str",
-                   Regex="str", IgnoreCase="bool", Invert="bool")
 QUERY_MATCH = obj(Name="str", Present="bool", Exact="str", Regex="str")
 
 SCHEMAS: dict[str, Obj] = {
     PROXY_DEFAULTS: Obj({
         **_COMMON, "Config": "json", "Mode": "str", "TransparentProxy": TRANSPARENT_PROXY,
         "MutualTLSMode": "str", "MeshGateway": MESH_GATEWAY, "Expose": EXPOSE, "AccessLogs": ACCESS_LOGS,
+        "Tracing": TRACING,
         "EnvoyExtensions": "json", "FailoverPolicy": obj(Mode="str", Regions="strs"),
         "PrioritizeByLocality": obj(Mode="str"),
+        # Lictor: upstream defaults for every proxy (service-defaults' UpstreamConfig overrides them),
+        # and per-upstream overrides for every caller (what an Istio DestinationRule's policy is)
+        "UpstreamConfig": obj(Overrides=ListOf(UPSTREAM_OVERRIDE), Defaults=Obj(UPSTREAM_CONFIG_FIELDS)),
     }),
     SERVICE_DEFAULTS: Obj({
         **_COMMON, "Protocol": "str", "Mode": "str", "TransparentProxy": TRANSPARENT_PROXY,
         "MutualTLSMode": "str", "MeshGateway": MESH_GATEWAY, "Expose": EXPOSE, "ExternalSNI": "str",
+        "Tracing": TRACING,
         "UpstreamConfig": obj(Overrides=ListOf(UPSTREAM_OVERRIDE), Defaults=Obj(UPSTREAM_CONFIG_FIELDS)),
         "Destination": obj(Addresses="strs", Port="uint"),
         "MaxInboundConnections": "uint", "LocalConnectTimeoutMs": "uint", "LocalRequestTimeoutMs": "uint",
@@ -228,9 +241,9 @@ SCHEMAS: dict[str, Obj] = {
             Destination=obj(Service="str", ServiceSubset="str", Namespace="str", Partition="str",
                             Datacenter="str", PrefixRewrite="str", RequestTimeout="dur", IdleTimeout="dur",
                             NumRetries="uint", RetryOnConnectFailure="bool", RetryOn="strs",
-                            RetryOnStatusCodes="ints", RequestHeaders=HEADER_MODIFIERS,
+                            RetryOnStatusCodes="ints", PerTryTimeout="dur", RequestHeaders=HEADER_MODIFIERS,
                             ResponseHeaders=HEADER_MODIFIERS, FaultInjection=FAULT_INJECTION,
-                            RateLimit=RATE_LIMIT, Mirrors=ListOf(MIRROR)),
+                            RateLimit=RATE_LIMIT, RequestMirrorPolicies=ListOf(MIRROR)),
         )),
     }),
     SERVICE_SPLITTER: Obj({

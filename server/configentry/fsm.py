@@ -66,6 +66,21 @@ def _cas_ok(tx: WriteTxn, key: tuple[str, str], cas: Any) -> bool:
     return (row.modify_index if row is not None else 0) == int(cas)
 
 
+ISTIO_META = "lictor-istio"  # = lictor.server.istio.translate.ISTIO_META (that module imports this one's package)
+
+
+def _refuse_istio_owned(view: StoreView, kind: str, name: str, ns: str, body: dict[str, Any] | None) -> None:
+    """Entries implied by Istio resources are changed only through them, and no other write may
+    claim to be one."""
+    if body is not None and ISTIO_META in (body.get("Meta") or {}):
+        raise ValidationError(f"Meta.{ISTIO_META}: reserved for entries implied by Istio resources")
+    old = view.get(kind, name, ns)
+    origin = (old.get("Meta") or {}).get(ISTIO_META) if old is not None else None
+    if origin:
+        raise ValidationError(f"{kind} {name!r} conflicts with the Istio resource(s) {origin} that imply it; "
+                              "change or delete those with `lictor apply` / `lictor delete`")
+
+
 def apply_config_entry(tx: WriteTxn, p: dict[str, Any], now: float) -> Any:
     op = p["op"]
     view = StoreView(tx.store)
@@ -74,6 +89,7 @@ def apply_config_entry(tx: WriteTxn, p: dict[str, Any], now: float) -> Any:
         body = decode_entry(p["entry"])
         if not _cas_ok(tx, entry_key(body), p.get("cas")):
             return False
+        _refuse_istio_owned(view, body["Kind"], body["Name"], body.get("Namespace") or DEFAULT_NS, body)
         validate_entry(body, view, datacenter=dc)
         return _put_txn(tx, body)
     if op == "delete":
@@ -81,6 +97,7 @@ def apply_config_entry(tx: WriteTxn, p: dict[str, Any], now: float) -> Any:
         key = key_for(p["kind"], p["name"], ns)
         if not _cas_ok(tx, key, p.get("cas")):
             return False
+        _refuse_istio_owned(view, p["kind"], p["name"], ns, None)
         validate_delete(p["kind"], p["name"], view, namespace=ns, datacenter=dc)
         existed = _delete_txn(tx, p["kind"], p["name"], ns)
         return existed if p.get("cas") is not None else True
@@ -102,7 +119,35 @@ def apply_config_entry(tx: WriteTxn, p: dict[str, Any], now: float) -> Any:
             return False
         validate_entry(after, view, datacenter=dc)
         return _put_txn(tx, after)
+    if op == "istio":
+        return _istio_txn(tx, p, view, dc)
     raise ValidationError(f"unknown config entry operation {op!r}")
+
+
+def _istio_txn(tx: WriteTxn, p: dict[str, Any], view: StoreView, dc: str) -> dict[str, Any]:
+    """Apply and delete Istio resources and replace the config entries they imply, all in this
+    transaction (a refusal raises, and the FSM rolls every change back)."""
+    from lictor.server.istio.documents import from_body
+    from lictor.server.istio.plan import ISTIO_TABLE, make_plan
+
+    table = tx.store.ext[ISTIO_TABLE]
+    apply = [from_body(d["body"], d.get("where") or "") for d in p.get("apply") or []]
+    delete = [(k[0], k[1]) for k in p.get("delete") or []]
+    plan = make_plan(table, view, apply=apply, delete=delete, datacenter=dc)
+    for body in plan.put_entries:
+        _put_txn(tx, body)
+    for kind, name in plan.delete_entries:
+        ns, _, short = name.rpartition("/")
+        _delete_txn(tx, kind, short, ns or DEFAULT_NS)
+    for r in plan.put_resources:
+        old = table.get(r.key)
+        tx.put(table, r.key, {"body": r.body, "create_index": old["create_index"] if old else tx.index,
+                              "modify_index": tx.index})
+    for key in plan.delete_resources:
+        tx.delete(table, key)
+    if plan.put_resources or plan.delete_resources:
+        tx.bump(ISTIO_TABLE)
+    return plan.summary()
 
 
 register_handler(MessageType.CONFIG_ENTRY, apply_config_entry)

@@ -126,6 +126,8 @@ def intention_to_api(ix: Intention) -> dict[str, Any]:
         out["Action"] = ix.action
     if ix.permissions:
         out["Permissions"] = list(ix.permissions)
+    if ix.jwt:
+        out["JWT"] = dict(ix.jwt)
     out.update({"Meta": dict(ix.meta), "Precedence": ix.precedence, "CreateIndex": ix.create_index,
                 "ModifyIndex": ix.modify_index})
     return out

@@ -23,6 +23,7 @@ version never blocks unrelated writes, while any write that breaks a chain is re
 from __future__ import annotations
 
 import base64
+import json
 import binascii
 import re
 from collections.abc import Iterable
@@ -110,7 +111,65 @@ def _check_mesh_gateway(path: str, mg: dict[str, Any] | None) -> None:
         _enum(f"{path}.Mode", mg.get("Mode", ""), MESH_GATEWAY_MODES)
 
 
+def _check_access_logs(al: dict[str, Any] | None) -> None:
+    """Consul's AccessLogs rules, plus: a file path must be absolute, a JSONFormat a JSON object
+    of strings (Envoy's command operators) or nested objects."""
+    if not al:
+        return
+    typ = str(al.get("Type") or "")
+    _enum("AccessLogs.Type", typ, ("", "stdout", "stderr", "file"))
+    path = al.get("Path") or ""
+    if typ == "file" and not path:
+        raise _err("AccessLogs.Path", 'is required when Type is "file"')
+    if typ != "file" and path:
+        raise _err("AccessLogs.Path", f'is only allowed with Type "file", not {typ or "stdout"!r}')
+    if path and not path.startswith("/"):
+        raise _err("AccessLogs.Path", f"must be an absolute path, got {path!r}")
+    _one_of("AccessLogs", al, ("JSONFormat", "TextFormat"), required=False)
+    fmt = al.get("JSONFormat")
+    if fmt:
+        try:
+            obj = json.loads(fmt) if isinstance(fmt, str) else fmt
+        except ValueError as exc:
+            raise _err("AccessLogs.JSONFormat", f"invalid JSON: {exc}") from None
+        if not isinstance(obj, dict) or not obj:
+            raise _err("AccessLogs.JSONFormat", "must be a non-empty JSON object")
+
+        def check(o: Any, where: str) -> None:
+            for k, v in o.items():
+                if isinstance(v, dict):
+                    check(v, f"{where}.{k}")
+                elif not isinstance(v, str):
+                    raise _err(f"AccessLogs.JSONFormat{where}.{k}", "values must be strings (command operators) "
+                               "or objects")
+        check(obj, "")
+
+
+TRACING_PROVIDERS = ("zipkin", "opentelemetry")
+
+
+def _check_tracing(tr: dict[str, Any] | None) -> None:
+    if not tr:
+        return
+    _enum("Tracing.Provider", str(tr.get("Provider") or ""), ("",) + TRACING_PROVIDERS)
+    if not tr.get("Provider"):
+        raise _err("Tracing.Provider", f"is required: one of {', '.join(TRACING_PROVIDERS)}")
+    which = _one_of("Tracing.Collector", tr.get("Collector") or {}, ("Service", "Address"), required=True)
+    if which == "Address":
+        addr = tr["Collector"]["Address"]
+        host, sep, port = addr.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _err("Tracing.Collector.Address", f"expected host:port, got {addr!r}")
+    _percent("Tracing.SamplingPercent", tr.get("SamplingPercent"), zero_ok=True)
+    for i, t in enumerate(tr.get("CustomTags") or []):
+        if not t.get("Tag"):
+            raise _err(f"Tracing.CustomTags[{i}].Tag", "is required")
+        _one_of(f"Tracing.CustomTags[{i}]", t, ("Header", "Literal"), required=True)
+
+
 def _check_proxy_common(body: dict[str, Any]) -> None:
+    _check_access_logs(body.get("AccessLogs"))
+    _check_tracing(body.get("Tracing"))
     _enum("Mode", body.get("Mode", ""), PROXY_MODES)
     _enum("MutualTLSMode", body.get("MutualTLSMode", ""), MTLS_MODES)
     _check_mesh_gateway("MeshGateway", body.get("MeshGateway"))
@@ -132,6 +191,13 @@ def _check_proxy_defaults(body: dict[str, Any]) -> None:
         if not isinstance(p, str) or p.lower() not in PROTOCOLS:
             raise _err("Config.protocol", f"invalid protocol {p!r}: must be one of {', '.join(PROTOCOLS)}")
     _check_proxy_common(body)
+    defaults = (body.get("UpstreamConfig") or {}).get("Defaults")
+    if defaults:
+        _check_upstream_config("UpstreamConfig.Defaults", defaults)
+    for i, o in enumerate((body.get("UpstreamConfig") or {}).get("Overrides") or []):
+        if not o.get("Name"):
+            raise _err(f"UpstreamConfig.Overrides[{i}].Name", "upstream name is required")
+        _check_upstream_config(f"UpstreamConfig.Overrides[{i}]", o)
 
 
 def _check_fault(path: str, f: dict[str, Any] | None) -> None:
@@ -140,6 +206,13 @@ def _check_fault(path: str, f: dict[str, Any] | None) -> None:
     if not f.get("Delay") and not f.get("Abort"):
         raise _err(path, "set Delay, Abort or both")
     d = f.get("Delay")
+    for i, h in enumerate(f.get("HeaderMatch") or []):
+        hp = f"{path}.HeaderMatch[{i}]"
+        if not h.get("Name"):
+            raise _err(f"{hp}.Name", "header name is required")
+        which = _one_of(hp, h, ("Present", "Exact", "Prefix", "Suffix", "Contains", "Regex"), required=True)
+        if which == "Regex":
+            _regex(f"{hp}.Regex", h["Regex"])
     if d:
         if d.get("Duration", "0s") == "0s":
             raise _err(f"{path}.Delay.Duration", "must be greater than 0")
@@ -197,6 +270,20 @@ def _check_service_defaults(body: dict[str, Any]) -> None:
 
 
 def _check_upstream_config(path: str, u: dict[str, Any]) -> None:
+    rb = u.get("RetryBudget")
+    if rb is not None:
+        if "BudgetPercent" in rb:
+            _percent(f"{path}.RetryBudget.BudgetPercent", rb["BudgetPercent"], zero_ok=True)
+    phc = u.get("PassiveHealthCheck") or {}
+    if "EnforcingConsecutive5xx" in phc and phc["EnforcingConsecutive5xx"] > 100:
+        raise _err(f"{path}.PassiveHealthCheck.EnforcingConsecutive5xx", "must be at most 100 (a percentage), got "
+                                                                          f"{phc['EnforcingConsecutive5xx']}")
+    if "MinHealthPercent" in phc and phc["MinHealthPercent"] > 100:
+        raise _err(f"{path}.PassiveHealthCheck.MinHealthPercent", "must be at most 100 (a percentage), got "
+                                                                   f"{phc['MinHealthPercent']}")
+    if "MaxEjectionPercent" in phc and phc["MaxEjectionPercent"] > 100:
+        raise _err(f"{path}.PassiveHealthCheck.MaxEjectionPercent", "must be at most 100 (a percentage), got "
+                                                                     f"{phc['MaxEjectionPercent']}")
     if u.get("Protocol"):
         _enum(f"{path}.Protocol", u["Protocol"].lower(), PROTOCOLS)
     _check_mesh_gateway(f"{path}.MeshGateway", u.get("MeshGateway"))
@@ -267,7 +354,19 @@ def _check_router(body: dict[str, Any]) -> None:
         _check_header_mods(f"{dp}.ResponseHeaders", dest.get("ResponseHeaders"))
         _check_fault(f"{dp}.FaultInjection", dest.get("FaultInjection"))
         _check_rate(f"{dp}.RateLimit", dest.get("RateLimit"))
-        _check_mirrors(f"{dp}.Mirrors", dest.get("Mirrors") or [])
+        mp = f"{dp}.RequestMirrorPolicies"
+        _check_mirrors(mp, dest.get("RequestMirrorPolicies") or [])
+        for j, m in enumerate(dest.get("RequestMirrorPolicies") or []):
+            if not m.get("Service"):
+                raise _err(f"{mp}[{j}].Service", "the service to mirror to is required")
+            if ((m["Service"], m.get("ServiceSubset") or "")
+                    == (dest.get("Service") or body["Name"], dest.get("ServiceSubset") or "")):
+                raise _err(f"{mp}[{j}].Service", f"a mirror to the route's own destination {m['Service']!r} is not "
+                                                 "allowed (every request would reach it twice)")
+        if dest.get("PerTryTimeout") and dest.get("NumRetries", 0) == 0 and not dest.get("RetryOnConnectFailure") \
+                and not dest.get("RetryOn") and not dest.get("RetryOnStatusCodes"):
+            raise _err(f"{dp}.PerTryTimeout", "requires a retry policy (NumRetries, RetryOn, RetryOnStatusCodes or "
+                                              "RetryOnConnectFailure)")
 
 
 def _check_splitter(body: dict[str, Any]) -> None:
@@ -291,6 +390,9 @@ def _check_splitter(body: dict[str, Any]) -> None:
     if abs(total - 100.0) > WEIGHT_TOLERANCE:
         raise _err("Splits", f"the sum of all split weights must be 100, not {round(total, 2):g}")
     _check_mirrors("Mirrors", body.get("Mirrors") or [])
+    for j, m in enumerate(body.get("Mirrors") or []):
+        if (m.get("Service") or body["Name"]) == body["Name"] and not m.get("ServiceSubset"):
+            raise _err(f"Mirrors[{j}].Service", f"a mirror of {body['Name']!r} to itself is not allowed")
 
 
 def _check_resolver(body: dict[str, Any]) -> None:

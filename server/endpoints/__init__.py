@@ -115,6 +115,7 @@ def _load_all() -> None:
     from lictor.server.endpoints import coordinate  # noqa: F401
     from lictor.server.endpoints import internal  # noqa: F401  (the web UI's whole-catalog views)
     from lictor.server.endpoints import prepared_query  # noqa: F401
+    from lictor.server.endpoints import istio  # noqa: F401  (issue 14)
 
 
 _load_all()

