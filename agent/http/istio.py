@@ -7,21 +7,18 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from lictor.agent.http.base import ACL, QueryOptions, blocking_args, json_response, route
+from lictor.agent.http.base import ACL, QueryOptions, blocking_args, json_response, read_body, route
 from lictor.common.errors import ValidationError
 
 if TYPE_CHECKING:
     from lictor.agent.agent import Agent
 
-MAX_BODY = 4 << 20
-
-
 async def _text(req: web.Request) -> str:
-    if req.content_length is not None and req.content_length > MAX_BODY:
-        raise ValidationError(f"Request body too large ({req.content_length} bytes, limit {MAX_BODY})", status=413)
-    raw = await req.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise ValidationError(f"Request body too large (limit {MAX_BODY})", status=413)
+    # read_body: the one body reader (the route wrapper has already read and bounded the body;
+    # reading req.content again here found it empty and applied nothing)
+    raw = await read_body(req)
+    if not raw.strip():
+        raise ValidationError("Request body is empty: expected Istio resources as YAML or JSON")
     try:
         return raw.decode()
     except UnicodeDecodeError:

@@ -97,6 +97,13 @@ def node_w(name: str) -> str:
 
 
 AGENT_SVCS = ("/v1/agent/services", "/v1/agent/checks")
+ISTIO_DOC = (b"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n"
+             b"  namespace: istio-system\nspec:\n  mtls:\n    mode: STRICT\n")
+ISTIO_STATE = ("/v1/istio", "/v1/config/mesh")
+MESH_W = 'mesh = "write"'
+# what a token lacking mesh:write still has: every service and its intentions (still refused)
+ALL_SERVICES_W = 'service_prefix "" {\n  policy = "write"\n  intentions = "write"\n}'
+
 
 CASES: list[Case] = [
     # ----- /v1/agent: local services and checks -----
@@ -203,6 +210,14 @@ CASES: list[Case] = [
          setup_fn=_query("mpq-b")),
     Case("query-delete", ("DELETE", "/v1/query/{id}"), "/v1/query/{qid}", None,
          {"{id} (held by mpq-c)": query_w("mpq-c")}, ("/v1/query",), setup_fn=_query("mpq-c")),
+    # ----- Istio resources (issue 14): they translate into entries for many services at once, so
+    # the gate is mesh:write, stricter than any one service's permission -----
+    Case("istio-apply", ("PUT", "/v1/istio/apply"), "/v1/istio/apply", ISTIO_DOC, {"(mesh-wide)": MESH_W},
+         ISTIO_STATE, base=ALL_SERVICES_W, after=[("DELETE", "/v1/istio/PeerAuthentication/default?namespace=istio-system", None)]),
+    Case("istio-delete", ("DELETE", "/v1/istio/{kind}/{name}"), "/v1/istio/PeerAuthentication/default?namespace=istio-system", None,
+         {"(mesh-wide)": MESH_W}, ISTIO_STATE, base=ALL_SERVICES_W, setup=[("PUT", "/v1/istio/apply", ISTIO_DOC)]),
+    Case("istio-delete-documents", ("PUT", "/v1/istio/delete"), "/v1/istio/delete", ISTIO_DOC,
+         {"(mesh-wide)": MESH_W}, ISTIO_STATE, base=ALL_SERVICES_W, setup=[("PUT", "/v1/istio/apply", ISTIO_DOC)]),
     # ----- events, KV, sessions -----
     Case("event-fire", ("PUT", "/v1/event/fire/{name}"), "/v1/event/fire/mw-ev", b"",
          {"{name}": 'event "mw-ev" { policy = "write" }'}, ("/v1/event/list?name=mw-ev",)),
