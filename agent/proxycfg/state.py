@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -559,5 +559,3 @@ class ProxyState:
                         targets=tuple(targets), routes=routes,
                         config_json=json.dumps(ucfg, sort_keys=True) if ucfg else "")
 
-
-Starter = Callable[[], Awaitable[None]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import any_pb2, json_format
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 # Importing the generated modules registers their types, so ParseDict can resolve "@type".
@@ -37,6 +37,7 @@ SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 #: listeners warm until their SDS secrets arrive).
 TYPE_ORDER = (SECRET, CLUSTER, ENDPOINT, LISTENER, ROUTE)
 
+#: the message type of each type URL
 MESSAGE_TYPES: dict[str, type[Message]] = {
     CLUSTER: cluster_pb2.Cluster, ENDPOINT: endpoint_pb2.ClusterLoadAssignment, LISTENER: listener_pb2.Listener,
     ROUTE: route_pb2.RouteConfiguration, SECRET: secret_pb2.Secret,
@@ -68,8 +69,3 @@ def parse(msg_type: type[Message], data: dict[str, Any]) -> Message:
     json_format.ParseDict(data, msg)
     return msg
 
-
-def pack(msg: Message) -> any_pb2.Any:
-    a = any_pb2.Any()
-    a.Pack(msg)
-    return a

@@ -252,8 +252,8 @@ class StreamState:
         return resp
 
     def acked(self, t: str) -> bool:
-        st = self.types[t]
-        return not st.pending_nonce
+        """Has Envoy ACKed (or NACKed) the last response of type ``t``?"""
+        return not self.types[t].pending_nonce
 
 
 def _pack(msg: Message) -> any_pb2.Any:
