@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import replace
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -140,10 +142,20 @@ def clusters_from_snapshot(snap: ConfigSnapshot) -> list[cluster_pb2.Cluster]:
     out = [json.loads(snap.local_cluster_json) if snap.local_cluster_json else local_app_cluster(snap)]
     if snap.kind == "ingress-gateway":
         out = []  # no local app behind a gateway
+    msgs = [parse(cluster_pb2.Cluster, c) for c in out]
     seen = set()
     for up in snap.upstreams:
         for t in up.targets:
             if t.cluster_name not in seen:
                 seen.add(t.cluster_name)
-                out.append(upstream_cluster(up, t))
-    return [parse(cluster_pb2.Cluster, c) for c in out]  # type: ignore[misc]
+                msgs.append(_cluster_message(up.protocol, up.config_json, replace(t, endpoints=())))
+    return msgs  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=8192)
+def _cluster_message(protocol: str, config_json: str, target: Target) -> cluster_pb2.Cluster:
+    """Memoised on what a target's cluster depends on (not its endpoints): proxies with the same
+    upstream share one message. Callers must not mutate it."""
+    up = Upstream(name="", destination_name="", local_bind_address="", local_bind_port=0, protocol=protocol,
+                  config_json=config_json)
+    return parse(cluster_pb2.Cluster, upstream_cluster(up, target))  # type: ignore[return-value]
