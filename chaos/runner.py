@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos import checkers
+from chaos import checkers, faults
 from chaos.history import KV, LOCK, Op, write_jsonl
 from chaos.nemesis import Nemesis
 from chaos.netns import Network, netns_available
@@ -39,6 +39,8 @@ class RunConfig:
     netns: bool | None = None  # None: use namespaces when available
     timeout: float = 4.0
     tail: float = 4.0  # no new fault in the last `tail` seconds
+    quiet: tuple[float, float] = (2.0, 4.0)  # seconds between faults
+    disk_mb: int = 192  # size of each server's tmpfs data directory when disk-full is scheduled
 
 
 class Interrupted(Exception):
@@ -64,6 +66,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     (out / "run.json").write_text(json.dumps({"run_id": run_id, "pid": os.getpid(),
                                               "namespaces": use_netns, "config": {
                                                   k: str(getattr(cfg, k)) for k in cfg.__slots__}}))
+    mounts: list[Path] = []
     old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     _log(f"run {run_id}: {cfg.system} x{cfg.servers}, {cfg.duration:.0f}s, nemesis "
          f"{','.join(cfg.nemesis)}, {'namespaces' if use_netns else 'loopback (no namespaces)'}"
@@ -71,6 +74,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     try:
         net.setup()
         net.enter_hub()
+        if "disk-full" in cfg.nemesis:  # a small filesystem per data directory, to fill
+            for srv in system.servers:
+                faults.mount_tmpfs(system.data_dir(srv.index), cfg.disk_mb)
+                mounts.append(system.data_dir(srv.index))
         t0 = time.monotonic()
         for s in system.servers:
             system.start(s.index)
@@ -84,7 +91,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         wl.prepare()  # sessions: a new cluster may refuse them until its node is registered
         _log(f"clients ready in {time.monotonic() - wl.t0:.1f}s")
         wl.t0 = time.monotonic()
-        nem = Nemesis(system, net, list(cfg.nemesis), seed=cfg.seed, now=wl.now, log=_log)
+        nem = Nemesis(system, net, list(cfg.nemesis), seed=cfg.seed, now=wl.now, log=_log,
+                      broken=cfg.broken, disk_mounted=bool(mounts), quiet=cfg.quiet)
         nem.start(until=cfg.duration - cfg.tail)
         wl.start()
         while wl.now() < cfg.duration and not wl.done():
@@ -112,6 +120,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             signal.signal(s, signal.SIG_IGN)
         try:
             system.stop_all()
+            for m in mounts:
+                faults.unmount(m)
+            for srv in system.servers:
+                system.fault_socket(srv.index).unlink(missing_ok=True)
             net.teardown()
         finally:
             for s, h in old.items():
@@ -188,8 +200,12 @@ def _check(cfg: RunConfig, history: list[Op], nem: Nemesis, final: dict[str, Any
     if not converged:
         _log(f"catalog did not converge: {json.dumps(views)[:2000]}")
     workload = [op for op in history if op.process >= 0]
-    valid = (lin.ok is True and not lost and not lock_problems and converged and not missing_final)
+    for x in nem.expect_failures:
+        _log(f"fault expectation failed: {x}")
+    valid = (lin.ok is True and not lost and not lock_problems and converged and not missing_final
+             and not nem.expect_failures)
     faults = nem.counts()
+    windows = [(checkers.fault_key(f.kind, f.detail), f.start, f.end) for f in nem.faults]
     return {
         "system": cfg.system, "servers": cfg.servers, "seed": cfg.seed, "broken": cfg.broken,
         **op_counts(workload),
@@ -197,7 +213,11 @@ def _check(cfg: RunConfig, history: list[Op], nem: Nemesis, final: dict[str, Any
         "linearizable": lin.ok,
         "checkers": {"linearizability": lin.ok, "per_key": lin.per_key,
                      "lost_writes": not lost and not missing_final, "lock_safety": not lock_problems,
-                     "catalog_converged": converged},
+                     "catalog_converged": converged,
+                     "fault_expectations": not nem.expect_failures},
+        "fault_expectation_failures": nem.expect_failures,
+        "skipped_faults": nem.skipped,
+        "availability": checkers.availability(workload, windows, workload_end),
         "lost_writes": len(lost),
         "final_reads_missing": missing_final,
         "worst_unavailability_s": round(checkers.worst_unavailability(workload, 0.0, workload_end), 3),

@@ -125,8 +125,9 @@ class System:
         log = open(s.workdir / "server.log", "ab")
         log.write(f"\n===== start #{s.starts} at {time.time():.3f} =====\n".encode())
         log.flush()
+        env = {**self.env(), **getattr(self, "_env_extra", {})}
         s.proc = subprocess.Popen([*self.net.exec_prefix(i), *self.command(i)], stdout=log,
-                                  stderr=subprocess.STDOUT, env=self.env(), cwd=s.workdir,
+                                  stderr=subprocess.STDOUT, env=env, cwd=s.workdir,
                                   start_new_session=True)  # Ctrl-C in the terminal is ours to relay
         log.close()
         s.paused = False
@@ -164,6 +165,54 @@ class System:
                     s.proc.wait(20)
                 except subprocess.TimeoutExpired:
                     pass
+
+    def data_dir(self, i: int) -> Path:
+        return self.servers[i].workdir / "data"
+
+    def fault_socket(self, i: int) -> Path:
+        """The Unix socket of server i's test-only fault hook (short: sun_path is 108 bytes)."""
+        return Path(f"/tmp/lch-{self.net.run_id}-{self.servers[i].name}.sock")
+
+    supports_fault_hook = False
+
+    def log_size(self, i: int) -> int:
+        try:
+            return (self.servers[i].workdir / "server.log").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, i: int, offset: int) -> str:
+        with open(self.servers[i].workdir / "server.log", "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+
+    def wait_exit(self, i: int, timeout: float) -> int | None:
+        s = self.servers[i]
+        if s.proc is None:
+            return None
+        try:
+            return s.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def transfer_leader(self, i: int) -> bool:
+        """Ask server i (the leader) to hand leadership over; False if unsupported/failed."""
+        return False
+
+    def knows_leader(self, i: int) -> bool:
+        return self.responsive(i)
+
+    def believes_leader(self, i: int) -> bool:
+        return self.leader() == i
+
+    def raft_servers(self, via: int) -> list[dict[str, Any]] | None:
+        return None
+
+    def remove_peer(self, via: int, i: int) -> bool:
+        return False
+
+    def leave(self, i: int) -> bool:
+        return False
 
     def pids(self) -> list[int]:
         return [s.pid for s in self.servers if s.alive() and s.pid is not None]
@@ -254,8 +303,24 @@ class LictorSystem(System):
                 cmd += ["-retry-join", f"{self.net.addr(j)}:{self.serf_lan_port}"]
         return cmd
 
+    supports_fault_hook = True
+
     def env(self) -> dict[str, str]:
         return {**os.environ, **LICTOR_ENV}  # lictor comes from the venv, not from the checkout
+
+    def start(self, i: int) -> None:
+        # the test-only fault hook (lictor.server.raft.faults): a control socket per server;
+        # "broken" also allows fsyncs that lie (the deliberately broken build)
+        self._env_extra = {"LICTOR_TEST_FAULTS": "broken" if self.broken == "lying-fsync" else "1",
+                           "LICTOR_TEST_FAULT_SOCKET": str(self.fault_socket(i))}
+        super().start(i)
+
+    def transfer_leader(self, i: int) -> bool:
+        try:
+            self._call(i, "POST", "/v1/operator/raft/transfer-leader", timeout=10.0)
+        except Exception:  # noqa: BLE001 - reported as not transferred
+            return False
+        return True
 
     def responsive(self, i: int) -> bool:
         try:
@@ -264,6 +329,48 @@ class LictorSystem(System):
             return status == 200
         except OSError:
             return False
+
+    def _leader_addr(self, i: int) -> str:
+        try:
+            status, raw = http_call(self.net.addr(i), self.http_port, "GET", "/v1/status/leader",
+                                    timeout=2.0)
+        except OSError:
+            return ""
+        return str(json.loads(raw) or "") if status == 200 else ""
+
+    def knows_leader(self, i: int) -> bool:
+        return bool(self._leader_addr(i))
+
+    def raft_servers(self, via: int) -> list[dict[str, Any]] | None:
+        """The Raft configuration as server ``via`` reports it (None: no answer)."""
+        try:
+            got = self._call(via, "GET", "/v1/operator/raft/configuration", timeout=3.0)
+        except Exception:  # noqa: BLE001
+            return None
+        return list(got.get("Servers") or []) if isinstance(got, dict) else None
+
+    def remove_peer(self, via: int, i: int) -> bool:
+        """Remove server i from the Raft configuration by address (operator raft remove-peer)."""
+        addr = f"{self.net.addr(i)}:{self.server_port}"
+        try:
+            self._call(via, "DELETE", f"/v1/operator/raft/peer?address={addr}", timeout=10.0)
+        except HTTPStatus as exc:
+            return exc.status == 404 or b"not found" in exc.body  # already gone
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def leave(self, i: int) -> bool:
+        """Graceful leave (PUT /v1/agent/leave): the server leaves gossip and Raft, then exits."""
+        try:
+            self._call(i, "PUT", "/v1/agent/leave", timeout=15.0)
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def believes_leader(self, i: int) -> bool:
+        """Server i's own view: it names itself as the leader."""
+        return self._leader_addr(i).rsplit(":", 1)[0] == self.net.addr(i)
 
     def leader(self) -> int | None:
         for s in self.servers:

@@ -60,6 +60,8 @@ from lictor.common.errors import (
 from lictor.server.fsm import FSM
 
 from .core import Config, RaftCore
+from .faults import FaultClock
+from .faults import installed as _fault_hook
 from .logstore import (
     LogStore,
     MemoryLogStore,
@@ -159,7 +161,9 @@ class RaftNode:
         self.id = config.node_id
         self.fsm = fsm
         self.transport = transport
-        self._clock: Clock = clock or SystemClock()
+        faults = _fault_hook()  # None unless a chaos test enabled the test-only hook
+        self._clock: Clock = clock or (FaultClock(faults) if faults else SystemClock())
+        self._fsync_seam = {"fsync": faults.fsync} if faults else {}
         self._raft_dir: Path | None = None
         if config.data_dir is not None:
             self._raft_dir = Path(config.data_dir) / "raft"
@@ -206,9 +210,10 @@ class RaftNode:
             from .filestore import FileLogStore, FileSnapshotStore, FileStableStore
 
             d = self._raft_dir
-            ls = ls or FileLogStore(d / "log")
-            st = st or FileStableStore(d / "stable")
-            ss = ss or FileSnapshotStore(d / "snapshots", retain=self.config.snapshot_retain)
+            kw = self._fsync_seam
+            ls = ls or FileLogStore(d / "log", **kw)
+            st = st or FileStableStore(d / "stable", **kw)
+            ss = ss or FileSnapshotStore(d / "snapshots", retain=self.config.snapshot_retain, **kw)
         return (ls or MemoryLogStore(), st or MemoryStableStore(),
                 ss or MemorySnapshotStore(retain=self.config.snapshot_retain))
 
