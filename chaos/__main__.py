@@ -75,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         from chaos.netns import PREFIX, cleanup
 
         removed = cleanup(a.prefix or PREFIX)
+        from chaos.faults import leftover_mounts, unmount
+
+        for sock in Path("/tmp").glob(f"{a.prefix or PREFIX}*.sock"):  # fault-hook sockets
+            sock.unlink(missing_ok=True)
+            removed.append(str(sock))
+        if a.prefix is None:  # the disk-full tmpfs data directories of killed runs
+            for m in leftover_mounts():
+                unmount(m)
+                removed.append(f"tmpfs {m}")
         print(json.dumps({"removed": removed}))
         return 0
     if a.cmd == "check":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -187,6 +188,16 @@ def unmount(path: Path) -> None:
 
 def is_mounted(path: Path) -> bool:
     return os.path.ismount(path)
+
+
+def leftover_mounts() -> list[Path]:
+    """tmpfs mounts shaped like a chaos run's data directories (``.../servers/sN/data``)."""
+    out = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == "tmpfs" and re.search(r"/servers/s\d+/data$", parts[1]):
+            out.append(Path(parts[1]))
+    return out
 
 
 FILL_NAME = "chaos-fill"

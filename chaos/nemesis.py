@@ -37,7 +37,8 @@ Disk, clock and leadership faults (issue 19; Lictor's test-only fault hook, see 
 Every fault also checks what the server must do (``expected``): a stopped Raft with a log line
 after EIO, a truncated torn tail, a refusal naming the corrupt record. A miss is a
 ``fault_expectations`` checker failure. Kinds the system cannot take (the etcd control has no
-fault hook) are skipped and counted under ``skipped``.
+fault hook; of the new kinds it takes disk-full and transfer-leader) are skipped and counted
+under ``skipped``.
 
 The schedule is the list of kinds repeated in order (``kill,kill,pause,partition`` gives three
 kills per pause...), with 2-4 s of quiet between faults so the cluster can recover. A fault is
@@ -70,7 +71,8 @@ CLOCK_KINDS = ("clock-jump", "clock-skew", "stale-leader")
 MEMBERSHIP_KINDS = ("transfer-leader", "replace-server", "leave-rejoin")
 KINDS = (*BASIC_KINDS, *DISK_KINDS, *CLOCK_KINDS, *MEMBERSHIP_KINDS)
 #: kinds that need Lictor's fault hook, its log format or its operator API
-HOOK_KINDS = ("fsync-error", "torn-tail", "corrupt-middle", *CLOCK_KINDS, *MEMBERSHIP_KINDS)
+HOOK_KINDS = ("fsync-error", "torn-tail", "corrupt-middle", *CLOCK_KINDS, "replace-server",
+              "leave-rejoin")
 PARTITION_MODES = ("majority-minority", "isolated-leader", "bridge")
 
 
@@ -100,6 +102,7 @@ class Nemesis:
         self.disk_mounted = disk_mounted
         self.skipped: dict[str, int] = {}
         self.expect_failures: list[str] = []
+        self.patience = 1.0  # scales how long a fault waits for recovery (unit tests shrink it)
 
     def start(self, until: float) -> None:
         """Inject faults until ``until`` (run-relative seconds)."""
@@ -364,7 +367,7 @@ class Nemesis:
             # recovery: re-added with an empty data directory (a new node id, the same name)
             detail.update(self._re_add_empty(i))
         else:
-            detail["rejoined"] = self.system.wait_responsive(i, 30) and self._wait_caught_up(i, 45)
+            detail["rejoined"] = self.system.wait_responsive(i, 30) and self._wait_caught_up(i, 45 * self.patience)
         self._expect("corrupt-middle", detail, detail["rejoined"], "rejoins (empty) and catches up")
         self._record("corrupt-middle", start, **detail)
 
@@ -374,7 +377,7 @@ class Nemesis:
         voter that knows the leader."""
         self.system.kill(i)
         removed = False
-        deadline = time.monotonic() + 45
+        deadline = time.monotonic() + 45 * self.patience
         while not removed and time.monotonic() < deadline and not self._stop.is_set():
             ld = self.system.wait_leader(5)
             removed = ld is not None and self.system.remove_peer(ld, i)
@@ -386,7 +389,7 @@ class Nemesis:
                 continue
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         self.system.start(i)
-        up = self.system.wait_responsive(i, 30) and self._wait_voter(i, 45)
+        up = self.system.wait_responsive(i, 30) and self._wait_voter(i, 45 * self.patience)
         return {"removed_old_peer": removed, "wiped": True, "rejoined": up}
 
     def _in_config(self, i: int) -> bool | None:
@@ -430,7 +433,7 @@ class Nemesis:
         if not exited:
             self.system.kill(i)
         left = False
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 15 * self.patience
         while time.monotonic() < deadline and not self._stop.is_set():
             if self._in_config(i) is False:
                 left = True
@@ -438,7 +441,7 @@ class Nemesis:
             time.sleep(0.3)
         self._sleep(self.rng.uniform(1.0, 3.0))  # the cluster runs one server short
         self.system.start(i)
-        back = self.system.wait_responsive(i, 30) and self._wait_voter(i, 45)
+        back = self.system.wait_responsive(i, 30) and self._wait_voter(i, 45 * self.patience)
         detail: dict[str, Any] = {"server": s.name, "leader": was_leader, "leave_accepted": asked,
                                   "exited": exited, "left_raft": left, "re_added": back}
         self._expect("leave-rejoin", detail, left, "a gracefully leaving server leaves Raft")

@@ -390,12 +390,19 @@ class LictorSystem(System):
                     return t.index
         return None
 
+    #: the catalog node the workload's sessions belong to. Not a server's own node: a server that
+    #: leaves (leave-rejoin) is deregistered and, as in Consul, that destroys its sessions, which
+    #: would free the lock without a release the lock checker knows of.
+    SESSION_NODE = "chaos-sessions"
+
     def prepare_client(self, process: int, node: int) -> str:
         body = {"Name": f"chaos-p{process}", "LockDelay": "0s", "NodeChecks": [],
-                "Behavior": "release"}
+                "Behavior": "release", "Node": self.SESSION_NODE}
         deadline = time.monotonic() + 30
         while True:
             try:
+                self._call(node, "PUT", "/v1/catalog/register",
+                           {"Node": self.SESSION_NODE, "Address": "192.0.2.1"})
                 return str(self._call(node, "PUT", "/v1/session/create", body)["ID"])
             except (OSError, HTTPStatus, TypeError, KeyError):
                 if time.monotonic() > deadline:
@@ -498,6 +505,18 @@ class EtcdSystem(System):
                 "--listen-peer-urls", f"http://{a}:2380", "--initial-advertise-peer-urls", f"http://{a}:2380",
                 "--initial-cluster", peers, "--initial-cluster-state", "new",
                 "--initial-cluster-token", f"chaos-{self.net.run_id}", "--log-level", "warn"]
+
+    def transfer_leader(self, i: int) -> bool:
+        """etcd's move-leader: POST /v3/maintenance/transfer-leadership to the leader."""
+        try:
+            members = self._call(i, "POST", "/v3/cluster/member/list", {})["members"]
+            me = self.servers[i].name
+            others = [m["ID"] for m in members if m.get("name") != me]
+            self._call(i, "POST", "/v3/maintenance/transfer-leadership",
+                       {"targetID": self.rng.choice(others)}, timeout=10.0)
+        except Exception:  # noqa: BLE001 - reported as not transferred
+            return False
+        return True
 
     def responsive(self, i: int) -> bool:
         try:
