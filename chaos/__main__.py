@@ -22,7 +22,7 @@ from pathlib import Path
 
 from chaos.nemesis import KINDS
 
-_SUMMARY_KEYS = ("system", "servers", "seed", "broken", "ops", "ok", "failed", "unknown", "faults",
+_SUMMARY_KEYS = ("system", "servers", "spare", "final_members", "seed", "broken", "ops", "ok", "failed", "unknown", "faults",
                  "faults_total", "linearizable", "checkers", "lost_writes", "worst_unavailability_s",
                  "duration_s", "skipped_faults", "fault_expectation_failures", "availability",
                  "valid", "plot")
@@ -30,9 +30,9 @@ _SUMMARY_KEYS = ("system", "servers", "seed", "broken", "ops", "ok", "failed", "
 #: ``chaos soak``: every fault kind, 5 servers, one hour (README: "the soak")
 SOAK_NEMESIS = ("kill-leader,disk-full,pause,fsync-error,partition,clock-jump,torn-tail,kill,"
                 "clock-skew,transfer-leader,partition,stale-leader,replace-server,pause,"
-                "corrupt-middle,leave-rejoin,restart-all")
-SOAK_ARGS = ["--servers", "5", "--duration", "3600", "--max-ops", "2000000", "--seed", "19",
-             "--quiet", "1,2", "--nemesis", SOAK_NEMESIS]
+                "corrupt-middle,leave-rejoin,grow,kill,shrink,restart-all")
+SOAK_ARGS = ["--servers", "5", "--spare", "1", "--duration", "3600", "--max-ops", "2000000",
+             "--seed", "19", "--quiet", "1,2", "--nemesis", SOAK_NEMESIS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="loopback addresses; partitions emulated by SIGSTOP of the minority")
     r.add_argument("--out", type=Path, default=Path("chaos-out"))
     r.add_argument("--quiet", default="2,4", help="min,max seconds of quiet between faults")
+    r.add_argument("--spare", type=int, default=0, choices=range(0, 5), metavar="0-4",
+                   help="extra servers the grow fault adds to the cluster (Lictor)")
     r.add_argument("--compare", choices=["etcd"], default=None,
                    help="then run the etcd control under the same nemesis, seed and options; "
                         "the summary puts their availability side by side")
@@ -117,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--quiet {a.quiet!r}: expected min,max seconds, e.g. 2,4")
     cfg = RunConfig(system=a.system, servers=a.servers, duration=a.duration, max_ops=a.max_ops,
                     seed=a.seed, nemesis=nemesis, out=a.out, clients=a.clients, broken=a.broken,
-                    netns=False if a.no_netns else None, timeout=a.timeout, quiet=(qlo, qhi))
+                    netns=False if a.no_netns else None, timeout=a.timeout, quiet=(qlo, qhi),
+                    spare=a.spare)
     runs = [cfg]
     if a.compare:
         cfg.out = a.out / cfg.system
         runs.append(dataclasses.replace(cfg, system=a.compare, out=a.out / a.compare,
-                                        broken=None))
+                                        broken=None, spare=0))
     results = {}
     for c in runs:
         try:

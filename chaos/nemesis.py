@@ -33,6 +33,10 @@ Disk, clock and leadership faults (issue 19; Lictor's test-only fault hook, see 
                    address; it must be added back as a voter
   leave-rejoin     a graceful leave (PUT /v1/agent/leave): the server must leave Raft (the
                    cluster shrinks by one), then it is started again and must be re-added
+  grow             start a spare server (``--spare N``: e.g. a 4th and a 5th for a 3-server
+                   cluster); it must be added as a voter
+  shrink           a server added by grow leaves gracefully (never below the initial size) and
+                   its data is wiped; it must leave Raft
 
 Every fault also checks what the server must do (``expected``): a stopped Raft with a log line
 after EIO, a truncated torn tail, a refusal naming the corrupt record. A miss is a
@@ -68,11 +72,11 @@ __all__ = ["Nemesis", "KINDS", "BASIC_KINDS", "DISK_KINDS", "CLOCK_KINDS", "HOOK
 BASIC_KINDS = ("kill", "kill-leader", "pause", "partition", "restart-all")
 DISK_KINDS = ("disk-full", "fsync-error", "torn-tail", "corrupt-middle")
 CLOCK_KINDS = ("clock-jump", "clock-skew", "stale-leader")
-MEMBERSHIP_KINDS = ("transfer-leader", "replace-server", "leave-rejoin")
+MEMBERSHIP_KINDS = ("transfer-leader", "replace-server", "leave-rejoin", "grow", "shrink")
 KINDS = (*BASIC_KINDS, *DISK_KINDS, *CLOCK_KINDS, *MEMBERSHIP_KINDS)
 #: kinds that need Lictor's fault hook, its log format or its operator API
 HOOK_KINDS = ("fsync-error", "torn-tail", "corrupt-middle", *CLOCK_KINDS, "replace-server",
-              "leave-rejoin")
+              "leave-rejoin", "grow", "shrink")
 PARTITION_MODES = ("majority-minority", "isolated-leader", "bridge")
 
 
@@ -118,13 +122,16 @@ class Nemesis:
     def _sleep(self, s: float) -> None:
         self._stop.wait(max(0.0, s))
 
+    def _members(self) -> list[int]:
+        """The servers that are part of the cluster now (spares and shrunk ones are not)."""
+        return list(self.system.members)
+
     def _target(self) -> int:
-        n = len(self.system.servers)
         if self.rng.random() < 2 / 3:
             ld = self.system.leader()
             if ld is not None:
                 return ld
-        return self.rng.randrange(n)
+        return self.rng.choice(self._members())
 
     def _run(self) -> None:
         self._sleep(self.warmup)
@@ -195,15 +202,16 @@ class Nemesis:
         self._record("pause", start, server=self.system.servers[i].name, leader=was_leader)
 
     def _halves(self, mode: str) -> tuple[list[int], list[int], list[tuple[int, int]]]:
-        n = len(self.system.servers)
-        ids = list(range(n))
+        members = self._members()
+        n = len(members)
+        ids = list(members)
         self.rng.shuffle(ids)
         leader = self.system.leader()
         if mode == "isolated-leader" and leader is not None:
             minority = [leader]
         else:
             minority = ids[: (n - 1) // 2]
-        majority = [i for i in range(n) if i not in minority]
+        majority = [i for i in members if i not in minority]
         if mode == "bridge":
             # two halves that cannot see each other, and one node in the middle sees both
             bridge = majority[0]
@@ -240,11 +248,11 @@ class Nemesis:
 
     def _restart_all(self) -> None:
         start = self.now()
-        for s in self.system.servers:
-            self.system.kill(s.index)
+        for i in self._members():
+            self.system.kill(i)
         self._sleep(self.rng.uniform(0.5, 1.5))
-        for s in self.system.servers:
-            self.system.start(s.index)
+        for i in self._members():
+            self.system.start(i)
         ok = self.system.wait_leader(60) is not None
         self._record("restart-all", start, leader_elected=ok)
 
@@ -280,11 +288,11 @@ class Nemesis:
         self._record("disk-full", start, **detail)
 
     def _fsync_error(self) -> None:
-        n = len(self.system.servers)
+        n = len(self._members())
         lying = self.broken == "lying-fsync"
         if lying:  # a majority at once, the leader among them
             ld = self.system.wait_leader(10)
-            ids = list(range(n))
+            ids = self._members()
             self.rng.shuffle(ids)
             if ld is not None:
                 ids.remove(ld)
@@ -296,9 +304,11 @@ class Nemesis:
         was_leader = self.system.leader() in targets
         marks = {i: self.system.log_size(i) for i in targets}
         start = self.now()
-        states = {i: faults.DiskState.capture(self.system.data_dir(i)) for i in targets}
         for i in targets:
             faults.control(self.system.fault_socket(i), {"op": "fsync", "mode": "lie" if lying else "eio"})
+        # captured after arming: everything durable (and perhaps a little more) is kept, so the
+        # power loss below never destroys a write that was acknowledged by a real fsync
+        states = {i: faults.DiskState.capture(self.system.data_dir(i)) for i in targets}
         self._sleep(self.rng.uniform(2.0, 4.0))
         status = {}
         for i in targets:
@@ -344,10 +354,11 @@ class Nemesis:
         self._record("torn-tail", start, **detail)
 
     def _corrupt_middle(self) -> None:
-        i = self.rng.randrange(len(self.system.servers))
+        members = self._members()
+        i = self.rng.choice(members)
         ld = self.system.leader()
         if ld == i and self.rng.random() < 0.5:
-            i = (i + 1) % len(self.system.servers)
+            i = members[(members.index(i) + 1) % len(members)]
         s = self.system.servers[i]
         start = self.now()
         self.system.kill(i)
@@ -423,6 +434,54 @@ class Nemesis:
         self._expect("replace-server", detail, detail["rejoined"], "new server added as a voter")
         self._record("replace-server", start, **detail)
 
+    def _grow(self) -> None:
+        """Add a spare server (never started, or shrunk away and wiped) to the cluster."""
+        spares = [s.index for s in self.system.servers if s.index not in self.system.members]
+        if not spares:
+            self.skipped["grow"] = self.skipped.get("grow", 0) + 1
+            return
+        i = spares[0]
+        s = self.system.servers[i]
+        start = self.now()
+        self.system.members.append(i)
+        self.system.start(i)
+        up = self.system.wait_responsive(i, 30) and self._wait_voter(i, 45 * self.patience)
+        detail: dict[str, Any] = {"server": s.name, "size": len(self.system.members), "added": up}
+        self._expect("grow", detail, up, "new server added as a voter")
+        self._record("grow", start, **detail)
+
+    def _shrink(self) -> None:
+        """Remove a server beyond the initial size: graceful leave, then its data is wiped so a
+        later grow adds it as a new server."""
+        extra = [i for i in self.system.members if i not in self.system.initial]
+        if not extra:
+            self.skipped["shrink"] = self.skipped.get("shrink", 0) + 1
+            return
+        i = extra[-1] if self.rng.random() < 0.5 else self.rng.choice(extra)
+        s = self.system.servers[i]
+        was_leader = self.system.leader() == i
+        start = self.now()
+        asked = self.system.leave(i)
+        exited = self.system.wait_exit(i, 20) is not None
+        self.system.kill(i)
+        self.system.members.remove(i)
+        left = False
+        deadline = time.monotonic() + 15 * self.patience
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self._in_config(i) is False:
+                left = True
+                break
+            time.sleep(0.3)
+        d = self.system.data_dir(i)
+        for p in d.iterdir():
+            if p.name != faults.FILL_NAME:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        detail: dict[str, Any] = {"server": s.name, "leader": was_leader, "leave_accepted": asked,
+                                  "exited": exited, "left_raft": left,
+                                  "size": len(self.system.members)}
+        self._expect("shrink", detail, left, "a gracefully leaving server leaves Raft")
+        self._record("shrink", start, **detail)
+
     def _leave_rejoin(self) -> None:
         i = self._target()
         s = self.system.servers[i]
@@ -491,7 +550,7 @@ class Nemesis:
         if ld is None:
             raise RuntimeError("no leader to isolate")
         s = self.system.servers[ld]
-        others = [j for j in range(len(self.system.servers)) if j != ld]
+        others = [j for j in self._members() if j != ld]
         start = self.now()
         hold = self.rng.uniform(5.0, 7.0)
         # frozen while isolated: no ticks, so no check-quorum step-down; it ticks again ~1 s
@@ -542,9 +601,9 @@ class Nemesis:
         for s in self.system.servers:
             if s.alive() and s.paused:
                 self.system.signal(s.index, signal.SIGCONT)
-        for s in self.system.servers:
-            if not s.alive():
-                self.system.start(s.index)
+        for i in self._members():
+            if not self.system.servers[i].alive():
+                self.system.start(i)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -40,7 +40,8 @@ class RunConfig:
     timeout: float = 4.0
     tail: float = 4.0  # no new fault in the last `tail` seconds
     quiet: tuple[float, float] = (2.0, 4.0)  # seconds between faults
-    disk_mb: int = 192  # size of each server's tmpfs data directory when disk-full is scheduled
+    disk_mb: int = 192
+    spare: int = 0  # servers beyond --servers that the grow fault may add  # size of each server's tmpfs data directory when disk-full is scheduled
 
 
 class Interrupted(Exception):
@@ -60,9 +61,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     use_netns = netns_available() if cfg.netns is None else cfg.netns
     run_id = f"{os.getpid() % 100000:x}{random.Random().randrange(16**3):03x}"
-    net = Network(run_id, cfg.servers, use_netns=use_netns)
+    net = Network(run_id, cfg.servers + cfg.spare, use_netns=use_netns)
     system = make_system(cfg.system, net, out / "servers", timeout=cfg.timeout, broken=cfg.broken,
-                         rng=random.Random(cfg.seed + 7))
+                         rng=random.Random(cfg.seed + 7), active=cfg.servers)
     (out / "run.json").write_text(json.dumps({"run_id": run_id, "pid": os.getpid(),
                                               "namespaces": use_netns, "config": {
                                                   k: str(getattr(cfg, k)) for k in cfg.__slots__}}))
@@ -79,10 +80,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 faults.mount_tmpfs(system.data_dir(srv.index), cfg.disk_mb)
                 mounts.append(system.data_dir(srv.index))
         t0 = time.monotonic()
-        for s in system.servers:
+        for s in system.servers[: cfg.servers]:
             system.start(s.index)
         leader = _wait_first_leader(system, 60)
-        for s in system.servers:
+        for s in system.servers[: cfg.servers]:
             if not system.wait_responsive(s.index, 30):
                 raise RuntimeError(f"{s.name} not responsive; see {s.workdir / 'server.log'}")
         _log(f"cluster up in {time.monotonic() - t0:.1f}s, leader {system.servers[leader].name}")
@@ -134,7 +135,7 @@ def _wait_first_leader(system: Any, timeout: float) -> int:
     """The new cluster's leader; fail fast (with a server's last log lines) if servers die."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        dead = [s for s in system.servers if not s.alive()]
+        dead = [system.servers[i] for i in system.members if not system.servers[i].alive()]
         if dead:
             log = (dead[0].workdir / "server.log").read_text(errors="replace").splitlines()
             tail = "\n".join(log[-12:])
@@ -172,7 +173,7 @@ def _final_reads(system: Any, wl: Workload, history: list[Op]) -> tuple[dict[str
     converged = False
     while time.monotonic() < deadline + 30:
         views = {}
-        for s in system.servers:
+        for s in (system.servers[i] for i in system.members):
             try:
                 views[s.name] = system.catalog_view(s.index)
             except Exception as exc:  # noqa: BLE001 - a server still catching up
@@ -207,7 +208,9 @@ def _check(cfg: RunConfig, history: list[Op], nem: Nemesis, final: dict[str, Any
     faults = nem.counts()
     windows = [(checkers.fault_key(f.kind, f.detail), f.start, f.end) for f in nem.faults]
     return {
-        "system": cfg.system, "servers": cfg.servers, "seed": cfg.seed, "broken": cfg.broken,
+        "system": cfg.system, "servers": cfg.servers, "spare": cfg.spare,
+        "final_members": [nem.system.servers[i].name for i in nem.system.members],
+        "seed": cfg.seed, "broken": cfg.broken,
         **op_counts(workload),
         "faults": faults, "faults_total": sum(faults.values()),
         "linearizable": lin.ok,

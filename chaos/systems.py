@@ -100,13 +100,18 @@ class System:
     http_port = 0
 
     def __init__(self, net: Network, workdir: Path, *, timeout: float = 4.0,
-                 broken: str | None = None, rng: random.Random | None = None) -> None:
+                 broken: str | None = None, rng: random.Random | None = None,
+                 active: int | None = None) -> None:
         self.net = net
         self.workdir = workdir
         self.timeout = timeout
         self.broken = broken
         self.rng = rng or random.Random(0)
         self.servers = [Server(i, f"s{i + 1}", workdir / f"s{i + 1}") for i in range(net.n)]
+        #: the servers started at the beginning, and those in the cluster now (the others are
+        #: spares that the grow fault may add)
+        self.initial = list(range(active if active is not None else net.n))
+        self.members = list(self.initial)
         for s in self.servers:
             s.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -292,7 +297,7 @@ class LictorSystem(System):
         s = self.servers[i]
         a = self.net.addr(i)
         cmd = [sys.executable, "-m", "lictor.cli.main", "agent", "-server",
-               "-bootstrap-expect", str(len(self.servers)), "-data-dir", str(s.workdir / "data"),
+               "-bootstrap-expect", str(len(self.initial)), "-data-dir", str(s.workdir / "data"),
                "-node", s.name, "-bind", a, "-client", a, f"-http-port={self.http_port}",
                f"-server-port={self.server_port}", f"-serf-lan-port={self.serf_lan_port}",
                "-dns-port=-1", "-retry-interval", "200ms", "-hcl", LICTOR_HCL]
@@ -499,7 +504,7 @@ class EtcdSystem(System):
     def command(self, i: int) -> list[str]:
         s = self.servers[i]
         a = self.net.addr(i)
-        peers = ",".join(f"{t.name}=http://{self.net.addr(t.index)}:2380" for t in self.servers)
+        peers = ",".join(f"{self.servers[j].name}=http://{self.net.addr(j)}:2380" for j in self.initial)
         return ["etcd", "--name", s.name, "--data-dir", str(s.workdir / "data"),
                 "--listen-client-urls", f"http://{a}:2379", "--advertise-client-urls", f"http://{a}:2379",
                 "--listen-peer-urls", f"http://{a}:2380", "--initial-advertise-peer-urls", f"http://{a}:2380",

@@ -51,11 +51,15 @@ class FakeSystem:
     server_port = 8300
 
     def __init__(self, root: Path, *, misbehave: str = "") -> None:
-        self.servers = [FakeServer(i, root / f"s{i + 1}") for i in range(3)]
+        self.servers = [FakeServer(i, root / f"s{i + 1}") for i in range(4)]
+        self.servers[3].up = False  # a spare for grow
+        self.initial = [0, 1, 2]
+        self.members = [0, 1, 2]
         self.misbehave = misbehave
-        self.logs = {i: "" for i in range(3)}
-        self.in_raft = {0: True, 1: True, 2: True}
-        for s in self.servers:
+        self.logs = {i: "" for i in range(4)}
+        self.in_raft = {0: True, 1: True, 2: True, 3: False}
+        self.data_dir(3).mkdir(parents=True)
+        for s in self.servers[:3]:
             store = FileLogStore(self.data_dir(s.index) / "raft" / "log")
             store.append([LogRecord(index=k, term=1, kind=0, data=b"payload" * 3) for k in range(1, 41)])
             store.close()
@@ -138,8 +142,11 @@ def _nemesis(system: FakeSystem, kind: str) -> Nemesis:
 
 
 def _run(tmp_path: Path, kind: str, misbehave: str = "") -> Nemesis:
-    system = FakeSystem(tmp_path, misbehave=misbehave)
+    system = FakeSystem(tmp_path, misbehave=misbehave if kind != "shrink" else "")
     nem = _nemesis(system, kind)
+    if kind == "shrink":  # shrink removes what grow added
+        nem._grow()
+        system.misbehave = misbehave
     getattr(nem, "_" + kind.replace("-", "_"))()
     return nem
 
@@ -149,12 +156,14 @@ def _run(tmp_path: Path, kind: str, misbehave: str = "") -> Nemesis:
     ("torn-tail", "silent-torn-tail", "torn tail truncated with a log line"),
     ("replace-server", "never-rejoins", "new server added as a voter"),
     ("leave-rejoin", "stays-in-raft", "a gracefully leaving server leaves Raft"),
+    ("grow", "never-rejoins", "new server added as a voter"),
+    ("shrink", "stays-in-raft", "a gracefully leaving server leaves Raft"),
 ])
 def test_misbehaving_server_fails_the_fault_expectations(tmp_path: Path, kind: str, misbehave: str,
                                                          what: str) -> None:
     good = _run(tmp_path / "good", kind)
     assert good.expect_failures == [], good.expect_failures
-    assert good.faults and good.faults[0].kind == kind
+    assert good.faults and good.faults[-1].kind == kind
     bad = _run(tmp_path / "bad", kind, misbehave)
     assert any(what in f for f in bad.expect_failures), bad.expect_failures
 
@@ -165,3 +174,17 @@ def test_corrupt_middle_names_file_offset_and_index_from_the_real_store(tmp_path
     assert d["corrupted"] and d["exit_code"] == 1 and d["wiped"] and d["rejoined"]
     assert d["expected"] == {"refuses to start, naming file, offset and index": True,
                              "rejoins (empty) and catches up": True}
+
+
+def test_grow_then_shrink_changes_the_membership(tmp_path: Path) -> None:
+    system = FakeSystem(tmp_path)
+    nem = _nemesis(system, "grow")
+    nem._grow()
+    assert system.members == [0, 1, 2, 3] and nem.faults[-1].detail["size"] == 4
+    nem._grow()  # no spare left: skipped, not a fault
+    assert nem.skipped == {"grow": 1} and len(nem.faults) == 1
+    nem._shrink()
+    assert system.members == [0, 1, 2] and nem.faults[-1].detail["left_raft"] is True
+    assert not any(system.data_dir(3).iterdir())  # wiped: a later grow adds a new server
+    nem._shrink()  # never below the initial size
+    assert nem.skipped == {"grow": 1, "shrink": 1} and nem.expect_failures == []

@@ -209,16 +209,18 @@ def test_etcd_five_members_long(tmp_path: Path) -> None:
 # clock and membership faults
 
 
-NEW_KINDS = ["disk-full", "fsync-error", "torn-tail", "corrupt-middle", "clock-jump", "clock-skew",
-             "stale-leader", "transfer-leader", "replace-server", "leave-rejoin"]
-NEW_FAULTS_SMOKE = ["--system", "lictor", "--duration", "100", "--seed", "19", "--quiet", "1,2",
-                    "--nemesis", ",".join(NEW_KINDS)]
+NEW_KINDS = ["disk-full", "fsync-error", "grow", "torn-tail", "corrupt-middle", "grow", "clock-jump",
+             "clock-skew", "shrink", "stale-leader", "transfer-leader", "replace-server", "shrink",
+             "leave-rejoin"]
+NEW_FAULTS_SMOKE = ["--system", "lictor", "--duration", "125", "--seed", "19", "--quiet", "1,2",
+                    "--spare", "2", "--nemesis", ",".join(NEW_KINDS)]
 
 
 def test_lictor_new_faults_smoke(tmp_path: Path) -> None:
-    """The 2-minute smoke of every new fault kind (about 100 s of workload): linearizable, no lost
-    write, and every server did what each fault expects of it (a stopped Raft after EIO, a
-    truncated torn tail, a refusal naming the corrupt record, rejoining, leaving Raft...)."""
+    """The 2-minute smoke of every new fault kind (about 125 s of workload; the cluster grows
+    from 3 to 4 and 5 servers and shrinks back): linearizable, no lost write, and every server
+    did what each fault expects of it (a stopped Raft after EIO, a truncated torn tail, a
+    refusal naming the corrupt record, rejoining, leaving Raft...)."""
     out = tmp_path / "out"
     rc, s, err = chaos_run(out, *NEW_FAULTS_SMOKE, timeout=400)
     assert_passed(rc, s, err)
@@ -226,6 +228,9 @@ def test_lictor_new_faults_smoke(tmp_path: Path) -> None:
     missing = [k for k in NEW_KINDS if not s["faults"].get(k)]
     assert not missing, f"kinds that never ran: {missing}; {s['faults']}"
     assert s["skipped_faults"] == {}
+    faults_run = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
+    grown = [f["detail"]["size"] for f in faults_run if f["kind"] == "grow"]
+    assert grown == [4, 5], grown  # a 4th and a 5th server were added
     for k in NEW_KINDS:  # availability is reported per fault kind
         a = s["availability"][k]
         assert a["windows"] >= 1 and 0.0 <= (a["acked_share"] or 0.0) <= 1.0
