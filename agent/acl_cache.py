@@ -3,15 +3,17 @@ Authorizer with a cache and the ``down_policy``.
 
 ::
 
-    HTTP request --X-Consul-Token | Authorization: Bearer | ?token | agent "default" token-->
+    HTTP request --?token | X-Consul-Token | Authorization: Bearer | agent "default" token-->
         AgentACL.resolve(secret)
             server agent: resolved from the local store (authoritative, cached per ACL index)
             client agent: ACLCache --rpc ACL.ResolveToken (stale ok)--> cached for token_ttl
                            servers unreachable -> down_policy: allow | deny | extend-cache | async-cache
 
 ``current_token`` (a ContextVar) carries the request's secret into ``Agent.rpc`` so every RPC
-made while serving a request is authorized as that request; calls outside a request (anti-
-entropy, check runner) use the agent token (``acl.tokens.agent``, else ``default``).
+made while serving a request is authorized as that request; calls outside a request use the
+agent token (``acl.tokens.agent``, else ``default``). Background tasks start in an empty context
+(``lictor.common.tasks.spawn``) so they never inherit a requester's secret; work done for a
+service or check passes that service's or check's own token explicitly (anti-entropy does).
 
 Secrets are never logged and never used as dictionary keys in the clear (SHA-256 digests are).
 """
@@ -43,14 +45,23 @@ Fetch = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 def token_from_request(headers: Any, query: Any) -> str:
-    """Consul's order: X-Consul-Token, then Authorization: Bearer, then ?token."""
-    tok = headers.get("X-Consul-Token", "")
+    """The one place a request's token is read. Consul's order (``parseTokenInternal``):
+    ``?token``, then ``X-Consul-Token``, then ``Authorization: Bearer <token>``; "" for none.
+
+    The HTTP layer calls this once per request (``acl_enforce.enforce``) and keeps the answer
+    in ``req["lictor_acl_secret"]``; handlers read it back with ``request_token``, so a request
+    is authorized with the same token it stores."""
+    tok = str(query.get("token", "") or "").strip()
     if tok:
-        return str(tok).strip()
-    auth = headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return str(auth[7:]).strip()
-    return str(query.get("token", "")).strip()
+        return tok
+    tok = str(headers.get("X-Consul-Token", "") or "").strip()
+    if tok:
+        return tok
+    scheme, _, value = str(headers.get("Authorization", "") or "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        parts = value.split()
+        return parts[0] if parts else ""
+    return ""
 
 
 @dataclass(slots=True)

@@ -17,11 +17,12 @@ Randomness (stagger, jitter) comes from an injected ``rng``; ``pause()``/``resum
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,7 @@ class StateSyncer:
         self._paused = 0
         self._resumed = asyncio.Event()
         self._resumed.set()
+        self._running = asyncio.Lock()  # held while a sync pass runs
         self.state = SyncState.FULL_SYNC
         self.last_result: SyncResult | None = None
         self.syncs = 0
@@ -109,6 +111,17 @@ class StateSyncer:
             self._resumed.set()
             self.trigger_changes()
 
+    @contextlib.asynccontextmanager
+    async def paused_for_reload(self) -> AsyncIterator[None]:
+        """Pause syncing, wait for a pass in flight to end, run the body, resume (Consul pauses
+        anti-entropy around a reload): no pass sees local state half-replaced."""
+        self.pause()
+        try:
+            async with self._running:
+                yield
+        finally:
+            self.resume()
+
     @property
     def paused(self) -> bool:
         return self._paused > 0
@@ -123,7 +136,8 @@ class StateSyncer:
         while True:
             await self._resumed.wait()
             if self.state is SyncState.FULL_SYNC:
-                result = await self.sync_full()
+                async with self._running:
+                    result = await self.sync_full()
                 if result.errors:
                     log.warning("anti-entropy full sync failed: %s", result.sentence())
                     await self._wait(self.retry_interval + self._rng.random() * self.retry_interval)
@@ -142,8 +156,11 @@ class StateSyncer:
                     self.state = SyncState.FULL_SYNC
                     break
                 await self._resumed.wait()
-                self.local.flush_deferred()
-                result = await self.sync_changes()
+                async with self._running:
+                    if self.paused:
+                        continue  # paused while waiting for the lock: resume() triggers a pass
+                    self.local.flush_deferred()
+                    result = await self.sync_changes()
                 if result.errors:
                     log.warning("anti-entropy partial sync: %s", result.sentence())
 
@@ -184,8 +201,11 @@ class StateSyncer:
         remote_services: dict[str, Any] = (svc_out["result"] or {}).get("Services") or {}
         remote_checks = {c["CheckID"]: c for c in chk_out["result"]}
 
+        # as Consul: ID, address, tagged addresses and meta (services are then pushed with
+        # SkipNodeUpdate, so a node difference must be found here)
         loc.node_in_sync = bool(remote_node) and remote_node.get("Address") == loc.node_address and (
-            remote_node.get("Meta") or {}) == loc.node_meta and remote_node.get("ID", "") == loc.node_id
+            remote_node.get("Meta") or {}) == loc.node_meta and remote_node.get("ID", "") == loc.node_id and (
+            not loc.tagged_addresses or remote_node.get("TaggedAddresses") == loc.tagged_addresses)
         for sid, remote in remote_services.items():
             if sid == CONSUL_SERVICE_ID:  # the leader registers it on every server node (as Consul)
                 continue
@@ -215,24 +235,34 @@ class StateSyncer:
         return await self.sync_changes()
 
     async def sync_changes(self) -> SyncResult:
+        """Push what is out of sync. The node first (with the agent token), then each service and
+        check with the token it was registered with (Consul's ``serviceToken``/``checkToken``),
+        so a service needs only ``service:write`` once the node is in the catalog."""
         loc = self.local
         res = SyncResult()
         node = loc.node_name
+        if not loc.node_in_sync:
+            try:
+                await self._rpc("Catalog.Register", self._node_args())
+                loc.node_in_sync = True
+                res.pushed += 1
+            except Exception as exc:  # noqa: BLE001
+                res.errors.append(f"node: {exc}")
         for sid, st in list(loc.services.items()):
             if st.in_sync:
                 continue
             try:
                 if st.deleted:
-                    await self._rpc("Catalog.Deregister", {"node": node, "service_id": sid})
+                    await self._rpc("Catalog.Deregister", _with_token({"node": node, "service_id": sid}, st.token))
                     del loc.services[sid]
                     res.deleted += 1
                     continue
                 # what is pushed, kept apart from the live state: it may change during the RPC
                 checks = [(cid, c.payload) for cid, c in loc.checks.items()
                           if not c.deleted and c.payload.get("service_id") == sid]
-                args = self._node_args() | {"service": st.payload,
+                args = self._node_args() | {"service": st.payload, "skip_node_update": loc.node_in_sync,
                                             "checks": [dict(p) for _, p in checks]}
-                await self._rpc("Catalog.Register", args)
+                await self._rpc("Catalog.Register", _with_token(args, st.token))
                 st.in_sync = not st.deleted
                 loc.node_in_sync = True
                 for cid, pushed in checks:
@@ -245,28 +275,27 @@ class StateSyncer:
                 continue
             try:
                 if st.deleted:
-                    await self._rpc("Catalog.Deregister", {"node": node, "check_id": cid})
+                    await self._rpc("Catalog.Deregister", _with_token({"node": node, "check_id": cid}, st.token))
                     del loc.checks[cid]
                     res.deleted += 1
                     continue
                 payload = st.payload
-                await self._rpc("Catalog.Register", self._node_args() | {"checks": [dict(payload)]})
+                args = self._node_args() | {"checks": [dict(payload)], "skip_node_update": loc.node_in_sync}
+                await self._rpc("Catalog.Register", _with_token(args, st.token))
                 loc.mark_check_synced(cid, payload)
                 loc.node_in_sync = True
                 res.pushed += 1
             except Exception as exc:  # noqa: BLE001
                 res.errors.append(f"check {cid}: {exc}")
-        if not loc.node_in_sync:
-            try:
-                await self._rpc("Catalog.Register", self._node_args())
-                loc.node_in_sync = True
-                res.pushed += 1
-            except Exception as exc:  # noqa: BLE001
-                res.errors.append(f"node: {exc}")
         self.last_result = res
         if res.pushed or res.deleted:
             log.debug("anti-entropy: %s", res.sentence())
         return res
+
+
+def _with_token(args: dict[str, Any], token: str) -> dict[str, Any]:
+    """``args`` with the registration's own token; without one the agent's token is used."""
+    return {**args, "token": token} if token else args
 
 
 def _tombstone_service(sid: str) -> Any:

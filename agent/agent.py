@@ -4,7 +4,7 @@
 
     RuntimeConfig --> Agent
                       |-- Server (in -server / -dev mode): FSM + store + log + leader duties
-                      |-- LocalState <-- CheckRunner (health checks report here)
+                      |-- ServiceRegistry: LocalState <-- CheckRunner (local services and checks)
                       |-- StateSyncer (anti-entropy) --rpc--> Server endpoints
                       |-- EventBuffer, LogBroadcaster (monitor), Metrics
                       `-- HTTP API (aiohttp) --rpc / local state--> the above
@@ -17,6 +17,7 @@ way the agent asks a server anything: in-process today, over the network for cli
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -27,19 +28,19 @@ from aiohttp import web
 from lictor import __version__
 from lictor.agent.acl_cache import AgentACL, current_token
 from lictor.agent.ae import StateSyncer
-from lictor.agent.checkrunner import CheckRunner
 from lictor.agent.events import EventBuffer
-from lictor.agent.local.state import LocalState
 from lictor.agent.membership import Membership
 from lictor.agent.rpcclient import ServerPool
 from lictor.agent.monitor import LogBroadcaster
 from lictor.agent.audit import AuditLog
+from lictor.agent.registry import ServiceRegistry
 from lictor.common.config import ConfigSource, RuntimeConfig, load_config
 from lictor.common.errors import ConfigError, NoLeaderError, NotFound, ValidationError
-from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, check_row_payload, expand_sidecar,
-                                      parse_check_definition, parse_service_definition, service_row_payload)
+from lictor.common.fsutil import ensure_private_dir
+from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, parse_check_definition,
+                                      parse_service_definition)
+from lictor.common.tasks import spawn
 from lictor.common.tls import TLSManager
-from lictor.common.types import HealthStatus
 from lictor.server import endpoints
 from lictor.server.acl.config import configure as configure_acl
 from lictor.server.acl.config import parse_acl_config
@@ -51,10 +52,6 @@ from lictor.server.server import Server, ServerConfig
 __all__ = ["Agent"]
 
 log = logging.getLogger("lictor.agent")
-
-NODE_MAINT_CHECK_ID = "_node_maintenance"
-SERVICE_MAINT_PREFIX = "_service_maintenance:"
-DEFAULT_MAINT_REASON = "Maintenance mode is enabled for this {what}, but no reason was provided. This is a default message."
 
 
 def _private_ip() -> str:
@@ -81,6 +78,21 @@ def _env_float(name: str, lo: float, hi: float) -> float | None:
     if not lo <= v <= hi:
         raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi}")
     return v
+
+
+def _limit_count(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | str) or not str(v).strip().isdigit():
+        raise ConfigError(f"{what}: expected a non-negative integer, got {v!r}")
+    return int(v)
+
+
+def _limit_seconds(v: Any, what: str) -> float:
+    from lictor.common.duration import parse_duration
+
+    try:
+        return parse_duration(v, what=what)
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def cluster_config(config: RuntimeConfig, address: str) -> ClusterConfig:
@@ -134,6 +146,8 @@ class Agent:
             self.tls = TLSManager(config.tls, datacenter=config.datacenter, domain=config.domain,
                                   server=config.server and not config.dev, auto_encrypt=config.auto_encrypt)
         self.audit: AuditLog | None = AuditLog(config.audit) if config.audit.enabled else None
+        if config.data_dir:  # Raft log, snapshots, tokens: private, tightened (with a warning) if wider
+            ensure_private_dir(config.data_dir, log=log)
         if self.address in ("0.0.0.0", "::", "") and not config.dev:
             self.address = _private_ip()  # clients too: gossip and the catalog need a real address
         if config.server and not config.dev:
@@ -141,6 +155,11 @@ class Agent:
             if self.address in ("0.0.0.0", "::", ""):
                 self.address = _private_ip()
             self.cluster = Cluster(cluster_config(config, self.address), tls=self.tls)
+            self.cluster.rpc_server.set_limits(  # Consul's limits on the RPC port
+                max_conns_per_client=_limit_count(config.limits.get("rpc_max_conns_per_client", 100),
+                                                  "limits.rpc_max_conns_per_client"),
+                handshake_timeout=_limit_seconds(config.limits.get("rpc_handshake_timeout", "5s"),
+                                                 "limits.rpc_handshake_timeout"))
             self.server = Server(ServerConfig(datacenter=config.datacenter, node_name=config.node_name,
                                               rpc_address=self.cluster.config.rpc_addr),
                                  replicator=self.cluster.raft, members=self._members)
@@ -156,7 +175,12 @@ class Agent:
             configure_acl(self.server, acl_config)
         self.acl = AgentACL(acl_config, server=self.server, rpc=None if self.server else self.rpc,
                             data_dir=config.data_dir or "")
-        self.local = LocalState(node_name=config.node_name, check_update_interval=config.check_update_interval)
+        # local services and checks (lictor.agent.registry): the LocalState anti-entropy pushes
+        # and the CheckRunner that feeds it
+        self.registry = ServiceRegistry(self, config=lambda: self.config, node_name=config.node_name,
+                                        address=self.address, check_update_interval=config.check_update_interval)
+        self.local = self.registry.local
+        self.checks = self.registry.checks
         self.local.node_address = self.address
         self.local.node_id = config.node_id
         self.local.node_meta = dict(config.node_meta)
@@ -164,11 +188,9 @@ class Agent:
                                        "wan": self.address, "wan_ipv4": self.address}
         self.syncer = StateSyncer(local=self.local, rpc=self.rpc, datacenter=config.datacenter)
         self.local.on_change = self.syncer.trigger_changes
-        self.checks = CheckRunner(self)
         self.events = EventBuffer()
-        self.config_services: set[str] = set()
-        self.config_checks: set[str] = set()
         self._runners: list[web.AppRunner] = []
+        self.http_guard: Any = None  # lictor.agent.http.conn_guard.ConnGuard, set when HTTP starts
         self._tasks: list[asyncio.Task[Any]] = []
         self.shutdown_requested = asyncio.Event()
         self.left = False
@@ -250,10 +272,15 @@ class Agent:
             await self.server.start()
         await self._start_security()
         await self._start_http()
+        await self._start_dns()
         await self._start_gossip()
-        self._load_config_definitions(self.config)
-        self._tasks.append(asyncio.get_running_loop().create_task(self.syncer.run(), name="anti-entropy"))
-        self._tasks.append(asyncio.get_running_loop().create_task(self._reaper(), name="critical-reaper"))
+        try:  # awaited: an error here stops the start instead of vanishing in a task
+            defs, chks = self._config_definitions(self.config)
+            await self.registry.load_config_definitions(defs, chks)
+        except (ValidationError, NotFound) as exc:
+            raise ConfigError(f"registering services and checks from the config files: {exc}") from None
+        self._tasks.append(spawn(self.syncer.run(), name="anti-entropy"))
+        self._tasks.append(spawn(self.registry.reap_critical(), name="critical-reaper"))
         log.info("agent started: node=%s datacenter=%s server=%s http=%s", self.node_name, self.datacenter,
                  self.server is not None, self.http_addresses())
 
@@ -296,7 +323,7 @@ class Agent:
                     self.tls, servers=self.membership.servers, node=self.node_name,
                     token=self.acl.agent_token(), on_certificate=pool.reconnect_all if pool is not None else None)
                 self.auto_encrypt_client = client
-                self._tasks.append(asyncio.get_running_loop().create_task(client.run(), name="auto-encrypt"))
+                self._tasks.append(spawn(client.run(), name="auto-encrypt"))
             return
 
         c = self.config
@@ -309,10 +336,11 @@ class Agent:
                                    verify_server_hostname=c.tls.internal_rpc.verify_server_hostname)
         if c.auto_encrypt.allow_tls and self.tls is not None:
             watcher = autoencrypt_server.ServerRootsWatcher(self.server, self.tls)
-            self._tasks.append(asyncio.get_running_loop().create_task(watcher.run(), name="auto-encrypt-roots"))
+            self._tasks.append(spawn(watcher.run(), name="auto-encrypt-roots"))
 
     async def _start_http(self) -> None:
         from lictor.agent.http.app import build_app
+        from lictor.agent.http.conn_guard import DEFAULT_HEADER_TIMEOUT, ConnGuard, GuardedTCPSite
 
         port = self.config.ports.http
         https_port = self.config.ports.https
@@ -322,18 +350,45 @@ class Agent:
         # Parked blocking queries would hold shutdown for up to their wait: give them 1 s.
         runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
+        # limits.http_max_conns_per_client and a request-header deadline, shared by 8500 and 8501
+        # (LICTOR_HTTP_HEADER_TIMEOUT: a hidden knob for tests, like LICTOR_RPC_FRAME_TIMEOUT)
+        header_timeout = _env_float("LICTOR_HTTP_HEADER_TIMEOUT", 0.1, 3600.0)
+        self.http_guard = ConnGuard(
+            max_conns_per_client=_limit_count(self.config.limits.get("http_max_conns_per_client", 200),
+                                              "limits.http_max_conns_per_client"),
+            header_timeout=header_timeout if header_timeout is not None else DEFAULT_HEADER_TIMEOUT)
         for addr in self.config.bind_addresses("http") if port >= 0 else ():
-            site = web.TCPSite(runner, addr, port, reuse_address=True, backlog=1024)
+            site = GuardedTCPSite(runner, addr, port, guard=self.http_guard, reuse_address=True, backlog=1024)
             await site.start()
         if https_port > 0 and https_ctx is not None:
             # the same app on 8501; the context is reloaded in place on SIGHUP
             for addr in self.config.bind_addresses("https"):
-                site = web.TCPSite(runner, addr, https_port, ssl_context=https_ctx, reuse_address=True,
-                                   backlog=1024)
+                site = GuardedTCPSite(runner, addr, https_port, guard=self.http_guard, ssl_context=https_ctx,
+                                      reuse_address=True, backlog=1024)
                 await site.start()
         self._runners.append(runner)
 
+    async def _start_dns(self) -> None:
+        """DNS on ports.dns (UDP and TCP; -1 disables), answered from the agent's cache (issue 15)."""
+        self.dns = None
+        if self.config.ports.dns < 0:
+            return
+        from lictor.agent.dns.config import dns_config_from_runtime
+        from lictor.agent.dns.server import DNSServer
+
+        acl = self.acl
+        # a bad dns_config stops the start (ConfigError)
+        dns_cfg = dataclasses.replace(dns_config_from_runtime(self.config), node_address=self.address)
+
+        def token() -> str | None:  # read per question: tokens can be set at run time
+            return (acl.tokens.get("dns") or acl.default_token()) if acl.enabled else None
+
+        self.dns = DNSServer(dns_cfg, self.rpc, token)
+        await self.dns.start(self.config.bind_addresses("dns"), self.config.ports.dns)
+
     async def stop(self) -> None:
+        if getattr(self, "dns", None) is not None:
+            await self.dns.stop()
         await self.membership.stop()
         if self.pool is not None:
             await self.pool.close()
@@ -344,7 +399,7 @@ class Agent:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        await self.checks.stop_all()
+        await self.registry.stop()
         leafcerts = getattr(self, "leafcerts", None)
         if leafcerts is not None:
             await leafcerts.close()
@@ -379,156 +434,36 @@ class Agent:
             await asyncio.sleep(0)
         self.shutdown_requested.set()
 
-    async def _reaper(self) -> None:
-        """Deregister services whose checks stayed critical past deregister_critical_service_after."""
-        while True:
-            await asyncio.sleep(1.0)
-            for sid in self.local.critical_services_to_reap():
-                log.info("deregistering service %s: critical for longer than deregister_critical_service_after", sid)
-                await self.remove_service(sid)
-
-    # ----- services and checks --------------------------------------------------------------
-    def _used_sidecar_ports(self) -> set[int]:
-        return {int(p.get("port") or 0) for p in self.local.live_services().values()}
-
-    async def register_service(self, defn: ServiceDefinition, *, token: str = "",
-                               replace_existing_checks: bool = False, from_config: bool = False) -> None:
-        """Add or replace a service (and its sidecar and checks) in the local state."""
-        if defn.checks:
-            for c in defn.checks:
-                self._check_allowed(c, from_config=from_config)
-        sidecar = expand_sidecar(defn, used_ports=self._used_sidecar_ports() - {self._port_of(defn.id)},
-                                 node_address=self.address)
-        services = [defn.without_sidecar() if sidecar is not None else defn]
-        if sidecar is not None:
-            services.append(sidecar)
-        for svc in services:
-            payload = service_row_payload(svc)
-            existing = {cid for cid, c in self.local.live_checks().items() if c.get("service_id") == svc.id}
-            self.local.add_service(payload, token=token)
-            wanted = []
-            for c in svc.checks:
-                row = check_row_payload(c, service_id=svc.id)
-                wanted.append(row["check_id"])
-                await self._add_check(c, row, token=token)
-            if replace_existing_checks:
-                for cid in existing - set(wanted):
-                    await self.remove_check(cid)
-            if from_config:
-                self.config_services.add(svc.id)
-
-    def _port_of(self, sid: str) -> int:
-        p = self.local.service(sid)
-        return int(p.get("port") or 0) if p else 0
-
-    def _check_allowed(self, c: CheckDefinition, *, from_config: bool) -> None:
-        if c.type == "script":
-            allowed = self.config.enable_script_checks or (from_config and self.config.enable_local_script_checks)
-            if not allowed:
-                raise ValidationError("Scheduling script checks is disabled: set enable_script_checks "
-                                      "(or enable_local_script_checks for checks from config files)")
-
-    async def register_check(self, c: CheckDefinition, *, token: str = "", from_config: bool = False) -> str:
-        self._check_allowed(c, from_config=from_config)
-        if c.service_id and self.local.service(c.service_id) is None:
-            raise NotFound(f"ServiceID {c.service_id!r} does not exist")
-        row = check_row_payload(c, service_id=c.service_id)
-        await self._add_check(c, row, token=token)
-        if from_config:
-            self.config_checks.add(row["check_id"])
-        return str(row["check_id"])
-
-    async def _add_check(self, c: CheckDefinition, row: dict[str, Any], *, token: str) -> None:
-        cid = row["check_id"]
-        await self.checks.remove(cid)
-        old = self.local.check(cid)
-        if old is not None and c.type != "ttl":
-            # keep the last known status across a re-registration, as Consul does
-            row = {**row, "status": old.get("status", row["status"]), "output": old.get("output", "")}
-        self.local.add_check(row, token=token, deregister_after=c.deregister_critical_service_after)
-        self.checks.add(cid, c)
-
-    async def remove_check(self, check_id: str) -> bool:
-        await self.checks.remove(check_id)
-        return self.local.remove_check(check_id)
-
-    async def remove_service(self, service_id: str) -> bool:
-        for cid, c in list(self.local.live_checks().items()):
-            if c.get("service_id") == service_id:
-                await self.checks.remove(cid)
-        return self.local.remove_service(service_id)
-
-    def update_ttl(self, check_id: str, status: str, output: str) -> None:
-        if self.local.check(check_id) is None:
-            raise NotFound(f"Unknown check ID {check_id!r}. Ensure that the check ID is passed, not the check name.")
-        self.checks.ttl_update(check_id, status, output)
-
-    # ----- maintenance ----------------------------------------------------------------------
-    def enable_node_maintenance(self, reason: str) -> None:
-        self.local.add_check({"check_id": NODE_MAINT_CHECK_ID, "name": "Node Maintenance Mode",
-                              "notes": reason or DEFAULT_MAINT_REASON.format(what="node"),
-                              "status": HealthStatus.CRITICAL.value,
-                              "type": "maintenance", "output": "", "service_id": ""})
-
-    def disable_node_maintenance(self) -> None:
-        self.local.remove_check(NODE_MAINT_CHECK_ID)
-
-    def enable_service_maintenance(self, service_id: str, reason: str) -> None:
-        if self.local.service(service_id) is None:
-            raise NotFound(f"No service registered with ID {service_id!r}")
-        self.local.add_check({"check_id": SERVICE_MAINT_PREFIX + service_id, "name": "Service Maintenance Mode",
-                              "notes": reason or DEFAULT_MAINT_REASON.format(what="service"),
-                              "status": HealthStatus.CRITICAL.value, "type": "maintenance", "output": "",
-                              "service_id": service_id})
-
-    def disable_service_maintenance(self, service_id: str) -> None:
-        if self.local.service(service_id) is None:
-            raise NotFound(f"No service registered with ID {service_id!r}")
-        self.local.remove_check(SERVICE_MAINT_PREFIX + service_id)
-
     # ----- config and reload ----------------------------------------------------------------
-    def _load_config_definitions(self, config: RuntimeConfig) -> list[str]:
-        """Register the services and checks of the config files; returns warnings."""
-        warnings: list[str] = []
-        loop = asyncio.get_running_loop()
-        pending = []
-        for item in config.services:
-            defn = parse_service_definition(item.data, where=f"{item.source}: {item.path}")
-            warnings += list(getattr(defn, "warnings", ()))
-            pending.append(self.register_service(defn, token=defn.token or "", from_config=True))
-        for item in config.checks:
-            chk = parse_check_definition(item.data, where=f"{item.source}: {item.path}")
-            pending.append(self.register_check(chk, from_config=True))
-        for coro in pending:
-            loop.create_task(coro)
-        return warnings
+    def _config_definitions(self, config: RuntimeConfig) -> tuple[list[ServiceDefinition], list[CheckDefinition]]:
+        """The config files' service and check definitions, parsed and validated (nothing changes)."""
+        defs = [parse_service_definition(i.data, where=f"{i.source}: {i.path}") for i in config.services]
+        chks = [parse_check_definition(i.data, where=f"{i.source}: {i.path}") for i in config.checks]
+        self.registry.validate_config_definitions(defs, chks, config=config)
+        return defs, chks
 
     async def reload(self) -> list[str]:
         """Re-read the config sources; replace the services and checks that came from config files.
 
         The new config is validated completely before anything changes: a broken file leaves the
-        running agent as it was and the error is raised to the caller.
+        running agent as it was and the error is raised to the caller. The swap itself runs with
+        anti-entropy paused (``ServiceRegistry.replace_config_definitions``).
         """
         if self.source is None:
             return []
         result = load_config(self.source)
         new = result.config
-        # validate every definition before touching local state
-        defs = [parse_service_definition(i.data, where=f"{i.source}: {i.path}") for i in new.services]
-        chks = [parse_check_definition(i.data, where=f"{i.source}: {i.path}") for i in new.checks]
+        defs, chks = self._config_definitions(new)
+        from lictor.agent.dns.config import dns_config_from_runtime
+
+        # DNS settings apply on reload, as in Consul (checked here, before anything changes)
+        dns_cfg = dataclasses.replace(dns_config_from_runtime(new), node_address=self.address)
         if self.tls is not None:  # certificates: new files into the live contexts (or ConfigError)
             for sentence in self.tls.reload(new.tls):
                 log.info("%s", sentence)
-        for sid in list(self.config_services):
-            await self.remove_service(sid)
-        for cid in list(self.config_checks):
-            await self.remove_check(cid)
-        self.config_services.clear()
-        self.config_checks.clear()
         self.config = new
-        for d in defs:
-            await self.register_service(d, token=d.token or "", from_config=True)
-        for c in chks:
-            await self.register_check(c, from_config=True)
+        await self.registry.replace_config_definitions(defs, chks, syncer=self.syncer)
+        if getattr(self, "dns", None) is not None:
+            self.dns.reload(dns_cfg)
         log.info("configuration reloaded: %d services, %d checks from config", len(defs), len(chks))
         return list(result.warnings)

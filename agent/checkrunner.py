@@ -47,8 +47,10 @@ class CheckRunner:
             self._http = CheckHTTPClient()
         return self._http
 
-    def add(self, check_id: str, c: CheckDefinition) -> None:
-        check = self._build(check_id, c)
+    def add(self, check_id: str, c: CheckDefinition, *, token: str = "") -> None:
+        """Start ``c``. ``token`` is the check's registration token: an alias check reads the
+        catalog with it (else with the agent's token), never with whoever's request added it."""
+        check = self._build(check_id, c, token=token)
         if check is None:
             return
         self._checks[check_id] = check
@@ -75,7 +77,7 @@ class CheckRunner:
         return len(self._checks)
 
     # factory
-    def _build(self, check_id: str, c: CheckDefinition) -> Check | None:
+    def _build(self, check_id: str, c: CheckDefinition, *, token: str = "") -> Check | None:
         handler = StatusHandler(check_id, self, success_before_passing=c.success_before_passing,
                                 failures_before_critical=c.failures_before_critical)
         interval = c.interval or 0.0
@@ -110,26 +112,27 @@ class CheckRunner:
         if t == "script":
             return ScriptCheck(args=list(c.args), output_max_size=c.output_max_size, **common)
         if t == "alias":
-            return AliasCheck(check_id=check_id, notifier=self, source=self._alias_source(c),
+            return AliasCheck(check_id=check_id, notifier=self, source=self._alias_source(c, token),
                               alias_service=c.alias_service or None, alias_node=c.alias_node or None)
         raise ValidationError(f"Check type {t!r} is not supported")
 
-    def _alias_source(self, c: CheckDefinition) -> Any:
+    def _alias_source(self, c: CheckDefinition, token: str) -> Any:
         agent = self._agent
         node = c.alias_node or agent.node_name
         service = c.alias_service or ""
+        auth = {"token": token} if token else {}  # else agent.rpc adds the agent's token
 
         async def source(min_index: int) -> tuple[int, Sequence[HealthStatus] | None]:
             out = await agent.rpc("Health.NodeChecks", {"node": node, "min_index": min_index, "wait": 300.0,
-                                                        "stale": True})
+                                                        "stale": True, **auth})
             idx = int(out["index"])
             if service:
-                svc = await agent.rpc("Catalog.NodeServices", {"node": node, "stale": True})
+                svc = await agent.rpc("Catalog.NodeServices", {"node": node, "stale": True, **auth})
                 if not svc["result"] or service not in (svc["result"].get("Services") or {}):
                     return idx, None
                 rows = [c for c in out["result"] if c["ServiceID"] == service]
             else:
-                nodes = await agent.rpc("Catalog.NodeServices", {"node": node, "stale": True})
+                nodes = await agent.rpc("Catalog.NodeServices", {"node": node, "stale": True, **auth})
                 if not nodes["result"]:
                     return idx, None
                 rows = [c for c in out["result"] if not c["ServiceID"]]

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lictor.common.clock import Clock, SystemClock
 from lictor.common.errors import LictorError, ValidationError
+from lictor.common.tasks import spawn
 from lictor.server.connect import ca
 from lictor.server.connect.leader import is_rate_limited
 
@@ -177,7 +178,7 @@ class LeafCertManager:
     # ----- roots -------------------------------------------------------------------------------
     def _start_roots(self) -> None:
         if self._roots_task is None or self._roots_task.done():
-            self._roots_task = asyncio.get_running_loop().create_task(self._watch_roots(), name="leafcert-roots")
+            self._roots_task = spawn(self._watch_roots(), name="leafcert-roots")
 
     def _roots_future(self) -> asyncio.Future[None]:
         if self._roots_changed is None or self._roots_changed.done():
@@ -225,7 +226,7 @@ class LeafCertManager:
             leaf.token = token
         leaf.last_used = self.wall()
         if leaf.task is None or leaf.task.done():
-            leaf.task = asyncio.get_running_loop().create_task(self._run(leaf), name=f"leafcert-{service}")
+            leaf.task = spawn(self._run(leaf), name=f"leafcert-{service}")
         return leaf
 
     def _leaf_future(self, leaf: _Leaf) -> asyncio.Future[None]:

@@ -53,6 +53,11 @@ class AgentMetrics:
             "lictor.agent.checks_running": float(len(a.checks)),
             "lictor.agent.uptime_seconds": dt.datetime.now().timestamp() - a.started,
         }
+        dns_server = getattr(a, "dns", None)
+        if dns_server is not None:  # DNS interface counters (issue 15; lictor.agent.dns.server)
+            g.update({f"lictor.dns.{k}": float(v) for k, v in dns_server.stats.items()})
+            g["lictor.dns.cache_entries"] = float(len(dns_server.cache))
+            g["lictor.dns.cache_rpcs"] = float(dns_server.cache.rpcs)
         if a.server is not None:
             st = a.server.store
             g.update({

@@ -11,6 +11,7 @@ the agent has no server of its own, so a client agent's HTTP API is the server's
              NoLeaderError          -> wait a little, retry (within `hold`)
              TransportError before the request left (connect failed) -> next server
              TransportError after   -> reads: next server; writes: raised (outcome unknown)
+                (which calls write: ``@endpoint(..., write=True)`` in lictor.server.endpoints)
 
 Blocking queries pass through unchanged (``min_index``/``wait`` in args); their request timeout
 is the wait plus Consul's jitter (wait/16) plus a margin.
@@ -18,33 +19,27 @@ is the wait plus Consul's jitter (wait/16) plus a margin.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
+from lictor.common.clock import Clock, SystemClock
 from lictor.common.errors import NoLeaderError, NotLeaderError, TransportError
 from lictor.common.rpc import RPCClient
+from lictor.server.endpoints import is_write
 
-__all__ = ["ServerPool"]
+__all__ = ["ServerPool", "is_write"]
 
 log = logging.getLogger("lictor.rpc.pool")
-
-_WRITE_PREFIXES = ("Register", "Deregister", "Apply", "Update", "Set", "Delete", "Create", "Destroy",
-                   "Renew", "Restore", "Sign", "Rotate", "Bootstrap", "Login", "Logout")
-
-
-def is_write(name: str) -> bool:
-    return name.rpartition(".")[2].startswith(_WRITE_PREFIXES)
-
 
 class ServerPool:
     def __init__(self, servers: Callable[[], list[str]], *, ssl: Any = None, server_hostname: str | None = None,
                  hold: float = 7.0, rebalance_interval: float = 120.0, rng: random.Random | None = None,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, clock: Clock | None = None) -> None:
         self._servers = servers
+        self.clock: Clock = clock or SystemClock()
+        """Measures `hold` and the rebalance interval and paces retries (a test's ManualClock)."""
         self.rpc = RPCClient(connect_timeout=2.0, request_timeout=request_timeout, backoff_base=0.05,
                              backoff_max=1.0, ssl=ssl, server_hostname=server_hostname,
                              reconnect_linger=60.0)
@@ -61,7 +56,7 @@ class ServerPool:
     def order(self) -> list[str]:
         """Known servers in the order calls try them."""
         known = self._servers()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if set(known) != set(self._order) or now - self._rebalanced > self.rebalance_interval:
             keep = [s for s in self._order if s in known]
             new = [s for s in known if s not in keep]
@@ -90,7 +85,7 @@ class ServerPool:
         self.stats["calls"] += 1
         wait = float(args.get("wait") or 0) if args.get("min_index") else 0.0
         timeout = wait + wait / 16 + 10.0 if wait else None
-        deadline = time.monotonic() + self.hold
+        deadline = self.clock.monotonic() + self.hold
         needs_leader = not args.get("stale")
         write = is_write(name)
         tried: list[str] = []
@@ -98,9 +93,9 @@ class ServerPool:
         while True:
             servers = self.order()
             if not servers:
-                if time.monotonic() >= deadline:
+                if self.clock.monotonic() >= deadline:
                     raise NoLeaderError("No known Consul servers")
-                await asyncio.sleep(0.1)
+                await self.clock.sleep(0.1)
                 continue
             if redirect is not None:
                 addr, redirect = redirect, None
@@ -122,21 +117,21 @@ class ServerPool:
                 self.stats["leader_redirects"] += 1
                 if exc.leader and exc.leader != addr:
                     redirect = self.leader_hint = exc.leader
-                elif time.monotonic() >= deadline:
+                elif self.clock.monotonic() >= deadline:
                     raise
                 else:
-                    await asyncio.sleep(0.1)
+                    await self.clock.sleep(0.1)
             except NoLeaderError:
-                if time.monotonic() >= deadline:
+                if self.clock.monotonic() >= deadline:
                     raise
-                await asyncio.sleep(0.2)
+                await self.clock.sleep(0.2)
             except TransportError:
                 self.stats["failovers"] += 1
                 self._demote(addr)
-                if (connected and write) or time.monotonic() >= deadline:
+                if (connected and write) or self.clock.monotonic() >= deadline:
                     raise
                 if len(tried) >= 2 * max(1, len(servers)):
-                    await asyncio.sleep(0.1)
+                    await self.clock.sleep(0.1)
             self.stats["retries"] += 1
 
     async def reconnect_all(self) -> None:

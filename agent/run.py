@@ -9,9 +9,11 @@ import sys
 
 from lictor.agent.agent import Agent
 from lictor.agent.monitor import LogBroadcaster
+from lictor.agent.readiness import notify_until_stopped, serving_status
 from lictor.common.config import ConfigSource, LoadResult
 from lictor.common.errors import LictorError
 from lictor.common.logging import configure_logging
+from lictor.common.sdnotify import Notifier
 from lictor.server.raft.logstore import StorageError
 
 __all__ = ["run_agent"]
@@ -43,8 +45,28 @@ async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadca
         print(f"==> Error starting agent: {exc}", file=sys.stderr, flush=True)
         log.error("refusing to start: %s", exc)
         return 1
+    # Signals are handled from before the start: the HTTP API answers while the rest is still
+    # starting, and a SIGTERM then must shut down cleanly, not kill the process.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signame: list[str] = []
+    started = False
+    notifier = Notifier()
+
+    def on_stop(name: str) -> None:
+        signame.append(name)
+        stop.set()
+
+    def on_hup() -> None:
+        if started:  # a reload before the start has finished would race it
+            loop.create_task(_reload(agent, notifier))
+
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "terminated")
+    loop.add_signal_handler(signal.SIGINT, on_stop, "interrupt")
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await agent.start()
+        started = True
     except (OSError, LictorError, StorageError) as exc:
         print(f"==> Error starting agent: {exc}", file=sys.stderr, flush=True)
         await agent.stop()
@@ -56,26 +78,16 @@ async def _main(source: ConfigSource, first: LoadResult, broadcaster: LogBroadca
           f"        Datacenter: '{cfg.datacenter}'\n            Server: {agent.server is not None} "
           f"(Bootstrap: {cfg.bootstrap or cfg.dev})\n       Client Addr: {list(cfg.client_addr)} "
           f"(HTTP: {cfg.ports.http}, DNS: {cfg.ports.dns})\n", file=sys.stderr, flush=True)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signame: list[str] = []
-
-    def on_stop(name: str) -> None:
-        signame.append(name)
-        stop.set()
-
-    def on_hup() -> None:
-        loop.create_task(_reload(agent))
-
-    loop.add_signal_handler(signal.SIGTERM, on_stop, "terminated")
-    loop.add_signal_handler(signal.SIGINT, on_stop, "interrupt")
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # systemd Type=notify (deploy/systemd/lictor.service): READY=1 once serving (agent/readiness.py)
+    notify_task = loop.create_task(notify_until_stopped(agent, notifier), name="sd-notify")
     waiter = loop.create_task(agent.shutdown_requested.wait())
     stopper = loop.create_task(stop.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
     stopper.cancel()
     log.info("caught signal: %s; shutting down", signame[0] if signame else "leave")
+    notify_task.cancel()
+    notifier.stopping(f"shutting down ({signame[0] if signame else 'left the cluster'})")
     # Consul's rules: SIGTERM leaves gracefully if leave_on_terminate (clients' default), SIGINT
     # unless skip_leave_on_interrupt (servers' default); otherwise we look crashed to the others.
     if signame and ((signame[0] == "terminated" and cfg.leave_on_terminate)
@@ -106,10 +118,18 @@ def _tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, g1, g2)
 
 
-async def _reload(agent: Agent) -> None:
+async def _reload(agent: Agent, notifier: Notifier) -> None:
+    # around a reload only once READY=1 was sent: before that systemd is still waiting for it
+    was_serving = serving_status(agent)[0]
+    if was_serving:
+        notifier.reloading()
     try:
         warnings = await agent.reload()
         for w in warnings:
             log.warning("config: %s", w)
+        outcome = "reloaded"
     except LictorError as exc:
         log.error("reload failed, keeping the running configuration: %s", exc)
+        outcome = f"reload failed, kept the running configuration: {exc}".replace("\n", " ")
+    if was_serving:
+        notifier.ready(f"{outcome}; {serving_status(agent)[1]}")

@@ -17,7 +17,6 @@ unanchored search.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -26,6 +25,7 @@ from typing import Any
 import msgpack
 
 from lictor.agent.events import UserEvent
+from lictor.common.regex import RegexError, compile_pattern
 
 __all__ = ["LamportClock", "SeenIds", "decode_intent", "encode_intent", "event_matches", "new_id"]
 
@@ -101,8 +101,8 @@ def validate_filters(node: str, service: str, tag: str) -> None:
     for what, expr in (("node", node), ("service", service), ("tag", tag)):
         if expr:
             try:
-                re.compile(expr)
-            except re.error as exc:
+                compile_pattern(expr)
+            except RegexError as exc:
                 raise ValueError(f"Invalid {what} filter: {exc}") from None
     if tag and not service:
         raise ValueError("Cannot provide tag filter without service filter")
@@ -113,13 +113,13 @@ def event_matches(ev: UserEvent, *, node: str,
     """Consul's ``shouldProcessUserEvent``: should this node (with these (name, tags) services)
     deliver ``ev``? Bad regular expressions never match."""
     try:
-        if ev.node_filter and not re.search(ev.node_filter, node):
+        if ev.node_filter and not compile_pattern(ev.node_filter).search(node):
             return False
         if not ev.service_filter:
             return True
-        srv = re.compile(ev.service_filter)
-        tag = re.compile(ev.tag_filter) if ev.tag_filter else None
-    except re.error:
+        srv = compile_pattern(ev.service_filter)
+        tag = compile_pattern(ev.tag_filter) if ev.tag_filter else None
+    except RegexError:
         return False
     for name, tags in services:
         if not srv.search(name):

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from lictor.cli.base import Exit, err, make_client, out, parse, read_data_arg
+from lictor.cli.base import Exit, err, fail, make_client, out, parse, read_data_arg
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
 
@@ -39,8 +39,7 @@ def _run(p: Parsed, action: str, fn: Callable[[Any], Any]) -> int:
     try:
         _show(fn(client), p["format"])
     except ClientError as exc:
-        err(f"Failed to {action}: {exc}")
-        raise Exit(1) from None
+        raise fail(f"Failed to {action}: ", exc) from None
     return 0
 
 
@@ -151,8 +150,7 @@ def _delete(kind: str) -> Cmd:
         try:
             client.request("DELETE", f"/v1/acl/{kind}/{i}")
         except ClientError as exc:
-            err(f"Failed to delete {kind} {i}: {exc}")
-            raise Exit(1) from None
+            raise fail(f"Failed to delete {kind} {i}: ", exc) from None
         out(f"{kind.capitalize()} {i!r} deleted successfully")
         return 0
     return cmd

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from lictor.cli.base import Exit, err, make_client, out, parse
+from lictor.cli.base import err, fail, make_client, out, parse
 from lictor.cli.flags import FlagSet
 from lictor.cli.http import ClientError, add_http_flags
 from lictor.cli.kv import columns
@@ -39,8 +39,7 @@ def catalog_services(argv: list[str]) -> int:
         else:
             services = {k: list(v or []) for k, v in (client.get_json("/v1/catalog/services") or {}).items()}
     except ClientError as exc:
-        err(f"Error listing services: {exc}")
-        raise Exit(1) from None
+        raise fail("Error listing services: ", exc) from None
     if not services:
         err("No services match the given query - try expanding your search.")
         return 0
@@ -79,8 +78,7 @@ def catalog_nodes(argv: list[str]) -> int:
         else:
             nodes = client.get_json("/v1/catalog/nodes") or []
     except ClientError as exc:
-        err(f"Error listing nodes: {exc}")
-        raise Exit(1) from None
+        raise fail("Error listing nodes: ", exc) from None
     if not nodes:
         err("No nodes match the given query - try expanding your search.")
         return 0

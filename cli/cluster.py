@@ -12,7 +12,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote
 
-from lictor.cli.base import err, make_client, out, parse
+from lictor.cli.base import err, fail, make_client, out, parse
 from lictor.cli.flags import FlagSet
 from lictor.cli.http import ClientError, HTTPClient, add_http_flags
 
@@ -37,13 +37,11 @@ def cmd_members(argv: list[str]) -> int:
     try:
         members = client.get_json("/v1/agent/members")
     except ClientError as exc:
-        err(f"Error retrieving members: {exc}")
-        return 1
+        raise fail("Error retrieving members: ", exc) from None
     try:
         status_re = re.compile(p["status"]) if p["status"] else None
     except re.error as exc:
-        err(f"Failed to compile status regexp: {exc}")
-        return 1
+        raise fail("Failed to compile status regexp: ", exc) from None
     rows = [["Node", "Address", "Status", "Type", "Build", "Protocol", "DC", "Partition", "Segment"]]
     if p["detailed"]:
         rows = [["Node", "Address", "Status", "Tags"]]
@@ -99,8 +97,7 @@ def cmd_force_leave(argv: list[str]) -> int:
     try:
         client.put(f"/v1/agent/force-leave/{quote(p.args[0], safe='')}", [("prune", None)] if p["prune"] else [])
     except ClientError as exc:
-        err(f"Error force leaving: {exc}")
-        return 1
+        raise fail("Error force leaving: ", exc) from None
     return 0
 
 
@@ -144,8 +141,7 @@ def cmd_keyring(argv: list[str]) -> int:
             for k, n in sorted(pool["Keys"].items()):
                 out(f"  {k} [{n}/{pool['NumNodes']}]")
     except ClientError as exc:
-        err(f"Error: {exc}")
-        return 1
+        raise fail("Error: ", exc) from None
     return 0
 
 
@@ -170,8 +166,7 @@ def cmd_event(argv: list[str]) -> int:
         ev = client.request("PUT", f"/v1/event/fire/{quote(p['name'], safe='')}", q,
                             p.args[0].encode() if p.args else b"").json()
     except ClientError as exc:
-        err(f"Error firing event: {exc}")
-        return 1
+        raise fail("Error firing event: ", exc) from None
     out(f"Event ID: {ev['ID']}")
     return 0
 
@@ -193,8 +188,7 @@ def cmd_rtt(argv: list[str]) -> int:
         a = p.args[0]
         b = p.args[1] if len(p.args) == 2 else client.get_json("/v1/agent/self")["Config"]["NodeName"]
     except ClientError as exc:
-        err(f"Error getting coordinates: {exc}")
-        return 1
+        raise fail("Error getting coordinates: ", exc) from None
     coords = {r["Node"]: r["Coord"] for r in rows}
     for n in (a, b):
         if n not in coords:
@@ -248,8 +242,7 @@ def _run_handler(p: Any, data: bytes, index: int) -> int:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return 0 if resp.status < 300 else 1
         except OSError as exc:
-            err(f"Error calling the HTTP handler: {exc}")
-            return 1
+            raise fail("Error calling the HTTP handler: ", exc) from None
     if not p.args:
         sys.stdout.write(data.decode() + "\n")
         sys.stdout.flush()

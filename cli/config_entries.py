@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from lictor.cli.base import Exit, err, make_client, out, parse, read_data_arg
+from lictor.cli.base import Exit, err, fail, make_client, out, parse, read_data_arg
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
 from lictor.common.config_file import parse_text
@@ -21,8 +21,7 @@ def parse_entry_text(text: str, name: str) -> dict[str, Any]:
     try:
         return parse_text(text, name)
     except ConfigError as exc:
-        err(f"Failed to decode config entry input: {exc}")
-        raise Exit(1) from None
+        raise fail("Failed to decode config entry input: ", exc) from None
 
 
 def _kind_name(p: Parsed, *, name_required: bool = True) -> tuple[str, str]:
@@ -60,8 +59,7 @@ def config_write(argv: list[str]) -> int:
     try:
         ok = client.put_json("/v1/config", entry, query).json()
     except ClientError as exc:
-        err(f"Error writing config entry {kind}/{name}: {exc}")
-        return 1
+        raise fail(f"Error writing config entry {kind}/{name}: ", exc) from None
     if not ok:
         err(f"Config entry not updated: {kind}/{name}")
         return 1
@@ -81,8 +79,7 @@ def config_read(argv: list[str]) -> int:
     try:
         entry = client.get_json(f"/v1/config/{quote(kind, safe='')}/{quote(name, safe='')}", ok_404=True)
     except ClientError as exc:
-        err(f"Error reading config entry {kind}/{name}: {exc}")
-        return 1
+        raise fail(f"Error reading config entry {kind}/{name}: ", exc) from None
     if entry is None:
         err(f'Error reading config entry {kind}/{name}: Config entry not found for "{kind}" / "{name}"')
         return 1
@@ -102,8 +99,7 @@ def config_list(argv: list[str]) -> int:
     try:
         entries = client.get_json(f"/v1/config/{quote(kind, safe='')}", query) or []
     except ClientError as exc:
-        err(f"Error listing config entries for kind {kind!r}: {exc}")
-        return 1
+        raise fail(f"Error listing config entries for kind {kind!r}: ", exc) from None
     for e in entries:
         out(str(e.get("Name", "")))
     return 0
@@ -137,8 +133,7 @@ def config_delete(argv: list[str]) -> int:
     try:
         resp = client.request("DELETE", f"/v1/config/{quote(kind, safe='')}/{quote(name, safe='')}", query)
     except ClientError as exc:
-        err(f"Error deleting config entry {kind}/{name}: {exc}")
-        return 1
+        raise fail(f"Error deleting config entry {kind}/{name}: ", exc) from None
     if p["cas"] and resp.json() is not True:
         err(f"Config entry not deleted: {kind}/{name}")
         return 1

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from lictor.cli.base import Exit, err, make_client, out, parse, read_data_arg
+from lictor.cli.base import Exit, err, fail, make_client, out, parse, read_data_arg
 from lictor.cli.flags import FlagSet
 from lictor.cli.http import ClientError, HTTPClient, add_http_flags
 from lictor.cli.kv import columns
@@ -63,8 +63,7 @@ def intention_create(argv: list[str]) -> int:
             try:
                 data = json.loads(read_data_arg("@" + path, "intention"))
             except ValueError as exc:
-                err(f"Error! Invalid intention file {path}: {exc}")
-                return 1
+                raise fail(f"Error! Invalid intention file {path}: ", exc) from None
             for ixn in data if isinstance(data, list) else [data]:
                 src = _name(ixn.get("SourceNS") or "default", ixn.get("SourceName", ""))
                 dst = _name(ixn.get("DestinationNS") or "default", ixn.get("DestinationName", ""))
@@ -88,8 +87,7 @@ def intention_create(argv: list[str]) -> int:
                 return 1
             client.request("PUT", "/v1/connect/intentions/exact", _pair(src, dst), json.dumps(body).encode())
         except ClientError as exc:
-            err(f"Error creating intention {src} => {dst}: {exc}")
-            return 1
+            raise fail(f"Error creating intention {src} => {dst}: ", exc) from None
         out(f"Created: {src} => {dst} ({body.get('Action') or 'L7 permissions'})")
     return 0
 
@@ -103,8 +101,7 @@ def intention_delete(argv: list[str]) -> int:
     try:
         client.request("DELETE", "/v1/connect/intentions/exact", _pair(src, dst))
     except ClientError as exc:
-        err(f"Error deleting intention {src} => {dst}: {exc}")
-        return 1
+        raise fail(f"Error deleting intention {src} => {dst}: ", exc) from None
     out("Intention deleted.")
     return 0
 
@@ -118,8 +115,7 @@ def intention_get(argv: list[str]) -> int:
     try:
         ixn = _get(client, src, dst)
     except ClientError as exc:
-        err(f"Error reading the intention: {exc}")
-        return 1
+        raise fail("Error reading the intention: ", exc) from None
     if ixn is None:
         err(f"Error reading the intention: no intention from {src!r} to {dst!r}")
         return 1
@@ -147,8 +143,7 @@ def intention_list(argv: list[str]) -> int:
     try:
         ixns = client.get_json("/v1/connect/intentions") or []
     except ClientError as exc:
-        err(f"Error listing intentions: {exc}")
-        return 1
+        raise fail("Error listing intentions: ", exc) from None
     if not ixns:
         out("There are no intentions.")
         return 0
@@ -170,8 +165,7 @@ def intention_check(argv: list[str]) -> int:
     try:
         res = client.get_json("/v1/connect/intentions/check", _pair(src, dst))
     except ClientError as exc:
-        err(f"Error checking the connection: {exc}")
-        return 1
+        raise fail("Error checking the connection: ", exc) from None
     if res and res.get("Allowed"):
         out("Allowed")
         return 0
@@ -198,8 +192,7 @@ def intention_match(argv: list[str]) -> int:
     try:
         res = client.get_json("/v1/connect/intentions/match", [("by", by), ("name", p.args[0])]) or {}
     except ClientError as exc:
-        err(f"Error matching the service: {exc}")
-        return 1
+        raise fail("Error matching the service: ", exc) from None
     for ixn in res.get(p.args[0], []):
         out(f"{_name(ixn['SourceNS'], ixn['SourceName'])} => "
             f"{_name(ixn['DestinationNS'], ixn['DestinationName'])} ({_action(ixn)})")

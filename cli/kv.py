@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lictor.cli.base import Exit, err, make_client, out, parse, read_data_arg
+from lictor.cli.base import Exit, err, fail, make_client, out, parse, read_data_arg
 from lictor.cli.flags import FlagSet
 from lictor.cli.http import ClientError, add_http_flags, kv_path
 
@@ -65,11 +65,6 @@ def _one_key(args: list[str], *, required: bool) -> str:
     return key
 
 
-def _fail(action: str, exc: ClientError) -> Exit:
-    err(f"{action}: {exc}")
-    return Exit(1)
-
-
 # --------------------------------------------------------------------------------------------
 
 
@@ -107,7 +102,7 @@ def kv_get(argv: list[str]) -> int:
             return 0
         entries = client.get_json(kv_path(key), ok_404=True)
     except ClientError as exc:
-        raise _fail("Error querying agent", exc) from None
+        raise fail("Error querying agent: ", exc) from None
     if not entries:
         err(f"Error! No key exists at: {key}")
         return 1
@@ -148,8 +143,7 @@ def kv_put(argv: list[str]) -> int:
         try:
             data = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as exc:
-            err(f"Error! Cannot base 64 decode data: {exc}")
-            return 1
+            raise fail("Error! Cannot base 64 decode data: ", exc) from None
     if p.given("modify-index") and not p["cas"]:
         err("Cannot specify -modify-index without -cas!")
         return 1
@@ -172,7 +166,7 @@ def kv_put(argv: list[str]) -> int:
     try:
         resp = client.put(kv_path(key), query, data)
     except ClientError as exc:
-        raise _fail("Error! Failed writing data", exc) from None
+        raise fail("Error! Failed writing data: ", exc) from None
     ok = resp.body.strip() != b"false"
     if p["acquire"]:
         if not ok:
@@ -220,7 +214,7 @@ def kv_delete(argv: list[str]) -> int:
         resp = client.request("DELETE", kv_path(key), query)
     except ClientError as exc:
         what = "prefix" if p["recurse"] else "key"
-        raise _fail(f"Error! Error deleting {what} {key}", exc) from None
+        raise fail(f"Error! Error deleting {what} {key}: ", exc) from None
     if p["cas"] and resp.body.strip() == b"false":
         err(f"Error! Did not delete key {key}: CAS failed")
         return 1
@@ -242,7 +236,7 @@ def kv_export(argv: list[str]) -> int:
     try:
         entries = client.get_json(kv_path(prefix), [("recurse", None)], ok_404=True) or []
     except ClientError as exc:
-        raise _fail("Error querying agent", exc) from None
+        raise fail("Error querying agent: ", exc) from None
     exported = [{"key": e["Key"], "flags": e.get("Flags", 0), "value": e.get("Value") or ""} for e in entries]
     out(json.dumps(exported, indent="\t"))
     return 0
@@ -264,23 +258,21 @@ def kv_import(argv: list[str]) -> int:
         if not isinstance(entries, list) or not all(isinstance(e, dict) and "key" in e for e in entries):
             raise ValueError("expected a JSON array of {\"key\", \"flags\", \"value\"} objects")
     except ValueError as exc:
-        err(f"Error! Cannot unmarshal data: {exc}")
-        return 1
+        raise fail("Error! Cannot unmarshal data: ", exc) from None
     client = make_client(p)
     for entry in entries:
         key = p["prefix"] + str(entry["key"])
         try:
             value = base64.b64decode(entry.get("value") or "", validate=True)
         except (binascii.Error, ValueError) as exc:
-            err(f"Error! Cannot base 64 decode value for key {key}: {exc}")
-            return 1
+            raise fail(f"Error! Cannot base 64 decode value for key {key}: ", exc) from None
         query: list[tuple[str, str | None]] = []
         if entry.get("flags"):
             query.append(("flags", str(int(entry["flags"]))))
         try:
             client.put(kv_path(key), query, value)
         except ClientError as exc:
-            raise _fail(f"Error! Failed writing data for key {key}", exc) from None
+            raise fail(f"Error! Failed writing data for key {key}: ", exc) from None
         out(f"Imported: {key}")
     return 0
 

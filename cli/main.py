@@ -26,7 +26,8 @@ from lictor.cli import catalog, kv, operator, services, snapshot
 from lictor.cli import config_entries, intention
 from lictor.cli import tls
 from lictor.cli import acl
-from lictor.cli.base import Exit, err, make_client, out, parse
+from lictor.cli import connect
+from lictor.cli.base import Exit, err, fail, make_client, out, parse
 from lictor.cli.flags import FlagSet, Parsed
 from lictor.cli.http import ClientError, add_http_flags
 
@@ -179,8 +180,7 @@ def cmd_agent(argv: list[str]) -> int:
     try:
         first = load_config(source)
     except ConfigError as exc:
-        err(f"==> {exc}")
-        return 1
+        raise fail("==> ", exc) from None
     # Printed here, before the agent sets up logging; run_agent need not log first.warnings again.
     for warning in first.warnings:
         err(f"==> WARNING: {warning}")
@@ -189,8 +189,7 @@ def cmd_agent(argv: list[str]) -> int:
     except ModuleNotFoundError as exc:
         if exc.name not in ("lictor.agent.run", "lictor.agent"):
             raise  # a missing dependency inside the agent is a bug to see in full
-        err(f"==> The agent is not available in this build: {exc}")
-        return 1
+        raise fail("==> The agent is not available in this build: ", exc) from None
     return int(run_agent(source, first))
 
 
@@ -219,8 +218,7 @@ def _agent_put(argv: list[str], synopsis: str, description: str, path: str, succ
     try:
         client.put(path)
     except ClientError as exc:
-        err(f"Error {action}: {exc}")
-        return 1
+        raise fail(f"Error {action}: ", exc) from None
     out(success)
     return 0
 
@@ -271,6 +269,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "agent": (cmd_agent, "Runs a Lictor agent"),
     "catalog": (_group("catalog", "Reads the service catalog.", catalog.SUBCOMMANDS),
                 "Interact with the catalog"),
+    "connect": (_group("connect", "Interacts with Connect, the service mesh.", connect.SUBCOMMANDS),
+                "Interact with Connect"),
     "config": (_group("config", "Writes, reads, lists and deletes centralized configuration entries.",
                       config_entries.SUBCOMMANDS), "Interact with Lictor's centralized configurations"),
     "intention": (_group("intention", "Creates, deletes, lists and checks service intentions.",
@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         return entry[0](args[1:])
     except Exit as exc:
         return exc.code
+    except ClientError as exc:  # a command that did not word this failure itself
+        return fail("Error: ", exc).code
     except KeyboardInterrupt:
         return 130
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from lictor.cli.base import err, make_client, out, parse
+from lictor.cli.base import err, fail, make_client, out, parse
 from lictor.cli.flags import FlagSet
 from lictor.cli.http import ClientError, add_http_flags
 from lictor.cli.kv import columns
@@ -25,8 +25,7 @@ def raft_list_peers(argv: list[str]) -> int:
     try:
         conf = client.get_json("/v1/operator/raft/configuration")
     except ClientError as exc:
-        err(f"Error getting peers: {exc}")
-        return 1
+        raise fail("Error getting peers: ", exc) from None
     rows = [("Node", "ID", "Address", "State", "Voter", "RaftProtocol")]
     for s in (conf or {}).get("Servers") or []:
         rows.append((s.get("Node", ""), s.get("ID", ""), s.get("Address", ""),
@@ -58,8 +57,7 @@ def raft_remove_peer(argv: list[str]) -> int:
     try:
         client.request("DELETE", "/v1/operator/raft/peer", query)
     except ClientError as exc:
-        err(f"Error removing peer: {exc}")
-        return 1
+        raise fail("Error removing peer: ", exc) from None
     what = f"ID {p['id']!r}" if p["id"] else f"address {p['address']!r}"
     out(f"Removed peer with {what}")
     return 0
@@ -82,8 +80,7 @@ def raft_transfer_leader(argv: list[str]) -> int:
         resp = client.request("POST", path, body=b"")
         body = resp.json() or {}
     except (ClientError, ValueError) as exc:
-        err(f"Error transferring leadership: {exc}")
-        return 1
+        raise fail("Error transferring leadership: ", exc) from None
     new = body.get("NewLeader", "") if isinstance(body, dict) else ""
     out(f"Success! Leadership transferred{f' to {new}' if new else ''}.")
     return 0

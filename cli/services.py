@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from lictor.cli.base import Exit, err, make_client, out, parse
+from lictor.cli.base import err, fail, make_client, out, parse
 from lictor.cli.flags import FlagSet
 from lictor.cli.http import ClientError, add_http_flags
 from lictor.cli.service_def import definition_to_api, definitions_from_file
@@ -21,8 +21,7 @@ def _from_files(paths: list[str]) -> list[dict[str, Any]]:
         try:
             found.extend(definitions_from_file(path))
         except ConfigError as exc:
-            err(f"Error! {exc}")
-            raise Exit(1) from None
+            raise fail("Error! ", exc) from None
     return found
 
 
@@ -65,8 +64,7 @@ def services_register(argv: list[str]) -> int:
         try:
             client.put_json("/v1/agent/service/register", d)
         except ClientError as exc:
-            err(f"Error registering service {d.get('Name', '')!r}: {exc}")
-            return 1
+            raise fail(f"Error registering service {d.get('Name', '')!r}: ", exc) from None
         out(f"Registered service: {d.get('Name', '')}")
     return 0
 
@@ -93,8 +91,7 @@ def services_deregister(argv: list[str]) -> int:
         try:
             client.put(f"/v1/agent/service/deregister/{quote(sid, safe='')}")
         except ClientError as exc:
-            err(f"Error deregistering service {sid!r}: {exc}")
-            return 1
+            raise fail(f"Error deregistering service {sid!r}: ", exc) from None
         out(f"Deregistered service: {sid}")
     return 0
 

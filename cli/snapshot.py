@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from lictor.cli.base import err, make_client, out, parse
+from lictor.cli.base import err, fail, make_client, out, parse
 from lictor.cli.flags import FlagSet
 from lictor.cli.http import ClientError, add_http_flags
 from lictor.cli.kv import columns
@@ -40,13 +40,11 @@ def snapshot_save(argv: list[str]) -> int:
     try:
         resp = client.request("GET", "/v1/snapshot", read=True)
     except ClientError as exc:
-        err(f"Error saving snapshot: {exc}")
-        return 1
+        raise fail("Error saving snapshot: ", exc) from None
     try:
         archive = read_archive(resp.body)
     except ValueError as exc:
-        err(f"Error verifying snapshot: {exc}")
-        return 1
+        raise fail("Error verifying snapshot: ", exc) from None
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
@@ -90,8 +88,7 @@ def snapshot_restore(argv: list[str]) -> int:
     try:
         client.put("/v1/snapshot", body=data)
     except ClientError as exc:
-        err(f"Error restoring snapshot: {exc}")
-        return 1
+        raise fail("Error restoring snapshot: ", exc) from None
     out("Restored snapshot")
     return 0
 
@@ -111,8 +108,7 @@ def snapshot_inspect(argv: list[str]) -> int:
     try:
         archive = read_archive(data)
     except ValueError as exc:
-        err(f"Error verifying snapshot file {path}: {exc}")
-        return 1
+        raise fail(f"Error verifying snapshot file {path}: ", exc) from None
     m = archive.meta
     rows = [("ID", str(m.get("ID", ""))), ("Size", str(len(archive.state))),
             ("Index", str(m.get("Index", ""))), ("Term", str(m.get("Term", ""))),

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lictor.cli.base import err, out, parse
+from lictor.cli.base import err, fail, out, parse
 from lictor.cli.flags import FlagSet
 
 __all__ = ["CA_SUBCOMMANDS", "CERT_SUBCOMMANDS", "create_ca", "create_cert", "write_pair"]
@@ -162,8 +162,7 @@ def ca_create(argv: list[str]) -> int:
     try:
         write_pair(cert_path, key_path, cert, key)
     except (FileExistsError, OSError) as exc:
-        err(f"==> {exc}")
-        return 1
+        raise fail("==> ", exc) from None
     out(f"==> Saved {cert_path}")
     out(f"==> Saved {key_path}")
     return 0
@@ -233,8 +232,7 @@ def cert_create(argv: list[str]) -> int:
     try:
         write_pair(cp, kp, cert, key)
     except (FileExistsError, OSError) as exc:
-        err(f"==> {exc}")
-        return 1
+        raise fail("==> ", exc) from None
     out(f"==> Saved {cp}")
     out(f"==> Saved {kp}")
     return 0

@@ -40,6 +40,7 @@ class MessageType(enum.IntEnum):
     ACL = 10             # tokens, policies, roles, auth methods, binding rules
     COORDINATES = 11     # batched network coordinates
     SYSTEM_METADATA = 12  # cluster-wide settings (cluster ID, autopilot configuration)
+    PREPARED_QUERY = 13  # /v1/query create, update, delete (server/prepared_query.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,8 @@ class Command:
 
 
 def encode_command(msg_type: int, payload: dict[str, Any], now: float) -> bytes:
-    return msgpack.packb([int(msg_type), payload, now], use_bin_type=True)
+    data: bytes = msgpack.packb([int(msg_type), payload, now], use_bin_type=True)
+    return data
 
 
 def decode_command(data: bytes) -> Command:

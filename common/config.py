@@ -198,6 +198,10 @@ class RuntimeConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)  # effective settings per protocol (paths only)
     auto_encrypt: AutoEncryptConfig = field(default_factory=AutoEncryptConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    # DNS (issue 15): `dns_config { ... }` as checked by the schema (durations in seconds), turned
+    # into typed settings by lictor.agent.dns.config; "" = no alternative domain
+    dns_config: Mapping[str, Any] = field(default_factory=dict)
+    alt_domain: str = ""
     # What the operator's sources set (files, env, -hcl, flags; not the built-in defaults), merged,
     # secrets redacted, services/checks as lists: for /v1/agent/self's DebugConfig.
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -454,6 +458,18 @@ _SCHEMA: _Schema = {
     "reconnect_timeout": _Key(_c_duration),
     "reconnect_timeout_wan": _Key(_c_duration),
     "recursors": _Key(_c_str_list),
+    "alt_domain": _Key(_c_str),
+    "dns_config": {  # lictor.agent.dns.config has the defaults and the cross-key rules
+        **{k: _Key(_c_bool) for k in ("allow_stale", "enable_truncate", "only_passing", "use_cache",
+                                       "enable_additional_node_meta_txt")},
+        "disable_compression": _nu(_c_bool),  # answers are always compressed (dnspython)
+        **{k: _Key(_c_duration) for k in ("max_stale", "node_ttl", "recursor_timeout", "cache_max_age")},
+        **{k: _Key(_c_int) for k in ("udp_answer_limit", "a_record_limit")},
+        "service_ttl": _Key(_c_map),
+        "recursor_strategy": _Key(_c_str),
+        "soa": {k: _Key(_c_int) for k in ("refresh", "retry", "expire", "min_ttl")},
+        "prefer_namespace": _nu(_c_bool),
+    },
     "service": _SERVICE,
     "services": _SERVICE,
     "check": _CHECK,
@@ -506,9 +522,9 @@ _SCHEMA: _Schema = {
         name: _nu()
         for name in (
             "acl_datacenter", "acl_default_policy", "acl_down_policy", "acl_token", "acl_master_token",
-            "advertise_addr_ipv4", "advertise_addr_ipv6", "alt_domain", "auto_config",
+            "advertise_addr_ipv4", "advertise_addr_ipv6", "auto_config",
             "auto_reload_config", "cache", "cloud", "config_entries", "default_query_time",
-            "discovery_max_stale", "dns_config", "enable_acl_replication", "enable_agent_tls_for_checks",
+            "discovery_max_stale", "enable_acl_replication", "enable_agent_tls_for_checks",
             "enable_syslog", "encrypt_verify_incoming", "encrypt_verify_outgoing", "gossip_lan",
             "gossip_wan", "http_config", "leave_drain_time", "license_path", "log_file",
             "log_rotate_bytes", "log_rotate_duration", "log_rotate_max_files", "max_query_time",
@@ -657,6 +673,7 @@ def _check_fragment(
             values[key], raw[key] = _check_fragment(value, spec, source, path + ".", frag, warnings)
             continue
         assert isinstance(spec, _Key)
+        _refuse_placeholder(value, source, path)
         if spec.check is _c_map and isinstance(value, list):
             value = _merge_block_list(value, source, path)
         try:
@@ -667,6 +684,26 @@ def _check_fragment(
         if spec.use == NOT_USED:
             warnings.append(f"{source}: {path}: accepted but not used yet")
     return values, raw
+
+
+#: the example configs' fill-in markers (deploy/systemd/*.hcl): "<GOSSIP_KEY>", "<THIS_HOST_IP>"
+_PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*>")
+
+
+def _refuse_placeholder(value: object, source: str, path: str) -> None:
+    """A fill-in marker copied from an example config and never replaced is an error naming the
+    key, never a value the agent tries to use (an ACL token "<AGENT_TOKEN>" would look valid)."""
+    if isinstance(value, dict):  # raw blocks (acl, tls, ...): their leaves name the full path
+        for k, v in value.items():
+            _refuse_placeholder(v, source, f"{path}.{k}")
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_placeholder(item, source, path)
+    elif isinstance(value, str):
+        m = _PLACEHOLDER_RE.search(value)
+        if m:
+            raise ConfigError(f"placeholder {m.group(0)} left in: replace it with this machine's value "
+                              "(see deploy/README.md)", source=source, path=path)
 
 
 def _fragment(data: Mapping[str, Any], source: str, warnings: list[str]) -> _Fragment:
@@ -1095,6 +1132,8 @@ class _Builder:
             autopilot=MappingProxyType(autopilot),
             encrypt=get("encrypt") or "",
             **self._security(server),
+            dns_config=MappingProxyType(dict(get("dns_config") or {})),
+            alt_domain=get("alt_domain") or "",
             raw=MappingProxyType(redact(merged_raw)),
         )
         self._check_port_collisions(config)

@@ -60,9 +60,9 @@ Semantics (decisions, following Consul's filtering docs and go-bexpr):
   above), key membership in a map, and substring in a string; anything else is no match.
 * **``is empty``** is true for ``""``, ``[]``, ``{}``, ``null`` and a missing key.
 * **``matches``** is an unanchored regular-expression search on a string (Go's ``Match``);
-  patterns are compiled with Python :mod:`re` at compile time. Constructs RE2 does not have
-  (look-around, back-references) are rejected so a filter means the same thing in Consul, and
-  RE2's ``\\z`` is accepted. Non-strings never match.
+  patterns are compiled with RE2 (:mod:`lictor.common.regex`) at compile time, as Consul's are:
+  linear-time matching, no look-around or back-references, repeat counts up to 1000. A hostile
+  pattern cannot stall the agent. Non-strings never match.
 * **Schemas.** Without a schema every selector is accepted and missing data is absent, as above.
   With ``schema=`` (see :mod:`lictor.common.filter_schemas`) the selector must name a known
   field (``Selector "Foo" is not valid``), the operator must suit the field's kind (Consul's
@@ -73,8 +73,8 @@ Semantics (decisions, following Consul's filtering docs and go-bexpr):
 
 Not supported: bexpr's JSON-pointer selectors (``"/Service/Tags"``) and inline list selectors,
 which Consul's docs do not describe; ``<``/``>`` comparisons (not in Consul's language).
-Python's ``re`` backtracks where RE2 does not, so a hostile pattern can be slow; run filters
-with a bound on result size as Consul does.
+Cost is bounded: nesting depth (:data:`_MAX_DEPTH`), expression length (:data:`MAX_FILTER_LEN`)
+and, per regular expression, RE2's linear matching and program-size budget.
 """
 
 from __future__ import annotations
@@ -86,12 +86,14 @@ from types import MappingProxyType
 from typing import Any, Final, TypeAlias, TypeVar
 
 from lictor.common.errors import FilterError
+from lictor.common.regex import Pattern, RegexError, compile_pattern
 
 __all__ = [
     "ANY",
     "Filter",
     "FilterError",
     "ListOf",
+    "MAX_FILTER_LEN",
     "MapOf",
     "Schema",
     "apply_filter",
@@ -228,7 +230,7 @@ class _Literal:
         return False
 
 
-def _leaf_predicate(op: str, literal: _Literal | None, regex: re.Pattern[str] | None) -> _Pred:
+def _leaf_predicate(op: str, literal: _Literal | None, regex: Pattern | None) -> _Pred:
     """The test applied to the (non-null) value the selector found."""
     if op in (_EQ, _NE):
         assert literal is not None
@@ -264,7 +266,7 @@ def _leaf_predicate(op: str, literal: _Literal | None, regex: re.Pattern[str] | 
     search = regex.search
 
     def matches(v: Any) -> bool:
-        return isinstance(v, str) and search(v) is not None
+        return isinstance(v, str) and search(v)
 
     if op == _MATCHES:
         return matches
@@ -353,6 +355,8 @@ def compile_filter(expression: str, *, schema: Schema | None = None) -> Filter:
     """
     if not isinstance(expression, str):
         raise FilterError("filter: expression must be a string", position=0)
+    if len(expression) > MAX_FILTER_LEN:
+        raise FilterError(f"filter: expression longer than {MAX_FILTER_LEN} characters", position=MAX_FILTER_LEN)
     parser = _Parser(expression, schema)
     return Filter(expression=expression, _predicate=parser.parse())
 
@@ -394,6 +398,7 @@ _BARE = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 _WS = re.compile(r"[ \t\r\n]*")
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
+MAX_FILTER_LEN: Final = 16384  # characters; with the depth limit, bounds compile and per-row cost
 _MAX_DEPTH: Final = 100  # nesting of "(" and "not"; deeper input is refused, not a RecursionError
 _EXPECT_OPERATOR: Final = '"!=", "==", "contains", "in", "is", "matches", "not"'
 _SIMPLE_ESCAPES: Final[Mapping[str, str]] = {
@@ -725,7 +730,7 @@ class _Parser:
     # -- building a match -----------------------------------------------------------------------
 
     def build(self, selector: _Selector, op: str, literal: _Literal | None, value_at: int) -> _Pred:
-        regex: re.Pattern[str] | None = None
+        regex: Pattern | None = None
         if op in (_MATCHES, _NOT_MATCHES):
             assert literal is not None
             regex = self.compile_regex(literal.raw, value_at)
@@ -734,13 +739,10 @@ class _Parser:
         leaf = _leaf_predicate(op, literal, regex)
         return _selector_predicate(selector.path, leaf, _NOT_PRESENT[op])
 
-    def compile_regex(self, pattern: str, at: int) -> re.Pattern[str]:
-        translated = _translate_re2(pattern)
-        if isinstance(translated, tuple):
-            raise self.error(f"invalid regular expression {pattern!r}: {translated[0]}", at)
+    def compile_regex(self, pattern: str, at: int) -> Pattern:
         try:
-            return re.compile(translated)
-        except (re.error, OverflowError, RecursionError) as exc:
+            return compile_pattern(pattern)
+        except RegexError as exc:
             raise self.error(f"invalid regular expression {pattern!r}: {exc}", at) from None
 
     def check_schema(self, selector: _Selector, op: str, literal: _Literal | None, value_at: int) -> None:
@@ -810,50 +812,3 @@ def _allowed_ops(node: Schema) -> tuple[str, frozenset[str]]:
     if isinstance(node, (MapOf, Mapping)):
         return "map", _COLLECTION_OPS
     raise TypeError(f"invalid filter schema node: {node!r}")
-
-
-_RE2_MULTILINE = re.compile(r"\(\?[a-zA-Z]*m")
-
-
-def _translate_re2(pattern: str) -> str | tuple[str]:
-    """Map RE2 syntax onto Python's where they differ; a 1-tuple is the reason to reject it."""
-    out: list[str] = []
-    i = 0
-    n = len(pattern)
-    in_class = False
-    # Without (?m), RE2's "$" is the end of the text; Python's also matches before a final "\n".
-    end_anchor = "$" if _RE2_MULTILINE.search(pattern) else "\\Z"
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            e = pattern[i + 1]
-            if not in_class and e in "123456789":
-                return ("back-references are not supported (RE2 syntax)",)
-            if e == "z" and not in_class:
-                out.append("\\Z")
-            else:
-                out.append(c + e)
-            i += 2
-            continue
-        if in_class:
-            if c == "]":
-                in_class = False
-        elif c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            # "]" right after "[" or "[^" is a literal member
-            if i < n and pattern[i] == "^":
-                out.append("^")
-                i += 1
-            if i < n and pattern[i] == "]":
-                out.append("]")
-                i += 1
-            continue
-        elif pattern.startswith(("(?=", "(?!", "(?<=", "(?<!", "(?P="), i):
-            return ("look-around and back-references are not supported (RE2 syntax)",)
-        elif c == "$":
-            c = end_anchor
-        out.append(c)
-        i += 1
-    return "".join(out)

@@ -35,6 +35,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from lictor.common.duration import format_duration, parse_duration
 from lictor.common.errors import ValidationError
@@ -502,6 +503,8 @@ def _parse_check(data: Any, path: str, warnings: list[str]) -> CheckDefinition:
             interval = MIN_CHECK_INTERVAL
     if timeout == 0:
         timeout = None  # Consul: zero means "the default"
+    if ctype == "http":
+        _check_http_url(b.text("http"), b.at("http"))
 
     return CheckDefinition(
         id=b.text("id"),
@@ -537,6 +540,20 @@ def _parse_check(data: Any, path: str, warnings: list[str]) -> CheckDefinition:
         output_max_size=output_max_size or DEFAULT_OUTPUT_MAX_SIZE,
         token=b.text("token"),
     )
+
+
+def _check_http_url(url: str, path: str) -> None:
+    """An HTTP check's URL is http(s) with a host, refused here so a bad one registers nothing
+    (``file:///etc/passwd`` must not reach the prober, nor half-register a service)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise _fail(path, f"invalid URL {_show(url)}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise _fail(path, f"invalid URL {_show(url)}: scheme must be http or https")
+    if not parts.hostname:
+        raise _fail(path, f"invalid URL {_show(url)}: no host")
 
 
 def _bind_checks(checks: Iterable[CheckDefinition], service_id: str, service_name: str) -> tuple[CheckDefinition, ...]:

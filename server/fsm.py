@@ -4,6 +4,10 @@
 ``store.write_txn(index)``, and returns the handler's outcome as a *value*. An outcome that is a
 refusal (a check for a missing service, a failed txn) is returned as :class:`Rejected` and the
 transaction is rolled back: raft errors are raised by the Raft layer; FSM outcomes are values.
+Any other exception from a handler is a bug (request shapes are validated before a command is
+proposed): the transaction is rolled back alike on every replica and the outcome is a
+:class:`HandlerBug`, which the proposer logs and answers as an internal error (500), never as
+the caller's mistake.
 
 An unknown command type stops the process (:class:`UnknownCommandError`) unless its
 ``IGNORE_UNKNOWN`` bit is set, because skipping it would let this server's state diverge.
@@ -17,19 +21,20 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
 import msgpack
 
-from lictor.common.commands import IGNORE_UNKNOWN, MessageType, decode_command
+from lictor.common.commands import IGNORE_UNKNOWN, MessageType, decode_command, encode_command
 from lictor.common.errors import LictorError, ValidationError
 from lictor.common.structs import CheckRow, KVEntry, Node, ServiceRow, Session
 from lictor.server.state import catalog, kvs, sessions, txn
 from lictor.server.state.store import Store, WriteTxn, row_codec
 
-__all__ = ["FSM", "FSMSnapshot", "Rejected", "UnknownCommandError"]
+__all__ = ["FSM", "FSMSnapshot", "HandlerBug", "Rejected", "UnknownCommandError"]
 
 SNAPSHOT_VERSION = 1
 
@@ -43,6 +48,17 @@ class Rejected:
     """The command was applied (it has a log index) but refused by the state store."""
 
     error: LictorError
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerBug:
+    """A handler raised something that is not a refusal: a bug. Rolled back (deterministically,
+    on every replica, so state does not diverge); the proposer logs it and answers 500."""
+
+    command: str
+    error: str
+    """``repr`` of the exception."""
+    traceback: str
 
 
 Handler = Callable[[WriteTxn, dict[str, Any], float], Any]
@@ -129,7 +145,7 @@ def register_handler(msg_type: int, handler: Handler) -> None:
 # imported once, below, so that every server that can apply a command type knows it.
 EXTENSIONS: tuple[str, ...] = ("lictor.server.connect.fsm", "lictor.server.configentry.fsm",
                                "lictor.server.acl.fsm", "lictor.server.coordinates",
-                               "lictor.server.autopilot_config")
+                               "lictor.server.autopilot_config", "lictor.server.prepared_query")
 
 
 def _load_extensions() -> None:
@@ -159,17 +175,18 @@ class FSM:
                 return None
             raise UnknownCommandError(f"unknown command type {cmd.type} at index {index}")
         try:
-            with self.store.write_txn(index) as tx:
+            with self.store.write_txn(index, cmd.now) as tx:
                 return handler(tx, cmd.payload, cmd.now)
         except txn.TxnAborted as exc:
             return Rejected(exc)
         except LictorError as exc:
             return Rejected(exc)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            # A payload of the wrong shape (e.g. from an unvalidated RPC caller). Deterministic:
-            # every server raises the same error on the same entry and the transaction's undo
-            # log leaves the store unchanged, so refusing is safe; raising would stop the node.
-            return Rejected(ValidationError(f"invalid {MessageType(cmd.type).name} command: {exc!r}"))
+        except Exception as exc:  # noqa: BLE001 - a bug, reported as a value (see HandlerBug)
+            # Deterministic: every server raises the same error on the same entry and the undo
+            # log leaves the store unchanged, so rolling back is safe; raising would stop every
+            # replica on the same entry.
+            return HandlerBug(command=_type_name(cmd.type), error=repr(exc),
+                              traceback="".join(traceback.format_exception(exc)))
 
     # ----- snapshots ------------------------------------------------------------------------
     def snapshot(self) -> FSMSnapshot:
@@ -178,7 +195,7 @@ class FSM:
             index=self.last_applied,
             nodes=list(s.nodes.values()), services=list(s.services.values()),
             checks=list(s.checks.values()), kvs=list(s.kvs.values()),
-            tombstones=dict(s.tombstones), sessions=list(s.sessions.values()),
+            tombstones=dict(s.tombstones), tombstone_times=dict(s.tombstone_times), sessions=list(s.sessions.values()),
             lock_delay=dict(s.lock_delay), indexes=dict(s.indexes),
             ext={name: dict(rows) for name, rows in s.ext.items() if rows},
         )
@@ -188,6 +205,14 @@ class FSM:
         old, self.store = self.store, new
         self.last_applied = new.latest_index
         old.abandon()
+
+    def check_snapshot(self, data: bytes) -> None:
+        """Raise ``ValueError`` unless `data` loads (into a scratch store: nothing changes)."""
+        _load(io.BytesIO(data))
+
+    def restore_command(self, data: bytes, now: float) -> bytes:
+        """The RESTORE log entry that swaps every server's store for the state in `data`."""
+        return encode_command(MessageType.RESTORE, {"state": data}, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +225,7 @@ class FSMSnapshot:
     checks: list[CheckRow]
     kvs: list[KVEntry]
     tombstones: dict[str, int]
+    tombstone_times: dict[str, float]
     sessions: list[Session]
     lock_delay: dict[str, float]
     indexes: dict[str, int]
@@ -213,12 +239,13 @@ class FSMSnapshot:
             for row in rows:
                 sink.write(pack([table, dataclasses.asdict(row)]))
         sink.write(pack(["tombstones", self.tombstones]))
+        sink.write(pack(["tombstone_times", self.tombstone_times]))
         sink.write(pack(["lock_delay", self.lock_delay]))
         sink.write(pack(["indexes", self.indexes]))
-        for name, rows in self.ext.items():
+        for name, table_rows in self.ext.items():
             encode = row_codec(name)[0]
-            for key, row in rows.items():
-                sink.write(pack(["ext", [name, key, encode(row)]]))
+            for key, ext_row in table_rows.items():
+                sink.write(pack(["ext", [name, key, encode(ext_row)]]))
         sink.write(pack(["end", None]))
 
 
@@ -252,6 +279,8 @@ def _load(stream: IO[bytes]) -> Store:
         elif table == "tombstones":
             st.tombstones.update(data)
             st.tombstone_keys.update(data.keys())
+        elif table == "tombstone_times":
+            st.tombstone_times.update(data)
         elif table == "lock_delay":
             st.lock_delay.update(data)
         elif table == "indexes":
@@ -270,6 +299,13 @@ def _load(stream: IO[bytes]) -> Store:
     catalog.prune_orphan_coordinates(st)
     st.latest_index = max(st.indexes.values(), default=0)
     return st
+
+
+def _type_name(t: int) -> str:
+    try:
+        return MessageType(t).name
+    except ValueError:
+        return str(t)
 
 
 def _tuplify(key: Any) -> Any:

@@ -17,7 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lictor.common.clock import Clock
 from lictor.common.duration import parse_duration
+from lictor.common.tasks import spawn
 from lictor.server.state.store import Store
 
 __all__ = ["Decision", "Member", "SessionTimers", "reconcile_members"]
@@ -92,11 +94,14 @@ Propose = Callable[[int, dict[str, Any]], Awaitable[Any]]
 
 
 class SessionTimers:
-    """TTL expiry for sessions, run on the leader only."""
+    """TTL expiry for sessions, run on the leader only. Without a ``clock``, timers are the
+    loop's own (cheap, one handle per session); with one (a test's ManualClock), each timer
+    sleeps on it."""
 
-    def __init__(self, propose: Propose) -> None:
+    def __init__(self, propose: Propose, *, clock: Clock | None = None) -> None:
         self._propose = propose
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._clock = clock
+        self._timers: dict[str, asyncio.TimerHandle | asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def reset(self, session_id: str, ttl: str) -> None:
@@ -106,7 +111,14 @@ class SessionTimers:
             return
         seconds = parse_duration(ttl, what="TTL")
         loop = asyncio.get_running_loop()
-        self._timers[session_id] = loop.call_later(2 * seconds, self._expire, session_id)
+        if self._clock is None:
+            self._timers[session_id] = loop.call_later(2 * seconds, self._expire, session_id)
+        else:
+            self._timers[session_id] = loop.create_task(self._expire_after(self._clock, 2 * seconds, session_id))
+
+    async def _expire_after(self, clock: Clock, seconds: float, session_id: str) -> None:
+        await clock.sleep(seconds)
+        self._expire(session_id)
 
     def clear(self, session_id: str) -> None:
         h = self._timers.pop(session_id, None)
@@ -130,8 +142,8 @@ class SessionTimers:
 
         self._timers.pop(session_id, None)
         log.info("session %s expired (TTL)", session_id)
-        task = asyncio.get_running_loop().create_task(
-            self._propose(MessageType.SESSION, {"op": "destroy", "id": session_id}))
+        task = spawn(self._propose(MessageType.SESSION, {"op": "destroy", "id": session_id}),
+                     name=f"session-expire-{session_id}")
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

@@ -16,7 +16,7 @@ than reconnect_timeout)
 ========================  ================================================================
 
 A *server* that left gracefully (or was force-left) also leaves the Raft configuration: the
-leader's autopilot (``decide_autopilot`` in server/cluster.py) removes the servers
+leader's autopilot (``decide_autopilot`` in server/cluster/autopilot.py) removes the servers
 :func:`left_servers` names, as Consul's ``handleLeftMember`` does. A failed or reaped server stays
 in the configuration here; autopilot's dead-server cleanup decides about it with its own rules.
 

@@ -15,16 +15,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lictor.common.clock import Clock
 from lictor.common.commands import MessageType, encode_command
 from lictor.common.errors import NoLeaderError, NotLeaderError
-from lictor.server.fsm import FSM, Rejected
+from lictor.server.fsm import FSM, HandlerBug, Rejected
+from lictor.server.acl.enforce import authorize_sign
 from lictor.server.acl.leader import acl_leader_duties
 from lictor.server.connect.leader import ca_leader_duties
 from lictor.server.leader import Member, SessionTimers, reconcile_members
 from lictor.server.replication import LocalLog, Replicator
+from lictor.server.state import kvs
 from lictor.server.state.store import Store
 
-__all__ = ["QueryMeta", "Server", "ServerConfig"]
+__all__ = ["FSMHandlerError", "QueryMeta", "Server", "ServerConfig", "SignAuthorizer"]
+
+
+class FSMHandlerError(RuntimeError):
+    """An FSM handler failed with a bug (not a refusal): an internal error, a 500. Deliberately
+    not a LictorError, so no layer mistakes it for the caller's fault."""
+
+SignAuthorizer = Callable[["Server", str, str], None]
+"""``(server, token, service)``: raise (a PermissionDenied error) if ``token`` may not get a
+leaf certificate for ``service``."""
 
 log = logging.getLogger("lictor.server")
 
@@ -48,15 +60,26 @@ class QueryMeta:
 
 class Server:
     def __init__(self, config: ServerConfig, *, replicator: Replicator | None = None,
-                 members: Callable[[], list[Member]] | None = None) -> None:
+                 members: Callable[[], list[Member]] | None = None,
+                 wall: Callable[[], float] = time.time,
+                 clock: Clock | None = None,
+                 sign_authorizer: SignAuthorizer = authorize_sign) -> None:
         self.config = config
+        self.sign_authorizer = sign_authorizer
+        """Decides who may have a leaf signed (ConnectCA.Sign); the ACL rule by default. A
+        field of this server, so nothing global can swap it for every server at once."""
+        self.wall = wall
+        """The leader's wall clock (seconds since the epoch): stamped into every command it
+        proposes (TTLs, tombstone times) and read by the tombstone reaper. Injected in tests."""
         self.fsm = replicator.fsm if replicator is not None else FSM()
         self.log: Replicator = replicator or LocalLog(self.fsm, address=config.rpc_address)
         self._members = members or (lambda: [])
-        self.session_timers = SessionTimers(self.apply)
+        self.clock = clock
+        """Schedules the leader's timers (session TTLs); None: the event loop's own clock."""
+        self.session_timers = SessionTimers(self.apply, clock=clock)
         self._leader_task: asyncio.Task[None] | None = None
         self._reconcile_now = asyncio.Event()
-        self.started = time.time()
+        self._undated_tombstones: dict[str, float] = {}
         self.established = False
         """True while this server is leader *and* has passed the leadership barrier (its FSM
         has applied everything committed before its term): leader routines run only then."""
@@ -71,10 +94,14 @@ class Server:
     # ----- writes -----------------------------------------------------------------------------
     async def apply(self, msg_type: int, payload: dict[str, Any]) -> Any:
         """Replicate one command and return the FSM's value; FSM refusals are raised here."""
-        data = encode_command(msg_type, payload, time.time())
-        _, outcome = await self.log.apply(data)
+        data = encode_command(msg_type, payload, self.wall())
+        index, outcome = await self.log.apply(data)
         if isinstance(outcome, Rejected):
             raise outcome.error
+        if isinstance(outcome, HandlerBug):
+            log.error("FSM handler for %s failed at index %d (rolled back on every server): %s\n%s",
+                      outcome.command, index, outcome.error, outcome.traceback.rstrip())
+            raise FSMHandlerError(f"{outcome.command} command at index {index} failed: {outcome.error}")
         return outcome
 
     # ----- reads ------------------------------------------------------------------------------
@@ -93,6 +120,11 @@ class Server:
                 raise NotLeaderError(leader)
             mode = "leader"
         return QueryMeta(index=0, known_leader=leader is not None,
+                         last_contact=self.log.last_contact(), consistency=mode)
+
+    def read_meta(self, mode: str) -> QueryMeta:
+        """The response headers' view now (KnownLeader, LastContact), without any check."""
+        return QueryMeta(index=0, known_leader=self.log.leader() is not None,
                          last_contact=self.log.last_contact(), consistency=mode)
 
     # ----- leader duties ----------------------------------------------------------------------
@@ -165,22 +197,24 @@ class Server:
                 pass
 
     async def _reap_tombstones(self, reaped_upto: int) -> int:
-        """Reap tombstones older than the TTL (by the time their index was written)."""
+        """Reap the tombstones older than ``tombstone_ttl``, each by its own time (the leader's
+        clock carried in the delete's command), oldest first and never past a younger one."""
         store = self.store
         if not store.tombstones:
+            self._undated_tombstones.clear()
             return reaped_upto
-        cutoff = time.time() - self.config.tombstone_ttl
-        old = [i for i in store.tombstones.values() if self._index_time(i) < cutoff]
-        if not old:
+        now = self.wall()
+        # tombstones restored from a snapshot that carried no times: dated when first seen here
+        undated = self._undated_tombstones
+        for key in store.tombstones.keys() - store.tombstone_times.keys():
+            undated.setdefault(key, now)
+        for key in undated.keys() - store.tombstones.keys():
+            del undated[key]
+        upto = kvs.tombstones_older_than(store, now - self.config.tombstone_ttl, undated)
+        if upto <= 0:
             return reaped_upto
-        upto = max(old)
         await self.apply(MessageType.TOMBSTONE_REAP, {"index": upto})
         return upto
-
-    def _index_time(self, index: int) -> float:
-        # Without a per-index clock we treat every tombstone as written at server start; the Raft
-        # driver will carry commit times. Good enough to bound tombstone growth.
-        return self.started
 
     async def close(self) -> None:
         if self._leader_task is not None:

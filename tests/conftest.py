@@ -7,6 +7,12 @@ They are *deselected* (not skipped) unless a `-m` expression is given, e.g. `-m 
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# No wall-clock deadline on hypothesis examples: on a shared 2-core box a slow example is load, not a
+# defect (speed is measured in bench/, never in unit tests). Tests may still pass their own settings.
+settings.register_profile("lictor", deadline=None)
+settings.load_profile("lictor")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

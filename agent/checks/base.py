@@ -21,6 +21,8 @@ from typing import Protocol
 
 from lictor.common.clock import Clock, SystemClock
 from lictor.common.errors import ConfigError
+from lictor.common.hostport import parse_host_port
+from lictor.common.tasks import spawn
 from lictor.common.types import HealthStatus
 
 from .scheduler import run_periodic
@@ -182,23 +184,11 @@ def truncate_tail(data: bytes, total: int, limit: int) -> str:
 
 
 def split_host_port(address: str, *, what: str = "address") -> tuple[str, int]:
-    """Split ``host:port`` or ``[v6]:port`` as Go's ``net.SplitHostPort`` does."""
-    if address.startswith("["):
-        end = address.find("]")
-        if end < 0 or not address[end + 1 :].startswith(":"):
-            raise ConfigError(f"invalid {what} {address!r}: expected [host]:port")
-        host, port_text = address[1:end], address[end + 2 :]
-    else:
-        host, sep, port_text = address.rpartition(":")
-        if not sep or ":" in host:
-            raise ConfigError(f"invalid {what} {address!r}: expected host:port")
+    """A check's ``host:port`` or ``[v6]:port`` (lictor.common.hostport), as a ConfigError."""
     try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError(f"invalid {what} {address!r}: port is not a number") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"invalid {what} {address!r}: port out of range")
-    return host, port
+        return parse_host_port(address, what=what)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -241,9 +231,7 @@ class Check(abc.ABC):
         """Schedule the check's task on the running loop. Call it from inside the loop."""
         if self.running:
             raise RuntimeError(f"check {self._check_id} is already started")
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"check:{self._check_id}"
-        )
+        self._task = spawn(self._run(), name=f"check:{self._check_id}")
         self._task.add_done_callback(self._on_task_done)
 
     async def stop(self) -> None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lictor.agent.http.acl_enforce import (acl_filtered, authorize, check_registration_needs, request_token,
+                                             service_registration_needs)
 from lictor.agent.http.base import ACL, QueryOptions, decode_json_body, json_response, route
 from lictor.agent.http.decode import fields
 from lictor.agent.metrics import AgentMetrics
@@ -25,14 +27,6 @@ from lictor.common.types import HealthStatus, worst_status
 
 if TYPE_CHECKING:
     from lictor.agent.agent import Agent
-
-
-def _token(req: web.Request) -> str:
-    tok = req.headers.get("X-Consul-Token") or req.query.get("token", "")
-    auth = req.headers.get("Authorization", "")
-    if not tok and auth.lower().startswith("bearer "):
-        tok = auth[7:].strip()
-    return tok
 
 
 _PROXY_KINDS = frozenset({"connect-proxy", "mesh-gateway", "terminating-gateway", "ingress-gateway", "api-gateway"})
@@ -70,7 +64,7 @@ def _check_api(agent: Agent, payload: dict[str, Any]) -> dict[str, Any]:
 @route("GET", "/v1/agent/services", acl=ACL("service", "list"))
 async def services(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
-    out = {sid: _service_api(agent, p) for sid, p in agent.local.live_services().items()}
+    out = acl_filtered(req, {sid: _service_api(agent, p) for sid, p in agent.local.live_services().items()})
     return json_response(req, filter_map(opts.filter, out, schema=AGENT_SERVICE_SCHEMA))
 
 
@@ -92,7 +86,10 @@ async def register_service(req: web.Request, agent: Agent) -> web.StreamResponse
     defn = parse_service_definition(body)
     replace = "replace-existing-checks" in req.query and req.query.get("replace-existing-checks", "").lower() not in (
         "false", "0")
-    await agent.register_service(defn, token=_token(req), replace_existing_checks=replace)
+    # decode -> plan (sidecar expanded) -> authorize every service the plan writes -> apply it
+    planned = agent.registry.plan_service(defn)
+    authorize(req, service_registration_needs(agent.local, agent.node_name, planned))
+    await agent.registry.apply_services(planned, token=request_token(req), replace_existing_checks=replace)
     return web.Response(status=200)
 
 
@@ -102,7 +99,7 @@ async def deregister_service(req: web.Request, agent: Agent) -> web.StreamRespon
     sid = req.match_info["id"]
     if agent.local.service(sid) is None:
         raise NotFound(f"Unknown service ID {sid!r}. Ensure that the service ID is passed, not the service name.")
-    await agent.remove_service(sid)
+    await agent.registry.remove_service(sid)
     return web.Response(status=200)
 
 
@@ -112,9 +109,9 @@ async def service_maintenance(req: web.Request, agent: Agent) -> web.StreamRespo
     enable = _enable_param(req)
     sid = req.match_info["id"]
     if enable:
-        agent.enable_service_maintenance(sid, req.query.get("reason", ""))
+        agent.registry.enable_service_maintenance(sid, req.query.get("reason", ""), token=request_token(req))
     else:
-        agent.disable_service_maintenance(sid)
+        agent.registry.disable_service_maintenance(sid)
     return web.Response(status=200)
 
 
@@ -131,9 +128,9 @@ def _enable_param(req: web.Request) -> bool:
 async def node_maintenance(req: web.Request, agent: Agent) -> web.StreamResponse:
     QueryOptions.parse(req, local_dc=agent.datacenter)
     if _enable_param(req):
-        agent.enable_node_maintenance(req.query.get("reason", ""))
+        agent.registry.enable_node_maintenance(req.query.get("reason", ""), token=request_token(req))
     else:
-        agent.disable_node_maintenance()
+        agent.registry.disable_node_maintenance()
     return web.Response(status=200)
 
 
@@ -142,7 +139,7 @@ async def node_maintenance(req: web.Request, agent: Agent) -> web.StreamResponse
 @route("GET", "/v1/agent/checks", acl=ACL("node", "read"))
 async def checks(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
-    out = {cid: _check_api(agent, p) for cid, p in agent.local.live_checks().items()}
+    out = acl_filtered(req, {cid: _check_api(agent, p) for cid, p in agent.local.live_checks().items()})
     return json_response(req, filter_map(opts.filter, out, schema=HEALTH_CHECK_SCHEMA))
 
 
@@ -151,7 +148,9 @@ async def register_check(req: web.Request, agent: Agent) -> web.StreamResponse:
     QueryOptions.parse(req, local_dc=agent.datacenter)
     body = await decode_json_body(req)
     chk = parse_check_definition(body)
-    await agent.register_check(chk, token=_token(req))
+    row = agent.registry.plan_check(chk)  # decoded: the ServiceID however it was spelled
+    authorize(req, check_registration_needs(agent.local, agent.node_name, row))
+    await agent.registry.register_check(chk, token=request_token(req), row=row)
     return web.Response(status=200)
 
 
@@ -161,13 +160,13 @@ async def deregister_check(req: web.Request, agent: Agent) -> web.StreamResponse
     cid = req.match_info["id"]
     if agent.local.check(cid) is None:
         raise NotFound(f"Unknown check ID {cid!r}. Ensure that the check ID is passed, not the check name.")
-    await agent.remove_check(cid)
+    await agent.registry.remove_check(cid)
     return web.Response(status=200)
 
 
 async def _ttl(req: web.Request, agent: Agent, status: HealthStatus) -> web.StreamResponse:
     QueryOptions.parse(req, local_dc=agent.datacenter)
-    agent.update_ttl(req.match_info["id"], status.value, req.query.get("note", ""))
+    agent.registry.update_ttl(req.match_info["id"], status.value, req.query.get("note", ""))
     return web.Response(status=200)
 
 
@@ -193,7 +192,7 @@ async def check_update(req: web.Request, agent: Agent) -> web.StreamResponse:
     status = f.str("Status")
     if status not in ("passing", "warning", "critical"):
         raise ValidationError(f"Invalid check status: '{status}'")
-    agent.update_ttl(req.match_info["id"], status, f.str("Output"))
+    agent.registry.update_ttl(req.match_info["id"], status, f.str("Output"))
     return web.Response(status=200)
 
 

@@ -30,9 +30,13 @@ __all__ = [
     "QueryOptions",
     "Route",
     "blocking_args",
+    "DEFAULT_MAX_BODY",
+    "MAX_JSON_DEPTH",
     "decode_json_body",
     "json_response",
     "meta_headers",
+    "parse_json_body",
+    "read_body",
     "route",
 ]
 
@@ -56,14 +60,15 @@ class Route:
     path: str
     handler: Handler
     acl: ACL
+    max_body: int | None = None  # bytes; None: DEFAULT_MAX_BODY
 
 
 ROUTES: list[Route] = []
 
 
-def route(method: str, path: str, *, acl: ACL) -> Callable[[Handler], Handler]:
+def route(method: str, path: str, *, acl: ACL, max_body: int | None = None) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        ROUTES.append(Route(method, path, fn, acl))
+        ROUTES.append(Route(method, path, fn, acl, max_body))
         return fn
     return register
 
@@ -100,7 +105,7 @@ class QueryOptions:
                 index = int(q["index"])
             except ValueError:
                 raise ValidationError(f"Invalid index {q['index']!r}: expected an unsigned integer") from None
-            if index < 0:
+            if not 0 <= index < 1 << 64:  # Consul parses it as a uint64
                 raise ValidationError(f"Invalid index {q['index']!r}: expected an unsigned integer")
         wait = 0.0
         if "wait" in q:
@@ -212,15 +217,94 @@ def json_response(req: web.Request, data: Any, *, meta: dict[str, Any] | None = 
     return web.Response(body=body, status=status, headers=headers or None, content_type="application/json")
 
 
-async def decode_json_body(req: web.Request, *, required: bool = True, max_bytes: int = 4 << 20) -> Any:
+#: The largest request body any route accepts unless it declares its own ``max_body``; also the
+#: aiohttp application's ``client_max_size``, so a body without a Content-Length (chunked) is
+#: refused while it streams in, once it passes the route's limit, never buffered whole.
+DEFAULT_MAX_BODY = 4 << 20
+#: JSON nesting refused with a 400 before anything walks it (Python's parser and our walkers
+#: recurse; Consul's own bodies nest a handful of levels).
+MAX_JSON_DEPTH = 128
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValidationError(f"Request decode failed: {name} is not valid JSON (numbers must be finite)")
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValidationError(f"Request decode failed: number {text[:40]} is out of range")
+    return v
+
+
+def _check_tree(value: Any) -> None:
+    """Iteratively: nesting at most MAX_JSON_DEPTH; every string and key valid Unicode."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            _valid_text(v)
+            continue
+        if isinstance(v, dict):
+            items: Any = v.items()
+        elif isinstance(v, list):
+            items = ((None, x) for x in v)
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValidationError(f"Request decode failed: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        for k, x in items:
+            if k is not None:
+                _valid_text(k)
+            if isinstance(x, (dict, list, str)):
+                stack.append((x, depth + 1))
+
+
+def _valid_text(s: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"Request decode failed: string {s[:40].encode('utf-8', 'backslashreplace').decode()!r} "
+            "is not valid Unicode (lone surrogate)") from None
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Bytes -> JSON value, refusing what Go's decoder refuses and what we cannot store: NaN and
+    infinities, numbers that overflow, lone surrogates, and nesting past :data:`MAX_JSON_DEPTH`.
+    Every refusal is a :class:`ValidationError` (400), never a RecursionError (500)."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except ValidationError:
+        raise
+    except RecursionError:
+        raise ValidationError(f"Request decode failed: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, int digit limits
+        raise ValidationError(f"Request decode failed: {exc}") from None
+    # cheap scans first: deep nesting needs many brackets; a surrogate arrives escaped or as raw
+    # UTF-8 bytes ED A0..BF (json.loads decodes bytes with surrogatepass)
+    if (raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH or b"\\u" in raw or b"\\U" in raw
+            or b"\xed" in raw):
+        _check_tree(value)
+    return value
+
+
+async def read_body(req: web.Request, *, max_bytes: int = DEFAULT_MAX_BODY) -> bytes:
+    """The request body, refused with 413 by its declared length before a byte is read, and
+    while streaming (aiohttp's per-route ``client_max_size``, set in app.py) when it has none."""
+    declared = req.content_length
+    if declared is not None and declared > max_bytes:
+        raise ValidationError(f"Request body too large ({declared} bytes, limit {max_bytes})", status=413)
     raw = await req.read()
     if len(raw) > max_bytes:
         raise ValidationError(f"Request body too large ({len(raw)} bytes, limit {max_bytes})", status=413)
+    return raw
+
+
+async def decode_json_body(req: web.Request, *, required: bool = True, max_bytes: int = DEFAULT_MAX_BODY) -> Any:
+    raw = await read_body(req, max_bytes=max_bytes)
     if not raw.strip():
         if required:
             raise ValidationError("Request decode failed: request body is empty")
         return None
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"Request decode failed: {exc}") from None
+    return parse_json_body(raw)

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from lictor.agent.http.base import ACL, QueryOptions, blocking_args, decode_json_body, json_response, route
-from lictor.agent.intention_cache import authorize
+from lictor.agent.intention_cache import authorize as decide_intentions
 from lictor.common.errors import ValidationError
+from lictor.agent.http.acl_enforce import authorize, request_token
 from lictor.server.connect.ca import parse_spiffe_service
 
 if TYPE_CHECKING:
@@ -21,14 +22,6 @@ if TYPE_CHECKING:
     from lictor.agent.leafcert import LeafCertManager
 
 log = logging.getLogger("lictor.http")
-
-
-def _token(req: web.Request) -> str:
-    tok = req.headers.get("X-Consul-Token") or req.query.get("token", "")
-    auth = req.headers.get("Authorization", "")
-    if not tok and auth.lower().startswith("bearer "):
-        tok = auth[7:].strip()
-    return tok
 
 
 def leaf_manager(agent: Agent) -> LeafCertManager:
@@ -94,7 +87,7 @@ async def agent_ca_roots(req: web.Request, agent: Agent) -> web.StreamResponse:
 @route("GET", "/v1/agent/connect/ca/leaf/{service}", acl=ACL("service", "write", "service"))
 async def agent_leaf(req: web.Request, agent: Agent) -> web.StreamResponse:
     opts = QueryOptions.parse(req, local_dc=agent.datacenter)
-    kw: dict[str, Any] = {"min_index": opts.index, "token": _token(req)}
+    kw: dict[str, Any] = {"min_index": opts.index, "token": request_token(req)}
     if opts.wait:
         kw["wait"] = opts.wait
     idx, leaf = await leaf_manager(agent).get(req.match_info["service"], **kw)
@@ -122,6 +115,7 @@ async def agent_authorize(req: web.Request, agent: Agent) -> web.StreamResponse:
     uri = body.get("ClientCertURI") or ""
     if not isinstance(target, str) or not target:
         raise ValidationError("Target service must be specified")
+    authorize(req, [("service", "write", target)])  # the Target this handler decoded
     if not isinstance(uri, str) or not uri:
         raise ValidationError("ClientCertURI must be specified")
     sid = parse_spiffe_service(uri)
@@ -134,7 +128,7 @@ async def agent_authorize(req: web.Request, agent: Agent) -> web.StreamResponse:
                                    "Reason": f"Identity from an external trust domain: {sid.trust_domain}"})
     # Every agent, client or server, decides from the intentions it watches over RPC (as Consul's
     # agent does from its IntentionMatch cache), with the servers' default policy.
-    token = req.get("lictor_acl_secret") or ""
+    token = request_token(req)
     view = await intention_cache(agent).get(target, token)
-    decided = authorize(view, sid.service, target)
+    decided = decide_intentions(view, sid.service, target)
     return json_response(req, {"Authorized": decided.authorized, "Reason": decided.reason})

@@ -11,7 +11,11 @@ from typing import Any
 
 from lictor.common.errors import ValidationError
 
-__all__ = ["Fields", "fields"]
+__all__ = ["INT64_MAX", "INT64_MIN", "UINT64_MAX", "Fields", "fields"]
+
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+UINT64_MAX = (1 << 64) - 1
 
 
 class Fields:
@@ -39,13 +43,21 @@ class Fields:
             raise ValidationError(f"Request decode failed: {self._name(key)}: expected a string, got {type(v).__name__}")
         return v
 
-    def int(self, key: str, default: int = 0) -> int:
+    def int(self, key: str, default: int = 0, *, lo: int = INT64_MIN, hi: int = INT64_MAX) -> int:
+        """An integer within ``[lo, hi]`` (default: Go's int64, the type of Consul's ints)."""
         v = self._d.get(key.lower())
         if v is None:
             return default
         if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(v, float) and not v.is_integer()):
             raise ValidationError(f"Request decode failed: {self._name(key)}: expected an integer, got {v!r}")
-        return int(v)
+        n = int(v)
+        if not lo <= n <= hi:
+            raise ValidationError(f"Request decode failed: {self._name(key)}: {n} is out of range [{lo}, {hi}]")
+        return n
+
+    def uint(self, key: str, default: int = 0) -> int:
+        """An unsigned integer within Go's uint64 (KV Flags, indexes)."""
+        return self.int(key, default, lo=0, hi=UINT64_MAX)
 
     def bool(self, key: str, default: bool = False) -> bool:
         v = self._d.get(key.lower())

@@ -60,7 +60,7 @@ async def kv_get(req: web.Request, agent: Agent) -> web.StreamResponse:
     return json_response(req, [entry], meta=out)
 
 
-@route("PUT", "/v1/kv/{key:.*}", acl=ACL("key", "write", "key"))
+@route("PUT", "/v1/kv/{key:.*}", acl=ACL("key", "write", "key"), max_body=MAX_VALUE_SIZE)
 async def kv_put(req: web.Request, agent: Agent) -> web.StreamResponse:
     QueryOptions.parse(req, local_dc=agent.datacenter)
     key = _key(req)

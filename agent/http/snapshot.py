@@ -27,7 +27,7 @@ async def snapshot_save(req: web.Request, agent: Agent) -> web.StreamResponse:
                         headers={"X-Consul-Index": str(out.get("index", 0))})
 
 
-@route("PUT", "/v1/snapshot", acl=ACL("acl", "write"))
+@route("PUT", "/v1/snapshot", acl=ACL("acl", "write"), max_body=MAX_ARCHIVE_BYTES)
 async def snapshot_restore(req: web.Request, agent: Agent) -> web.StreamResponse:
     QueryOptions.parse(req, local_dc=agent.datacenter)
     if req.content_length is not None and req.content_length > MAX_ARCHIVE_BYTES:

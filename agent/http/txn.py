@@ -43,15 +43,20 @@ def _parse_op(i: int, op: Any) -> dict[str, Any]:
             if len(value) > MAX_VALUE_SIZE:
                 raise ValidationError(f"Operation {i}: value is too large ({len(value)} bytes, max "
                                       f"{MAX_VALUE_SIZE})", status=413)
-        return {"kind": "kv", "verb": verb, "key": kv.str("Key"), "value": value, "flags": kv.int("Flags"),
-                "index": kv.int("Index"), "session": kv.str("Session")}
+        key = kv.str("Key")
+        if not key and verb != "get-tree":  # get-tree "" reads every key; nothing else names none
+            raise ValidationError(f"Operation {i}: KV.Key must not be empty for verb {verb!r}")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+            raise ValidationError(f"Operation {i}: invalid key {key!r}: control characters are not allowed")
+        return {"kind": "kv", "verb": verb, "key": key, "value": value, "flags": kv.uint("Flags"),
+                "index": kv.uint("Index"), "session": kv.str("Session")}
     if (n := f.obj("Node")) is not None:
         verb = _verb(n, CATALOG_VERBS, "node", i)
         node = n.obj("Node") or fields({}, "Node")
         return {"kind": "node", "verb": verb, "node": {
             "node": node.str("Node"), "id": node.str("ID"), "address": node.str("Address"),
             "datacenter": node.str("Datacenter"), "tagged_addresses": node.str_map("TaggedAddresses"),
-            "meta": node.str_map("Meta"), "modify_index": node.int("ModifyIndex")}}
+            "meta": node.str_map("Meta"), "modify_index": node.uint("ModifyIndex")}}
     if (s := f.obj("Service")) is not None:
         verb = _verb(s, CATALOG_VERBS, "service", i)
         svc = s.obj("Service") or fields({}, "Service")
@@ -59,7 +64,7 @@ def _parse_op(i: int, op: Any) -> dict[str, Any]:
             parsed = {"id": svc.str("ID"), "service": svc.str("Service")}
         else:
             parsed = parse_catalog_service(svc)
-        parsed["modify_index"] = svc.int("ModifyIndex")
+        parsed["modify_index"] = svc.uint("ModifyIndex")
         return {"kind": "service", "verb": verb, "node": s.str("Node"), "service": parsed}
     if (c := f.obj("Check")) is not None:
         verb = _verb(c, CATALOG_VERBS, "check", i)
@@ -68,7 +73,7 @@ def _parse_op(i: int, op: Any) -> dict[str, Any]:
             parsed = {"node": chk.str("Node"), "check_id": chk.str("CheckID")}
         else:
             parsed = parse_catalog_check(chk, chk.str("Node"))
-        parsed["modify_index"] = chk.int("ModifyIndex")
+        parsed["modify_index"] = chk.uint("ModifyIndex")
         return {"kind": "check", "verb": verb, "check": parsed}
     raise ValidationError(f"Operation {i}: must contain one of KV, Node, Service or Check")
 

@@ -174,7 +174,8 @@ class Agent:
         self.port = port
         self.log_path = log_path
         self.args = [sys.executable, "-m", "lictor.cli.main", "agent", "-dev", f"-http-port={port}",
-                     "-dns-port=-1", *extra_args]
+                     "-dns-port=-1", "-hcl=limits { http_max_conns_per_client = 0 }",  # 1000 conns, one IP
+                     *extra_args]
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Agent:

@@ -23,6 +23,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+from lictor.common.hostport import parse_host_port
 from lictor.common.errors import TransportError
 from lictor.common.gossip.keyring import (
     ENCRYPTED_VERSION,
@@ -54,21 +55,9 @@ class GossipJoinError(TransportError):
 
 
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` -> (host, port). ValueError if malformed."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep:
-            raise ValueError(f"bad address {text!r}")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = int(p)
-    else:
-        host, port = text, default_port
-    if not host or not 0 < port < 65536:
-        raise ValueError(f"bad address {text!r}")
-    return host, port
+    """``host``, ``host:port``, ``[v6]:port`` -> (host, port). ValueError if malformed
+    (lictor.common.hostport)."""
+    return parse_host_port(text, default_port=default_port, what="gossip address")
 
 
 class _Drop(Exception):
@@ -150,7 +139,7 @@ class GossipNode:
                 if port:
                     break
                 continue
-            self._udp = udp  # type: ignore[assignment]
+            self._udp = udp
             break
         if self._udp is None:
             raise TransportError(f"cannot bind gossip on {host}:{port}: {last}")

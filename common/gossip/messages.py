@@ -187,7 +187,8 @@ def _tags_list(tags: Mapping[str, str]) -> dict[str, str]:
 
 def encode_message(msg: Message) -> bytes:
     """msgpack bytes of one message (no validation: we only build valid messages)."""
-    return msgpack.packb(_to_wire(msg), use_bin_type=True)
+    out: bytes = msgpack.packb(_to_wire(msg), use_bin_type=True)
+    return out
 
 
 def _to_wire(msg: Message) -> list[Any]:
@@ -230,7 +231,8 @@ def encode_packet(encoded_messages: Sequence[bytes]) -> bytes:
 
 
 def encode_tags(tags: Mapping[str, str]) -> bytes:
-    return msgpack.packb(dict(tags), use_bin_type=True)
+    out: bytes = msgpack.packb(dict(tags), use_bin_type=True)
+    return out
 
 
 def validate_tags(tags: Mapping[str, str]) -> dict[str, str]:
@@ -259,7 +261,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
     raise _fail(f"ext type {code} not allowed")
 
 
-def decode_packet(data: bytes, *, max_size: int = MAX_PACKET_SIZE) -> tuple[Message, ...]:
+def decode_packet(data: bytes | bytearray | memoryview, *, max_size: int = MAX_PACKET_SIZE) -> tuple[Message, ...]:
     """Decode and validate a packet body (a msgpack array of messages).
 
     Raises ``GossipCodecError`` and nothing else.

@@ -16,7 +16,9 @@ import itertools
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from lictor.common.gossip.keyring import DecryptError, Keyring
 from lictor.common.gossip.members import Member, MemberState
 from lictor.common.gossip.messages import Address, GossipCodecError
 from lictor.common.gossip.swim import MemberEvent, StreamKind, SwimConfig, SwimCore
@@ -40,6 +42,9 @@ class SimMember:
     crashed_at: float | None = None
     scheduled: float | None = None
     group: int = 0
+    keyring: Keyring | None = None
+    """Seals what this member sends and opens what it receives (as the driver does); None:
+    plaintext."""
 
 
 @dataclass(slots=True)
@@ -49,6 +54,7 @@ class _Stats:
     blocked: int = 0
     streams: int = 0
     decode_errors: int = 0
+    decrypt_errors: int = 0
     max_packet: int = 0
     by_member: dict[str, int] = field(default_factory=dict)
 
@@ -71,13 +77,14 @@ class SimNetwork:
         self.stats = _Stats()
         self._by_addr: dict[Address, str] = {}
         self._cuts: set[frozenset[str]] = set()
-        self._heap: list[tuple[float, int, object]] = []
+        self._heap: list[tuple[float, int, tuple[Any, ...]]] = []
         self._counter = itertools.count()
 
     # -- building the cluster -------------------------------------------------------------------
 
     def add(self, name: str, *, tags: Mapping[str, str] | None = None,
-            config: SwimConfig | None = None, incarnation: int = 0) -> SimMember:
+            config: SwimConfig | None = None, incarnation: int = 0,
+            keyring: Keyring | None = None) -> SimMember:
         """Add (or restart, with a fresh core at incarnation 0) a member called ``name``."""
         old = self.members.get(name)
         if old is not None:
@@ -90,7 +97,8 @@ class SimNetwork:
             cfg = replace(cfg, initial_incarnation=incarnation)
         core = SwimCore(config=cfg, addr=addr, rng=random.Random(self.rng.getrandbits(64)),
                         now=self.now, tags=tags)
-        m = SimMember(name=name, addr=addr, core=core, group=old.group if old else 0)
+        m = SimMember(name=name, addr=addr, core=core, group=old.group if old else 0,
+                      keyring=keyring if keyring is not None else (old.keyring if old else None))
         self.members[name] = m
         self._by_addr[addr] = name
         self._schedule(m)
@@ -214,7 +222,7 @@ class SimNetwork:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _push(self, when: float, item: object) -> None:
+    def _push(self, when: float, item: tuple[Any, ...]) -> None:
         heapq.heappush(self._heap, (when, next(self._counter), item))
 
     def _schedule(self, m: SimMember) -> None:
@@ -225,40 +233,36 @@ class SimNetwork:
             m.scheduled = d
             self._push(d, ("wake", m.name, d, m.core))
 
-    def _dispatch(self, item: object) -> None:
-        kind = item[0]  # type: ignore[index]
+    def _dispatch(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
         if kind == "wake":
-            _, name, when, core = item  # type: ignore[misc]
-            m = self.members[name]
-            if m.crashed or m.core is not core or m.scheduled != when:
+            _, name, when, core = item
+            woken = self.members[name]
+            if woken.crashed or woken.core is not core or woken.scheduled != when:
                 return
-            m.scheduled = None
-            m.core.tick(self.now)
-            self._flush(m)
-        elif kind == "packet":
-            _, src, dst, payload = item  # type: ignore[misc]
-            m = self._deliverable(src, dst)
-            if m is None:
-                return
+            woken.scheduled = None
+            woken.core.tick(self.now)
+            self._flush(woken)
+            return
+        _, src, dst, sealed = item
+        m = self._deliverable(src, dst)
+        if m is None:
+            return
+        payload = self._open(m, sealed)
+        if payload is None:
+            return
+        if kind == "packet":
             try:
                 m.core.receive(src, payload, self.now)
             except GossipCodecError:
                 self.stats.decode_errors += 1
             self._flush(m)
         elif kind == "stream":
-            _, src, dst, req = item  # type: ignore[misc]
-            m = self._deliverable(src, dst)
-            if m is None:
-                return
-            reply = m.core.receive_stream(src, req.payload, self.now)
+            reply = m.core.receive_stream(src, payload, self.now)
             self._flush(m)
             if reply is not None:
-                self._push(self.now + self._delay(), ("reply", dst, src, reply))
+                self._push(self.now + self._delay(), ("reply", dst, src, self._seal(m, reply)))
         elif kind == "reply":
-            _, src, dst, payload = item  # type: ignore[misc]
-            m = self._deliverable(src, dst)
-            if m is None:
-                return
             m.core.receive(src, payload, self.now, stream_reply=True)
             self._flush(m)
 
@@ -275,6 +279,19 @@ class SimNetwork:
             return None
         return d
 
+    @staticmethod
+    def _seal(m: SimMember, body: bytes) -> bytes:
+        return m.keyring.encrypt(body) if m.keyring is not None else body
+
+    def _open(self, m: SimMember, frame: bytes) -> bytes | None:
+        if m.keyring is None:
+            return frame
+        try:
+            return m.keyring.decrypt(frame)[0]
+        except DecryptError:
+            self.stats.decrypt_errors += 1
+            return None
+
     def _delay(self) -> float:
         lo, hi = self.delay
         return self.rng.uniform(lo, hi)
@@ -288,12 +305,12 @@ class SimNetwork:
             if self.loss and self.rng.random() < self.loss:
                 self.stats.lost += 1
                 continue
-            self._push(self.now + self._delay(), ("packet", m.addr, p.addr, p.payload))
+            self._push(self.now + self._delay(), ("packet", m.addr, p.addr, self._seal(m, p.payload)))
         for s in r.streams:
             self.stats.streams += 1
             if s.kind is StreamKind.PING and not m.core.config.tcp_fallback:
                 continue
-            self._push(self.now + self._delay(), ("stream", m.addr, s.addr, s))
+            self._push(self.now + self._delay(), ("stream", m.addr, s.addr, self._seal(m, s.payload)))
         if r.events:
             for e in r.events:
                 se = SimEvent(self.now, m.name, e)

@@ -43,10 +43,13 @@ from __future__ import annotations
 
 import enum
 import math
-import random
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random  # only the type of the injected rng: no module-level randomness here
 
 from lictor.common.gossip.awareness import Awareness
 from lictor.common.gossip.broadcast import BroadcastQueue

@@ -13,7 +13,11 @@ Server, per connection::
         req  -> task: await handler.handle(...) -> write res/err   (at most max_inflight at once;
                 beyond that requests wait in a backlog and reading is paused = backpressure)
         anything else / garbage / oversize -> drop THIS connection (counted in server.stats)
-    timer (every min(frame_timeout, idle_timeout)/4):
+    connection_made: the client IP already holds max_conns_per_client -> drop (refused_per_client)
+    incomplete frames of all connections past max_partial_bytes -> drop (dropped_partial_budget)
+    timer (every min(frame_timeout, idle_timeout, handshake_timeout)/4):
+        a first frame started > handshake_timeout ago, incomplete -> drop (dropped_handshake)
+        a frame in progress got no byte for handshake_timeout     -> drop (dropped_stalled)
         a frame started > frame_timeout ago and still incomplete -> drop (dropped_stalled)
         the peer stopped reading our replies for > frame_timeout -> drop (dropped_stalled)
         no bytes and nothing in flight for > idle_timeout          -> close (dropped_idle)
@@ -48,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
 from lictor.common.clock import Clock, SystemClock
+from lictor.common.hostport import format_host_port, parse_host_port
 from lictor.common.errors import (
     DEFAULT_IO_ERRORS,
     LictorError,
@@ -88,6 +93,14 @@ log = logging.getLogger("lictor.rpc")
 DEFAULT_MAX_INFLIGHT: Final = 256
 DEFAULT_IDLE_TIMEOUT: Final = 300.0
 DEFAULT_FRAME_TIMEOUT: Final = 30.0
+#: Consul's limits.rpc_max_conns_per_client: connections one client IP may hold open (0: no cap).
+DEFAULT_MAX_CONNS_PER_CLIENT: Final = 100
+#: Consul's limits.rpc_handshake_timeout: a connection's first frame must be complete this long
+#: after it started, and any frame in progress must not go this long without a byte.
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
+#: Bytes of incomplete frames all connections together may hold; the one that would pass it is
+#: dropped (each may announce up to max_frame_size, 16 MiB, so 100 peers could pin 1.6 GiB).
+DEFAULT_MAX_PARTIAL_BYTES: Final = 128 * 1024 * 1024
 #: asyncio's default high-water mark is 64 KiB; Raft batches are bigger than that.
 WRITE_HIGH_WATER: Final = 1024 * 1024
 WRITE_LOW_WATER: Final = 256 * 1024
@@ -148,6 +161,12 @@ class ServerStats:
     """A frame left incomplete, or our replies left unread, for longer than ``frame_timeout``."""
     dropped_idle: int = 0
     """No traffic and nothing in flight for ``idle_timeout``."""
+    dropped_handshake: int = 0
+    """No complete first frame within ``handshake_timeout`` of the connection."""
+    dropped_partial_budget: int = 0
+    """A partial frame that would pass the server-wide ``max_partial_bytes``."""
+    refused_per_client: int = 0
+    """Connections closed on accept: the client IP already held ``max_conns_per_client``."""
 
 
 @dataclass(slots=True)
@@ -163,20 +182,12 @@ class ClientStats:
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``; ``ValueError`` if malformed."""
-    host, sep, port_s = addr.rpartition(":")
-    if not sep or not host or not port_s.isdigit():
-        raise ValueError(f"invalid address {addr!r}: expected host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    port = int(port_s)
-    if not 0 < port < 65536:
-        raise ValueError(f"invalid address {addr!r}: port out of range")
-    return host, port
+    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``; ``ValueError`` if malformed
+    (lictor.common.hostport)."""
+    return parse_host_port(addr)
 
 
-def format_addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+format_addr = format_host_port
 
 
 class _Writer:
@@ -282,6 +293,9 @@ class _ServerConnection(asyncio.Protocol):
         self._closed = False
         self._partial_since: float | None = None
         self._last_activity = self._loop.time()
+        self._handshaken = False  # a first complete frame arrived
+        self._held = 0  # bytes of an incomplete frame counted in the server's partial budget
+        self._ip: str | None = None  # counted against max_conns_per_client
         self._timer: asyncio.TimerHandle | None = None
         self.lost: asyncio.Future[None] = self._loop.create_future()
 
@@ -301,6 +315,14 @@ class _ServerConnection(asyncio.Protocol):
         self._stats.active += 1
         self._server._conns.add(self)
         self._timer = self._loop.call_later(self._server._tick, self._on_timer)
+        ip = str(peername[0]) if isinstance(peername, tuple) else None
+        if ip is not None:
+            if not self._server._acquire(ip):
+                self._stats.refused_per_client += 1
+                self._drop(TransportError(f"{self._server._max_conns_per_client} connections from {ip} already "
+                                          "open (limits.rpc_max_conns_per_client)"))
+                return
+            self._ip = ip
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
@@ -331,9 +353,14 @@ class _ServerConnection(asyncio.Protocol):
         # A frame is "in progress" from the chunk that started it; only a completed frame
         # moves the start forward (a busy stream nearly always ends a chunk mid-frame).
         if frames:
+            self._handshaken = True
             self._partial_since = now if self._decoder.buffered else None
         elif self._partial_since is None and self._decoder.buffered:
             self._partial_since = now
+        if not self._hold(self._decoder.buffered):
+            self._stats.dropped_partial_budget += 1
+            self._drop(RemoteProtocolError(
+                f"incomplete frames across connections would pass {self._server._max_partial_bytes} bytes"))
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; in-flight replies are abandoned
@@ -344,12 +371,27 @@ class _ServerConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writer.resume()
 
+    def _hold(self, buffered: int) -> bool:
+        """Account this connection's partial frame in the server-wide budget; False: over it."""
+        srv = self._server
+        delta = buffered - self._held
+        if delta > 0 and srv._partial_bytes + delta > srv._max_partial_bytes:
+            return False
+        srv._partial_bytes += delta
+        self._held = buffered
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._closed:
             self._stats.closed_by_peer += 1
         self._closed = True
         self._stats.active -= 1
         self._server._conns.discard(self)
+        self._server._partial_bytes -= self._held
+        self._held = 0
+        if self._ip is not None:
+            self._server._release(self._ip)
+            self._ip = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -452,6 +494,20 @@ class _ServerConnection(asyncio.Protocol):
             return
         now = self._loop.time()
         srv = self._server
+        if (not self._handshaken and self._partial_since is not None
+                and now - self._partial_since >= srv._handshake_timeout):
+            # a peer that has not yet sent one whole frame may not hold a big partial one long
+            # (a silent connection costs only a socket: idle_timeout and the per-IP cap bound it)
+            self._stats.dropped_handshake += 1
+            self._drop(RemoteProtocolError(f"first frame incomplete after {srv._handshake_timeout}s "
+                                           "(limits.rpc_handshake_timeout)"))
+            return
+        if (self._partial_since is not None and not self._reading_paused
+                and now - self._last_activity >= srv._handshake_timeout):
+            self._stats.dropped_stalled += 1
+            self._drop(RemoteProtocolError(
+                f"frame in progress received nothing for {srv._handshake_timeout}s ({self._decoder.buffered} bytes)"))
+            return
         if (self._partial_since is not None and not self._reading_paused
                 and now - self._partial_since >= srv._frame_timeout):
             self._stats.dropped_stalled += 1
@@ -495,7 +551,10 @@ class RPCServer:
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                  frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
-                 max_inflight: int = DEFAULT_MAX_INFLIGHT) -> None:
+                 max_inflight: int = DEFAULT_MAX_INFLIGHT,
+                 max_conns_per_client: int = DEFAULT_MAX_CONNS_PER_CLIENT,
+                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+                 max_partial_bytes: int = DEFAULT_MAX_PARTIAL_BYTES) -> None:
         if max_inflight < 1:
             raise ValueError("max_inflight must be >= 1")
         self._handler = handler
@@ -506,12 +565,41 @@ class RPCServer:
         self._idle_timeout = idle_timeout
         self._frame_timeout = frame_timeout
         self._max_inflight = max_inflight
-        self._tick = max(0.01, min(frame_timeout, idle_timeout) / 4)
+        self._max_partial_bytes = max_partial_bytes
+        self._partial_bytes = 0
+        self._per_ip: dict[str, int] = {}
+        self._max_conns_per_client = max_conns_per_client
+        self._handshake_timeout = handshake_timeout
+        self._tick = 0.0
+        self.set_limits(max_conns_per_client=max_conns_per_client, handshake_timeout=handshake_timeout)
         self._server: asyncio.Server | None = None
         self._conns: set[_ServerConnection] = set()
         self._conn_ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set in start()
         self.stats = ServerStats()
+
+    def set_limits(self, *, max_conns_per_client: int, handshake_timeout: float) -> None:
+        """Consul's ``limits.rpc_max_conns_per_client`` (0: no cap) and ``rpc_handshake_timeout``
+        (0: the frame timeout); before :meth:`start` (the agent sets them from its config)."""
+        if handshake_timeout <= 0:
+            handshake_timeout = self._frame_timeout
+        self._max_conns_per_client = max(0, int(max_conns_per_client))
+        self._handshake_timeout = float(handshake_timeout)
+        self._tick = max(0.01, min(self._frame_timeout, self._idle_timeout, self._handshake_timeout) / 4)
+
+    def _acquire(self, ip: str) -> bool:
+        n = self._per_ip.get(ip, 0)
+        if self._max_conns_per_client and n >= self._max_conns_per_client:
+            return False
+        self._per_ip[ip] = n + 1
+        return True
+
+    def _release(self, ip: str) -> None:
+        n = self._per_ip.get(ip, 0) - 1
+        if n > 0:
+            self._per_ip[ip] = n
+        else:
+            self._per_ip.pop(ip, None)
 
     async def start(self) -> None:
         if self._server is not None:
@@ -521,7 +609,7 @@ class RPCServer:
             self._server = await self._loop.create_server(
                 lambda: _ServerConnection(self, next(self._conn_ids)), self._host, self._port,
                 ssl=self._ssl, reuse_address=True,
-                ssl_handshake_timeout=self._frame_timeout if self._ssl else None)
+                ssl_handshake_timeout=self._handshake_timeout if self._ssl else None)
 
     @property
     def bound_port(self) -> int:
@@ -590,10 +678,10 @@ class _ClientConnection(asyncio.Protocol):
         try:
             for obj in self._decoder.feed(data):
                 msg = parse_message(obj)
-                fut = pending.pop(msg.id, None) if type(msg) in (Response, ErrorReply) else False
-                if fut is False:
+                if not isinstance(msg, (Response, ErrorReply)):
                     raise RemoteProtocolError(
                         f"invalid message: a client does not accept {obj['t']!r} frames")
+                fut = pending.pop(msg.id, None)
                 if fut is None or fut.done():
                     continue  # the caller gave up (timeout, cancellation) before the reply came
                 if type(msg) is Response:
@@ -864,7 +952,7 @@ class RPCClient:
         into ``[d/2, d]`` so that peers restarted together do not reconnect in lockstep."""
         if attempt <= 0:
             return 0.0
-        d = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
+        d: float = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
         return d / 2 + self._rng.random() * d / 2
 
     async def _reconnect_loop(self, ep: _Endpoint) -> None:

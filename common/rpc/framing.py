@@ -31,6 +31,7 @@ Messages (maps, str keys; unknown extra keys are ignored for forward compatibili
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -84,7 +85,7 @@ def encode_frame(obj: Any, *, max_frame_size: int | None = None) -> bytes:
     larger than ``max_frame_size`` (or than 4 GiB - 1, the header's limit).
     """
     try:
-        body = msgpack.packb(obj, use_bin_type=True)
+        body: bytes = msgpack.packb(obj, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode frame: {exc}") from exc
     n = len(body)
@@ -321,7 +322,7 @@ def _parse_error(obj: dict[Any, Any]) -> ErrorReply:
     return ErrorReply(id=mid, type=etype, msg=msg, leader=leader, code=code, base=base, status=status)
 
 
-_PARSERS = {"req": _parse_request, "note": _parse_note, "res": _parse_response,
+_PARSERS: dict[str, Callable[[dict[Any, Any]], Message]] = {"req": _parse_request, "note": _parse_note, "res": _parse_response,
             "err": _parse_error}
 
 

@@ -146,20 +146,29 @@ class Authorizer:
         return Decision.DEFAULT if rule is None else _enforce(rule.policy, access)
 
     def key_write_prefix(self, prefix: str) -> bool:
-        """May this token write (delete) every key under ``prefix``? Consul's KeyWritePrefix: the
-        rule governing the prefix allows write, and no rule below it says otherwise."""
+        """May this token write (delete) every key under ``prefix``? Consul's KeyWritePrefix:
+
+        * any rule (exact or prefix) at or below ``prefix`` that does not grant write -> no;
+        * else the longest *prefix* rule covering ``prefix`` decides (an exact rule on the
+          prefix's own name covers that one key, not the keys that start with it);
+        * no such rule -> the default policy.
+        """
         if self.management:
             return True
-        if not self.allowed("key", "write", prefix):
-            return False
         pol = self.policy
         if pol is None:
-            return True
+            return self.default == "allow"
         for kind in (pol.exact, pol.prefix):
             for name, rule in kind.get("key", {}).items():
-                if name.startswith(prefix) and name != prefix and rule.policy and rule.policy != "write":
+                if name.startswith(prefix) and rule.policy and rule.policy != "write":
                     return False
-        return True
+        best: str | None = None
+        for name, rule in pol.prefix.get("key", {}).items():
+            if rule.policy and prefix.startswith(name) and (best is None or len(name) > len(best)):
+                best = name
+        if best is not None:
+            return pol.prefix["key"][best].policy == "write"
+        return self.default == "allow"
 
     def __repr__(self) -> str:  # never shows anything secret; the accessor ID is not a secret
         return f"Authorizer(accessor_id={self.accessor_id!r}, management={self.management}, default={self.default!r})"

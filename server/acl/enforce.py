@@ -58,6 +58,12 @@ def authorize(server: Any, args: dict[str, Any], resource: str, name: str | None
     return authz
 
 
+def authorize_sign(server: Any, token: str, service: str) -> None:
+    """The Connect CA's signing check: a leaf for ``service`` needs service:write on it
+    (Consul's ConnectCA.Sign rule). The default ``Server.sign_authorizer``."""
+    authorize(server, {"token": token}, "service", service, "write")
+
+
 def filter_allowed(authz: Authorizer | None, rows: Iterable[T], resource: str,
                    name_of: Callable[[T], str], access: str = "read") -> list[T]:
     """The rows the authorizer may read, as a new list (shared results are never mutated)."""

@@ -32,12 +32,13 @@ Default policy (:func:`default_allow`): the ACL default policy when ACLs are ena
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lictor.common.errors import ValidationError
+from lictor.common.regex import Pattern, RegexError, compile_pattern
 from lictor.server.configentry.entries import (DEFAULT_NS, MESH, SERVICE_INTENTIONS, EntryView, as_view,
                                                decode_entry)
 from lictor.server.configentry.entries import INTENTION_SOURCE, _decode_obj
@@ -270,10 +271,23 @@ def _header_matches(rule: Mapping[str, Any], headers: Mapping[str, str]) -> bool
         elif rule.get("Contains"):
             result = want("Contains") in v
         elif rule.get("Regex"):
-            result = re.fullmatch(rule["Regex"], value) is not None
+            result = _fullmatch(rule["Regex"], value)
         else:
             result = False
     return not result if rule.get("Invert") else result
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Pattern | None:
+    try:
+        return compile_pattern(pattern)
+    except RegexError:
+        return None  # stored before validation used RE2: a pattern RE2 refuses matches nothing
+
+
+def _fullmatch(pattern: Any, text: str) -> bool:
+    rx = _compiled(str(pattern))
+    return rx is not None and rx.fullmatch(text)
 
 
 def _claim(claims: Mapping[str, Any], path: list[str]) -> Any:
@@ -312,7 +326,7 @@ def permission_matches(perm: Mapping[str, Any], request: L7Request) -> bool:
         return False
     if http.get("PathPrefix") and not request.path.startswith(http["PathPrefix"]):
         return False
-    if http.get("PathRegex") and re.fullmatch(http["PathRegex"], request.path) is None:
+    if http.get("PathRegex") and not _fullmatch(http["PathRegex"], request.path):
         return False
     for rule in http.get("Header") or []:
         if not _header_matches(rule, request.headers):

@@ -31,6 +31,7 @@ from typing import Any
 from lictor.common.errors import FilterError, ValidationError
 from lictor.common.filter import compile_filter
 from lictor.common.filter_schemas import HEALTH_SERVICE_ENTRY_SCHEMA
+from lictor.common.regex import RegexError, compile_pattern
 from lictor.server.configentry.chain import HTTP_PROTOCOLS, ChainError, compile_chain, service_protocol
 from lictor.server.configentry.entries import (DEFAULT_NS, INGRESS_GATEWAY, JWT_PROVIDER, MESH,
                                                PROXY_DEFAULTS, SERVICE_DEFAULTS, SERVICE_INTENTIONS,
@@ -67,12 +68,10 @@ def _one_of(path: str, d: dict[str, Any], names: Iterable[str], *, required: boo
 
 
 def _regex(path: str, pattern: str) -> None:
-    # Envoy uses RE2; Python's engine accepts a superset, so refuse what RE2 lacks too.
-    if re.search(r"\(\?[=!<]|\\[1-9]", pattern):
-        raise _err(path, f"invalid regular expression {pattern!r}: lookaround and backreferences are not supported")
+    # Envoy and our own L7 intention checks use RE2: the same engine decides what is valid.
     try:
-        re.compile(pattern)
-    except re.error as exc:
+        compile_pattern(pattern)
+    except RegexError as exc:
         raise _err(path, f"invalid regular expression {pattern!r}: {exc}") from None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -30,6 +31,7 @@ __all__ = [
     "PublicKey",
     "SpiffeService",
     "LEAF_BACKDATE",
+    "build_leaf",
     "cert_pem",
     "colon_hex",
     "create_csr",
@@ -271,18 +273,18 @@ def validate_csr(csr: x509.CertificateSigningRequest, *, trust_domain: str, data
     return sid, list(san.get_values_for_type(x509.DNSName))
 
 
-def sign_leaf(csr: x509.CertificateSigningRequest, *, signer_key: PrivateKey, signer_cert: x509.Certificate,
-              serial: int, uri: str, dns_names: list[str], now: dt.datetime,
-              ttl: dt.timedelta) -> x509.Certificate:
-    """Sign a validated CSR: valid from ``now - LEAF_BACKDATE`` for ``ttl`` (clamped to the
-    signer's own validity), SPIFFE URI (+ DNS) SANs, serverAuth+clientAuth, not a CA."""
-    pub = csr.public_key()
+def build_leaf(pub: PublicKey, *, signer_key: PrivateKey, signer_cert: x509.Certificate, serial: int,
+               common_name: str, sans: Sequence[x509.GeneralName], now: dt.datetime,
+               ttl: dt.timedelta) -> x509.Certificate:
+    """The one leaf-certificate builder (Connect leaves and auto-encrypt agent certificates):
+    valid from ``now - LEAF_BACKDATE`` for ``ttl`` (clamped to the signer's own validity), the
+    given SANs, digitalSignature plus keyEncipherment (RSA) or keyAgreement (EC),
+    serverAuth+clientAuth, not a CA, with subject and authority key identifiers."""
     is_rsa = isinstance(pub, rsa.RSAPublicKey)
     not_before = now - LEAF_BACKDATE
     not_after = min(now + ttl, signer_cert.not_valid_after_utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, uri.rsplit("/", 1)[-1][:64])])
-    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)] + [x509.DNSName(d) for d in dns_names]
-    b = (x509.CertificateBuilder().subject_name(name).issuer_name(signer_cert.subject).public_key(pub)  # type: ignore[arg-type]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+    b = (x509.CertificateBuilder().subject_name(name).issuer_name(signer_cert.subject).public_key(pub)
          .serial_number(serial).not_valid_before(not_before).not_valid_after(not_after)
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=is_rsa,
@@ -290,7 +292,16 @@ def sign_leaf(csr: x509.CertificateSigningRequest, *, signer_key: PrivateKey, si
                                       crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
          .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                         critical=False)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)  # type: ignore[arg-type]
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
          .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()), critical=False)
-         .add_extension(x509.SubjectAlternativeName(sans), critical=False))
+         .add_extension(x509.SubjectAlternativeName(list(sans)), critical=False))
     return b.sign(signer_key, _sig_hash(signer_key))
+
+
+def sign_leaf(csr: x509.CertificateSigningRequest, *, signer_key: PrivateKey, signer_cert: x509.Certificate,
+              serial: int, uri: str, dns_names: list[str], now: dt.datetime,
+              ttl: dt.timedelta) -> x509.Certificate:
+    """Sign a validated CSR for a Connect service: SPIFFE URI (+ DNS) SANs (:func:`build_leaf`)."""
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)] + [x509.DNSName(d) for d in dns_names]
+    return build_leaf(csr.public_key(), signer_key=signer_key, signer_cert=signer_cert,  # type: ignore[arg-type]
+                      serial=serial, common_name=uri.rsplit("/", 1)[-1], sans=sans, now=now, ttl=ttl)

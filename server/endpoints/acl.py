@@ -97,7 +97,7 @@ async def resolve_token(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 
 # ----- bootstrap ---------------------------------------------------------------------------------------
 
-@endpoint("ACL.Bootstrap")
+@endpoint("ACL.Bootstrap", write=True)
 async def bootstrap(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     now = time.time()
@@ -165,7 +165,7 @@ def _can_write(authz: Any) -> bool:
     return authz is None or authz.allowed("acl", "write")
 
 
-@endpoint("ACL.TokenSet")
+@endpoint("ACL.TokenSet", write=True)
 async def token_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Create (no AccessorID, or ``create``) or update a token. Args: ``token`` (caller), ``body``."""
     _enabled(server)
@@ -307,7 +307,7 @@ def _delete_endpoint(name: str, op: str, key: str, table: str | None = None) -> 
     """Register ``name``: with acl:write, propose ``{"op": op, key: args[key]}`` (idempotent; the
     ID matched case-insensitively against ``table``, when given)."""
 
-    @endpoint(name)
+    @endpoint(name, write=True)
     async def delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         _enabled(server)
         authorize(server, a, "acl", None, "write")
@@ -316,7 +316,7 @@ def _delete_endpoint(name: str, op: str, key: str, table: str | None = None) -> 
         return {"result": True}
 
 
-@endpoint("ACL.TokenDelete")
+@endpoint("ACL.TokenDelete", write=True)
 async def token_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -329,7 +329,7 @@ async def token_delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": True}
 
 
-@endpoint("ACL.TokenClone")
+@endpoint("ACL.TokenClone", write=True)
 async def token_clone(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -399,7 +399,7 @@ def _check_name(name: Any, what: str) -> str:
     return name
 
 
-@endpoint("ACL.PolicySet")
+@endpoint("ACL.PolicySet", write=True)
 async def policy_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -419,7 +419,7 @@ async def policy_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
 _delete_endpoint("ACL.PolicyDelete", "policy_delete", "id", "acl_policies")
 
 
-@endpoint("ACL.RoleSet")
+@endpoint("ACL.RoleSet", write=True)
 async def role_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -457,7 +457,7 @@ async def auth_method_read(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"index": server.store.index("acl_auth_methods"), "result": dict(m)}
 
 
-@endpoint("ACL.AuthMethodSet")
+@endpoint("ACL.AuthMethodSet", write=True)
 async def auth_method_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -510,7 +510,7 @@ async def binding_rule_read(server: Server, a: dict[str, Any]) -> dict[str, Any]
 _BIND_TYPES = ("service", "node", "role", "policy", "templated-policy")
 
 
-@endpoint("ACL.BindingRuleSet")
+@endpoint("ACL.BindingRuleSet", write=True)
 async def binding_rule_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     authorize(server, a, "acl", None, "write")
@@ -542,7 +542,7 @@ _delete_endpoint("ACL.BindingRuleDelete", "binding_rule_delete", "id", "acl_bind
 
 # ----- login / logout ---------------------------------------------------------------------------------------
 
-@endpoint("ACL.Login")
+@endpoint("ACL.Login", write=True)
 async def login(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Args: ``auth_method``, ``bearer_token``, ``meta``. No caller token needed."""
     _enabled(server)
@@ -585,7 +585,7 @@ async def login(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": token_to_api(server.store, out)}
 
 
-@endpoint("ACL.Logout")
+@endpoint("ACL.Logout", write=True)
 async def logout(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     _enabled(server)
     secret = str(a.get("token") or "")
@@ -597,14 +597,3 @@ async def logout(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     await server.apply(MessageType.ACL, {"op": "token_delete", "ids": [tok["AccessorID"]]})
     return {"result": True}
 
-
-# ----- the Connect CA's signing hook --------------------------------------------------------------------------
-
-def _sign_authorizer(server: Server, token: str, service: str) -> None:
-    """A leaf for ``service`` needs service:write on it (Consul's ConnectCA.Sign rule)."""
-    authorize(server, {"token": token}, "service", service, "write")
-
-
-from lictor.server.endpoints.connect_ca import set_sign_authorizer  # noqa: E402
-
-set_sign_authorizer(_sign_authorizer)

@@ -16,9 +16,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lictor.common.errors import (Conflict, NoLeaderError, NotLeaderError, PermissionDeniedError, ValidationError)
 from lictor.common.tls import (AUTO_ENCRYPT_METHOD, TLSManager, agent_spiffe_id, client_name, server_name)
@@ -94,30 +91,13 @@ def sign_agent_csr(csr_pem: str, *, node: str, datacenter: str, domain: str, tru
             if ip not in ips:
                 ips.append(ip)
     uri = agent_spiffe_id(trust_domain, datacenter, node)
-    is_rsa = isinstance(pub, rsa.RSAPublicKey)
-    not_after = min(now + ttl, signer_cert.not_valid_after_utc)
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
     sans += [x509.DNSName(d) for d in dns] + [x509.IPAddress(i) for i in ips]
-    b = (x509.CertificateBuilder()
-         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node[:64])]))
-         .issuer_name(signer_cert.subject).public_key(pub)  # type: ignore[arg-type]
-         .serial_number(serial).not_valid_before(now - ca.LEAF_BACKDATE).not_valid_after(not_after)
-         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=is_rsa,
-                                      data_encipherment=False, key_agreement=not is_rsa, key_cert_sign=False,
-                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
-                        critical=False)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)  # type: ignore[arg-type]
-         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
-                        critical=False)
-         .add_extension(x509.SubjectAlternativeName(sans), critical=False))
-    algo = hashes.SHA384() if isinstance(signer_key, ec.EllipticCurvePrivateKey) and \
-        signer_key.curve.key_size >= 384 else hashes.SHA256()
-    return b.sign(signer_key, algo)
+    return ca.build_leaf(pub, signer_key=signer_key, signer_cert=signer_cert, serial=serial,  # type: ignore[arg-type]
+                         common_name=node, sans=sans, now=now, ttl=ttl)
 
 
-@endpoint(AUTO_ENCRYPT_METHOD)
+@endpoint(AUTO_ENCRYPT_METHOD, write=True)
 async def _sign(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Args: ``csr`` (PEM), ``node``, ``token``. Runs on the leader (a follower forwards)."""
     settings = _SETTINGS.get(server)

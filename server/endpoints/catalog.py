@@ -19,7 +19,8 @@ from lictor.server.state.store import Store
 from lictor.server.state.watch import WatchSet
 
 
-@endpoint("Catalog.Register")
+@endpoint("Catalog.Register", write=True, optional={"node": str, "address": str, "checks": list,
+                                                          "service": dict, "check": dict})
 async def register(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if not a.get("node"):
         raise ValidationError("Must provide node")
@@ -28,6 +29,8 @@ async def register(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     a.setdefault("datacenter", server.config.datacenter)
     checks = list(a.get("checks") or [])
     for c in checks:
+        if not isinstance(c, dict):
+            raise ValidationError(f"Catalog.Register: each check must be a map, got {type(c).__name__}")
         c.setdefault("status", "critical")
         c.setdefault("node", a["node"])
         if c["node"] != a["node"]:
@@ -41,7 +44,7 @@ async def register(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": True}
 
 
-@endpoint("Catalog.Deregister")
+@endpoint("Catalog.Deregister", write=True, optional={"node": str, "service_id": str, "check_id": str})
 async def deregister(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if not a.get("node"):
         raise ValidationError("Must provide node")
@@ -80,7 +83,7 @@ async def list_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="Catalog.ListServices")
 
 
-@endpoint("Catalog.ServiceNodes")
+@endpoint("Catalog.ServiceNodes", args={"service": str}, optional={"node_meta": dict})
 async def service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     filtered = make_filter(a, CATALOG_SERVICE_SCHEMA)
     dc = server.config.datacenter
@@ -96,7 +99,22 @@ async def service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="Catalog.ServiceNodes")
 
 
-@endpoint("Catalog.NodeServices")
+@endpoint("Catalog.ServicesByAddress", optional={"address": str})
+async def services_by_address(server: Server, a: dict[str, Any]) -> dict[str, Any]:
+    """The instances whose own address is ``address`` (the DNS interface's reverse lookups)."""
+    addr = str(a.get("address") or "")
+    dc = server.config.datacenter
+
+    def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
+        store.watch(ws, "services")
+        rows = [service_to_catalog_api(s, store.nodes.get(s.node), datacenter=dc)
+                for s in store.services.values() if addr and s.address == addr]
+        rows.sort(key=lambda r: (r["ServiceName"], r["Node"], r["ServiceID"]))
+        return store.index("services"), rows
+    return await blocking_read(server, a, q)
+
+
+@endpoint("Catalog.NodeServices", args={"node": str})
 async def node_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     filtered = make_filter(a, AGENT_SERVICE_SCHEMA)
     """``result`` is {"Node": ..., "Services": {id: service}} or None when the node is unknown;
@@ -114,7 +132,7 @@ async def node_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="Catalog.NodeServices")
 
 
-@endpoint("Health.NodeChecks")
+@endpoint("Health.NodeChecks", args={"node": str})
 async def node_checks(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     filtered = make_filter(a, HEALTH_CHECK_SCHEMA)
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
@@ -123,7 +141,7 @@ async def node_checks(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="Health.NodeChecks")
 
 
-@endpoint("Health.ServiceChecks")
+@endpoint("Health.ServiceChecks", args={"service": str})
 async def service_checks(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     filtered = make_filter(a, HEALTH_CHECK_SCHEMA)
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
@@ -132,7 +150,7 @@ async def service_checks(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="Health.ServiceChecks")
 
 
-@endpoint("Health.ChecksInState")
+@endpoint("Health.ChecksInState", args={"state": str})
 async def checks_in_state(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     filtered = make_filter(a, HEALTH_CHECK_SCHEMA)
     state = a["state"]
@@ -145,7 +163,7 @@ async def checks_in_state(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="Health.ChecksInState")
 
 
-@endpoint("Health.ServiceNodes")
+@endpoint("Health.ServiceNodes", args={"service": str})
 async def health_service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     filtered = make_filter(a, HEALTH_SERVICE_ENTRY_SCHEMA)
     passing_only = bool(a.get("passing"))

@@ -39,7 +39,7 @@ def _cas(a: dict[str, Any]) -> int | None:
     return value
 
 
-@endpoint("ConfigEntry.Apply")
+@endpoint("ConfigEntry.Apply", write=True)
 async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     body = decode_entry(a.get("entry"), kind=a.get("kind") or "", name=a.get("name") or "")
     dc = server.config.datacenter
@@ -51,7 +51,7 @@ async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": bool(await server.apply(MessageType.CONFIG_ENTRY, payload))}
 
 
-@endpoint("ConfigEntry.Delete")
+@endpoint("ConfigEntry.Delete", write=True)
 async def delete(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     kind = check_kind(a.get("kind", ""))
     name = a.get("name") or ""

@@ -9,7 +9,6 @@ Order of work: leader check -> rate limit -> ACL hook -> CSR validation -> seria
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from lictor.common.commands import MessageType
@@ -22,23 +21,7 @@ from lictor.server.server import Server
 from lictor.server.state.store import Store
 from lictor.server.state.watch import WatchSet
 
-__all__ = ["SignAuthorizer", "set_sign_authorizer"]
-
-SignAuthorizer = Callable[[Server, str, str], None]
-"""``(server, token, service)``: raise (e.g. a PermissionDenied error) if ``token`` may not get a
-certificate for ``service``. The ACL issue installs the real one; the default allows all."""
-
-
-def _allow_all(server: Server, token: str, service: str) -> None:
-    return None
-
-
-_sign_authorizer: SignAuthorizer = _allow_all
-
-
-def set_sign_authorizer(fn: SignAuthorizer | None) -> None:
-    global _sign_authorizer
-    _sign_authorizer = fn or _allow_all
+__all__: list[str] = []
 
 
 @endpoint("ConnectCA.Roots")
@@ -57,7 +40,7 @@ async def configuration_get(server: Server, a: dict[str, Any]) -> dict[str, Any]
     return await blocking_read(server, a, q)
 
 
-@endpoint("ConnectCA.ApplyConfiguration")
+@endpoint("ConnectCA.ApplyConfiguration", write=True)
 async def configuration_set(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Args: ``config`` (the API body), optional ``rotate`` (bool: make a new root even if the key
     type is unchanged). A key type/size change always rotates. Returns ``{"result": bool,
@@ -76,7 +59,7 @@ async def configuration_set(server: Server, a: dict[str, Any]) -> dict[str, Any]
     return {"result": bool(ok), "rotated_to": ""}
 
 
-@endpoint("ConnectCA.Sign")
+@endpoint("ConnectCA.Sign", write=True)
 async def sign(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if not server.log.is_leader():
         leader_addr = server.log.leader()
@@ -93,7 +76,7 @@ async def sign(server: Server, a: dict[str, Any]) -> dict[str, Any]:
         service = a.get("service") or ""
         if not isinstance(service, str) or not service:
             raise ValidationError("service: the service to sign for is required")
-        _sign_authorizer(server, str(a.get("token") or ""), service)
+        server.sign_authorizer(server, str(a.get("token") or ""), service)
         csr_pem = a.get("csr")
         if not isinstance(csr_pem, str | bytes) or not csr_pem:
             raise ValidationError("csr: a PEM certificate signing request is required")

@@ -13,6 +13,7 @@ from typing import Any
 
 from lictor.common.commands import MessageType
 from lictor.common.errors import NotLeaderError, NoLeaderError, ValidationError
+from lictor.common.tasks import spawn
 from lictor.server.coordinates import coordinate_rows, valid_coord
 from lictor.server.endpoints import endpoint
 from lictor.server.endpoints.common import blocking_read
@@ -42,7 +43,7 @@ class _Batcher:
             return  # Consul drops updates beyond the batch limit too; the agent resends later
         self.pending[(node, segment)] = {"node": node, "segment": segment, "coord": coord}
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._flush_later())
+            self.task = spawn(self._flush_later(), name="coordinate-flush")
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(_period())
@@ -63,7 +64,7 @@ def _batcher(server: Server) -> _Batcher:
     return b
 
 
-@endpoint("Coordinate.Update")
+@endpoint("Coordinate.Update", write=True)
 async def update(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     node, coord = a.get("node"), a.get("coord")
     if not isinstance(node, str) or not node:

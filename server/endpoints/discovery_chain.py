@@ -21,7 +21,7 @@ def trust_domain(store: Store) -> str:
     return f"{cluster_id}.consul" if cluster_id else ""
 
 
-@endpoint("DiscoveryChain.Get")
+@endpoint("DiscoveryChain.Get", args={"name": str})
 async def get(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     name = a["name"]
     dc = a.get("compile_dc") or server.config.datacenter

@@ -59,7 +59,7 @@ async def get(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q)
 
 
-@endpoint("Intention.Apply")
+@endpoint("Intention.Apply", write=True)
 async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     sns, src = parse_service_ref(a.get("source", ""), "source")
     dns, dst = parse_service_ref(a.get("destination", ""), "destination")

@@ -16,15 +16,33 @@ from lictor.server.state.store import Store
 from lictor.server.state.watch import WatchSet
 
 OPS = {"set", "cas", "lock", "unlock", "delete", "delete-cas", "delete-tree"}
+_UINT64_MAX = (1 << 64) - 1
 
 
-@endpoint("KVS.Apply")
+def validate_kv_args(a: dict[str, Any]) -> None:
+    """What may reach the FSM, checked again on the server (a client agent or any RPC caller may
+    send it): a string key (empty only for delete-tree), flags and indexes within Go's uint64."""
+    key = a.get("key", "")
+    if not isinstance(key, str) or (not key and a.get("op") != "delete-tree"):
+        raise ValidationError("Missing key name")
+    for name in ("flags", "index", "cas"):
+        v = a.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _UINT64_MAX):
+            raise ValidationError(f"Invalid {name} {v!r}: expected an unsigned 64-bit integer")
+    value = a.get("value")
+    if value is not None and not isinstance(value, bytes | bytearray):
+        raise ValidationError("Invalid value: expected bytes")
+
+
+@endpoint("KVS.Apply", write=True, args={"op": str},
+          optional={"key": str, "value": bytes, "flags": int, "cas": int, "session": str, "index": int})
 async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     op = a.get("op")
     if op not in OPS:
         raise ValidationError(f"Invalid KV operation {op!r}")
     if op in ("lock", "unlock") and not a.get("session"):
         raise ValidationError("Missing session")
+    validate_kv_args(a)
     if op == "lock":
         # Consul's state store refuses a lock by a session it cannot find (500, not a `false`);
         # a release by a non-holder stays a plain `false` (the FSM decides).
@@ -39,7 +57,7 @@ async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": await server.apply(MessageType.KVS, a)}
 
 
-@endpoint("KVS.Get")
+@endpoint("KVS.Get", args={"key": str})
 async def get(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     key = a["key"]
 
@@ -49,7 +67,7 @@ async def get(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q)
 
 
-@endpoint("KVS.List")
+@endpoint("KVS.List", optional={"key": str})
 async def list_(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = kvs.kvs_list(store, ws, a.get("key", ""))
@@ -57,7 +75,7 @@ async def list_(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q, shared="KVS.List")
 
 
-@endpoint("KVS.ListKeys")
+@endpoint("KVS.ListKeys", optional={"prefix": str, "separator": str})
 async def list_keys(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         return kvs.kvs_keys(store, ws, a.get("prefix", ""), a.get("separator", ""))

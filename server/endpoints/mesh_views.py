@@ -15,7 +15,7 @@ from lictor.server.state.store import Store
 from lictor.server.state.watch import WatchSet
 
 
-@endpoint("Catalog.GatewayServices")
+@endpoint("Catalog.GatewayServices", args={"gateway": str})
 async def catalog_gateway_services(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     filtered = make_filter(a, None)
 
@@ -25,7 +25,7 @@ async def catalog_gateway_services(server: Server, a: dict[str, Any]) -> dict[st
     return await blocking_read(server, a, q, shared="Catalog.GatewayServices")
 
 
-@endpoint("Health.IngressServiceNodes")
+@endpoint("Health.IngressServiceNodes", args={"service": str})
 async def ingress_service_nodes(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Health entries of the ingress gateway instances that route to ``service``."""
     filtered = make_filter(a, HEALTH_SERVICE_ENTRY_SCHEMA)

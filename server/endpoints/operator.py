@@ -81,7 +81,7 @@ def _find_peer(server: Server, a: dict[str, Any]) -> int:
     raise NotFound(f"{what} was not found in the Raft configuration")
 
 
-@endpoint("Operator.RaftRemovePeer")
+@endpoint("Operator.RaftRemovePeer", write=True)
 async def raft_remove_peer(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     pid = _find_peer(server, a)
     c = server.cluster
@@ -91,7 +91,7 @@ async def raft_remove_peer(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": True}
 
 
-@endpoint("Operator.RaftTransferLeader")
+@endpoint("Operator.RaftTransferLeader", write=True)
 async def raft_transfer_leader(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     c = server.cluster
     if c is None:
@@ -129,7 +129,7 @@ async def autopilot_configuration(server: Server, a: dict[str, Any]) -> dict[str
     return {"result": stored if stored is not None else _own_autopilot(server).to_api()}
 
 
-@endpoint("Operator.ApplyAutopilotConfiguration")
+@endpoint("Operator.ApplyAutopilotConfiguration", write=True)
 async def autopilot_set_configuration(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     """Args: ``config`` (the API body), optional ``cas`` (the ModifyIndex it must replace).
     Stores the configuration through Raft; the result is Consul's bool (false: CAS lost)."""
@@ -224,7 +224,7 @@ async def snapshot_save(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": data, "index": max(snap.index, 1)}
 
 
-@endpoint("Snapshot.Restore")
+@endpoint("Snapshot.Restore", write=True, args={"archive": bytes})
 async def snapshot_restore(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     data = a.get("archive")
     if not isinstance(data, bytes):

@@ -29,14 +29,19 @@ def _validate(s: dict[str, Any]) -> None:
         seconds = parse_duration(ttl, what="Session TTL")
         if not SESSION_TTL_MIN <= seconds <= SESSION_TTL_MAX:
             raise ValidationError(f"Invalid Session TTL '{ttl}', must be between [10s=24h0m0s]")
-    delay = float(s.get("lock_delay", 15.0))
-    if delay < 0 or delay > MAX_LOCK_DELAY:
+    try:
+        delay = float(s.get("lock_delay", 15.0))
+    except (TypeError, ValueError):
+        raise ValidationError("Invalid LockDelay, expected a duration") from None
+    if not 0 <= delay <= MAX_LOCK_DELAY:  # written so NaN is refused too (every NaN comparison is false)
         raise ValidationError(f"Invalid LockDelay, must be between 0 and {MAX_LOCK_DELAY:g}s")
 
 
-@endpoint("Session.Apply")
+@endpoint("Session.Apply", write=True, args={"op": str}, optional={"session": dict, "id": str})
 async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     if a.get("op") == "create":
+        if not isinstance(a.get("session"), dict):
+            raise ValidationError("Session.Apply: create needs a session map")
         s = dict(a["session"])
         _validate(s)
         if not s.get("node"):
@@ -61,7 +66,7 @@ async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     raise ValidationError(f"Invalid session operation {a.get('op')!r}")
 
 
-@endpoint("Session.Renew")
+@endpoint("Session.Renew", write=True, args={"id": str})
 async def renew(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     await server.check_read(stale=False, consistent=False)  # renewal happens on the leader
     s = server.store.sessions.get(a["id"])
@@ -72,7 +77,7 @@ async def renew(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return {"result": [session_to_api(s)]}
 
 
-@endpoint("Session.Get")
+@endpoint("Session.Get", args={"id": str})
 async def get(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, s = sessions.session_get(store, ws, a["id"])
@@ -88,7 +93,7 @@ async def list_(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     return await blocking_read(server, a, q)
 
 
-@endpoint("Session.NodeSessions")
+@endpoint("Session.NodeSessions", args={"node": str})
 async def node_sessions(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     def q(store: Store, ws: WatchSet | None) -> tuple[int, Any]:
         idx, rows = sessions.session_node(store, ws, a["node"])

@@ -29,7 +29,7 @@ def _api(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-@endpoint("Txn.Apply")
+@endpoint("Txn.Apply", write=True, args={"ops": list})
 async def apply(server: Server, a: dict[str, Any]) -> dict[str, Any]:
     ops = a["ops"]
     if is_read_only(ops):

@@ -13,9 +13,12 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random  # only the type of the injected rng: no module-level randomness here
 
 from . import quorum
 from .log import RaftLog

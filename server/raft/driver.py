@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 from lictor.common.clock import Clock, SystemClock
 from lictor.common.errors import (
@@ -57,11 +57,12 @@ from lictor.common.errors import (
     NotLeaderError,
     ShutdownError,
 )
-from lictor.server.fsm import FSM
+from lictor.common.fsutil import PRIVATE_FILE_MODE
 
 from .core import Config, RaftCore
 from .faults import FaultClock
 from .faults import installed as _fault_hook
+from .fsm import FSMProtocol
 from .logstore import (
     LogStore,
     MemoryLogStore,
@@ -143,13 +144,17 @@ class RaftNodeConfig:
         return 2 * self.election_ticks * self.tick_seconds
 
 
-class RaftNode:
-    """A Raft server: implements `lictor.server.replication.Replicator` for a cluster."""
+F = TypeVar("F", bound=FSMProtocol)
+
+
+class RaftNode(Generic[F]):
+    """A Raft server: implements `lictor.server.replication.Replicator` for a cluster. It
+    replicates any state machine that satisfies `FSMProtocol` (`server/raft/fsm.py`)."""
 
     def __init__(
         self,
         config: RaftNodeConfig,
-        fsm: FSM,
+        fsm: F,
         transport: RaftTransportProtocol,
         *,
         log_store: LogStore | None = None,
@@ -162,8 +167,10 @@ class RaftNode:
         self.fsm = fsm
         self.transport = transport
         faults = _fault_hook()  # None unless a chaos test enabled the test-only hook
-        self._clock: Clock = clock or (FaultClock(faults) if faults else SystemClock())
-        self._fsync_seam = {"fsync": faults.fsync} if faults else {}
+        if faults is not None and (clock is None or isinstance(clock, SystemClock)):
+            clock = FaultClock(faults)  # the real clock, shifted by the hook (a test's stays)
+        self._clock: Clock = clock or SystemClock()
+        self._fsync_seam: dict[str, Any] = {"fsync": faults.fsync} if faults else {}
         self._raft_dir: Path | None = None
         if config.data_dir is not None:
             self._raft_dir = Path(config.data_dir) / "raft"
@@ -354,12 +361,20 @@ class RaftNode:
         self._wake.set()
         timeout = self.config.verify_timeout or self.config.election_timeout
         try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            raise self._no_leader_error() from None
+            if not await self._within(fut, timeout):
+                raise self._no_leader_error() from None
+            fut.result()
         finally:
             self._reads.pop(ctx, None)
+
+    async def _within(self, fut: asyncio.Future[Any], timeout: float) -> bool:
+        """Wait for `fut` at most `timeout` seconds of this node's clock; False on timeout."""
+        timer = asyncio.ensure_future(self._clock.sleep(timeout))
+        try:
+            await asyncio.wait((fut, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        return fut.done()
 
     def peers(self) -> list[str]:
         """Addresses of the voters (Consul's Status.Peers), this node included."""
@@ -510,7 +525,7 @@ class RaftNode:
 
     async def _conf_change(self, cc: ConfChange, timeout: float | None) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or 5 * self.config.election_timeout)
+        deadline = self._clock.monotonic() + (timeout or 5 * self.config.election_timeout)
         while True:
             self._check_open()
             if self._role is not Role.LEADER:
@@ -536,7 +551,7 @@ class RaftNode:
                 return
             except ProposalDroppedError:
                 # Another change is pending (or the new leader has not applied its log yet).
-                if loop.time() >= deadline:
+                if self._clock.monotonic() >= deadline:
                     raise LeadershipLostError(f"conf change {cc} kept being dropped") from None
                 await self._clock.sleep(self.config.tick_seconds)
 
@@ -569,8 +584,8 @@ class RaftNode:
         self._ops.append(op)
         self._wake.set()
         await err
-        deadline = loop.time() + self.config.election_timeout
-        while loop.time() < deadline:
+        deadline = self._clock.monotonic() + self.config.election_timeout
+        while self._clock.monotonic() < deadline:
             self._check_open()
             if self._leader_id is not None and self._leader_id != self.id:
                 return self._leader_id
@@ -603,21 +618,15 @@ class RaftNode:
         The state travels in a single log entry, so its size is bounded by the RPC frame limit
         (callers cap it; see `lictor.server.snapshot_archive.MAX_STATE_BYTES`).
         Returns the index of the RESTORE entry. Raises NotLeaderError on a follower."""
-        from lictor.common.commands import MessageType as CommandType
-        from lictor.common.commands import encode_command
-
         self._check_open()
         if self._role is not Role.LEADER:
             raise NotLeaderError(self.leader())
         data = stream.read()
 
-        def validate() -> None:
-            FSM().restore(io.BytesIO(data))
-
-        await asyncio.get_running_loop().run_in_executor(None, validate)
+        await asyncio.get_running_loop().run_in_executor(None, self.fsm.check_snapshot, data)
         import time
 
-        index, _ = await self.apply(encode_command(CommandType.RESTORE, {"state": data}, time.time()))
+        index, _ = await self.apply(self.fsm.restore_command(data, time.time()))
         log.info("raft node %d restored a user snapshot (%d bytes) at index %d", self.id,
                  len(data), index)
         return index
@@ -804,13 +813,13 @@ class RaftNode:
                             f"committed in term {e.term})"))
         if self._apply_waiters:
             keep = []
-            for idx, fut in self._apply_waiters:
-                if fut.done():
+            for idx, waiter in self._apply_waiters:
+                if waiter.done():
                     continue
                 if idx <= self._applied:
-                    fut.set_result(idx)
+                    waiter.set_result(idx)
                 else:
-                    keep.append((idx, fut))
+                    keep.append((idx, waiter))
             self._apply_waiters = keep
 
     def _on_soft_state(self, ss: SoftState) -> None:
@@ -935,6 +944,8 @@ class RaftNode:
             return
         path = self._raft_dir / "peers.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({str(k): v for k, v in self.transport.peers().items()}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)  # owner-only, as the log
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({str(k): v for k, v in self.transport.peers().items()}))
         os.replace(tmp, path)
 

@@ -58,6 +58,8 @@ from typing import Any, BinaryIO
 
 import structlog
 
+from lictor.common.fsutil import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, ensure_private_dir
+
 from .logstore import (
     DEFAULT_SNAPSHOT_RETAIN,
     HardStateRecord,
@@ -155,7 +157,7 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None
 def _atomic_write(path: Path, data: bytes, fsync: FsyncFn) -> None:
     """Replace ``path`` with ``data``: write a temp file, fsync it, rename, fsync the directory."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     try:
         _write_all(fd, data)
         fsync(fd)
@@ -243,7 +245,7 @@ class FileLogStore:
         self._dirty: dict[_Segment | None, int] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self._dir)
         self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
             self._recover()
@@ -453,7 +455,7 @@ class FileLogStore:
 
     def _new_segment(self, base: int, seq: int) -> _Segment:
         path = self._dir / f"{base:020d}.seg"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         seg = _Segment(base=base, path=path, fd=fd)
         self._segments.append(seg)
         self._dirty[_DIR] = seq
@@ -702,7 +704,7 @@ class FileStableStore:
     def __init__(self, path: str | os.PathLike[str], *, fsync: FsyncFn = os.fsync) -> None:
         self._path = Path(path)
         self._fsync = fsync
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self._path.parent)
         self._path.with_name(self._path.name + ".tmp").unlink(missing_ok=True)
         self._state = self._read() if self._path.exists() else HardStateRecord()
 
@@ -767,8 +769,9 @@ class _FileSink:
         self._ms = store._unique_ms(index, term)
         self._id = snapshot_id(term, index, self._ms)
         self._tmp = store.directory / f"{self._id}.tmp"
-        self._tmp.mkdir()
-        self._file: BinaryIO | None = open(self._tmp / _STATE_NAME, "wb")  # noqa: SIM115
+        self._tmp.mkdir(mode=PRIVATE_DIR_MODE)
+        self._file: BinaryIO | None = os.fdopen(
+            os.open(self._tmp / _STATE_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "wb")
         self._hash = hashlib.sha256()
         self._size = 0
         self._done = False
@@ -803,7 +806,7 @@ class _FileSink:
             },
             sort_keys=True, indent=1,
         ).encode()
-        fd = os.open(self._tmp / _SNAP_META_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(self._tmp / _SNAP_META_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
         try:
             _write_all(fd, body)
             fsync(fd)
@@ -856,7 +859,7 @@ class FileSnapshotStore:
         self._retain = retain
         self._fsync = fsync
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        self._dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self._dir)
         for leftover in self._dir.glob("*.tmp"):
             _log.info("removing unfinished snapshot", path=str(leftover))
             shutil.rmtree(leftover, ignore_errors=True)

@@ -28,6 +28,7 @@ __all__ = [
     "kvs_set_txn",
     "kvs_unlock_txn",
     "tombstone_reap_txn",
+    "tombstones_older_than",
 ]
 
 
@@ -111,6 +112,7 @@ def kvs_delete_txn(tx: WriteTxn, key: str) -> bool:
     if key not in store.tombstones:
         tx.sorted_add(store.tombstone_keys, key)
     tx.put(store.tombstones, key, tx.index)
+    tx.put(store.tombstone_times, key, tx.now)
     tx.bump("kvs", "tombstones")
     tx.touch(f"kv:{key}")
     return True
@@ -137,8 +139,23 @@ def tombstone_reap_txn(tx: WriteTxn, upto_index: int) -> int:
     reaped = [k for k, i in store.tombstones.items() if i <= upto_index]
     for k in reaped:
         tx.delete(store.tombstones, k)
+        tx.delete(store.tombstone_times, k)
         tx.sorted_remove(store.tombstone_keys, k)
     return len(reaped)
+
+
+def tombstones_older_than(store: Store, cutoff: float, undated: dict[str, float]) -> int:
+    """The largest index ``upto`` such that every tombstone at or below it was written before
+    ``cutoff`` (0: none). A reap up to it never takes a younger tombstone, even when the
+    leaders' clocks disagreed. ``undated`` gives a time to tombstones a snapshot from before
+    tombstone times carried none (the caller dates them when it first sees them)."""
+    upto = 0
+    for idx, key in sorted((i, k) for k, i in store.tombstones.items()):
+        written = store.tombstone_times.get(key, undated.get(key))
+        if written is None or written >= cutoff:
+            break
+        upto = idx
+    return upto
 
 
 def kvs_lock_delay(store: Store, key: str) -> float:

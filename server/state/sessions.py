@@ -32,8 +32,9 @@ def _linked_checks(s: Session) -> list[str]:
 
 def session_create_txn(tx: WriteTxn, data: dict[str, Any]) -> None:
     store = tx.store
-    sess = Session(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()
-                      if k not in ("create_index", "modify_index")})
+    fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()
+                              if k not in ("create_index", "modify_index")}
+    sess = Session(**fields)
     if not sess.id:
         raise ValidationError("Must provide session ID")
     if sess.behavior not in ("release", "delete"):
@@ -78,6 +79,11 @@ def session_destroy_txn(tx: WriteTxn, session_id: str, *, now: float) -> bool:
             tx.bump("kvs")
             tx.touch(f"kv:{key}")
     tx.delete(store.session_locks, session_id)
+    # prepared queries tied to the session go with it (Consul's rule)
+    queries = store.ext["prepared_queries"]
+    for qid in [q["ID"] for q in queries.values() if q.get("Session") == session_id]:
+        tx.delete(queries, qid)
+        tx.bump("prepared_queries")
     tx.delete(store.sessions, session_id)
     tx.index_remove(store.sessions_by_node, sess.node, session_id)
     for cid in _linked_checks(sess):

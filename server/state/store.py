@@ -49,6 +49,7 @@ EXT_TABLES: tuple[str, ...] = (
     "acl_tokens", "acl_policies", "acl_roles", "acl_auth_methods", "acl_binding_rules",
     "coordinates",       # node -> network coordinate
     "system_metadata",   # key -> value (cluster ID, autopilot state, ...)
+    "prepared_queries",  # ID -> prepared query (API shape), server/prepared_query.py
 )
 
 _CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
@@ -82,6 +83,9 @@ class Store:
         self.kv_keys: SortedList = SortedList()
         self.tombstones: dict[str, int] = {}
         self.tombstone_keys: SortedList = SortedList()
+        self.tombstone_times: dict[str, float] = {}
+        """When each tombstone was written: the leader's wall clock carried in the delete's
+        command (``WriteTxn.now``), so the leader reaps a tombstone by its own age."""
         self.lock_delay: dict[str, float] = {}  # key -> wall-clock expiry, from command time
         # sessions
         self.sessions: dict[str, Session] = {}
@@ -127,11 +131,12 @@ class Store:
 
     # ----- transactions ---------------------------------------------------------------------
     @contextmanager
-    def write_txn(self, idx: int) -> Iterator[WriteTxn]:
-        """Run a write at Raft index ``idx``; commit on normal exit, roll back on an exception."""
+    def write_txn(self, idx: int, now: float = 0.0) -> Iterator[WriteTxn]:
+        """Run a write at Raft index ``idx``; commit on normal exit, roll back on an exception.
+        ``now`` is the leader's wall clock carried in the command (the same on every replica)."""
         if idx <= 0:
             raise ValueError("a write transaction needs the Raft index that caused it")
-        tx = WriteTxn(self, idx)
+        tx = WriteTxn(self, idx, now)
         try:
             yield tx
         except BaseException:
@@ -151,11 +156,12 @@ class Store:
 class WriteTxn:
     """The mutations of one write, with an undo log. Create it with :meth:`Store.write_txn`."""
 
-    __slots__ = ("_done", "_touched", "_undo", "index", "store")
+    __slots__ = ("_done", "_touched", "_undo", "index", "now", "store")
 
-    def __init__(self, store: Store, idx: int) -> None:
+    def __init__(self, store: Store, idx: int, now: float = 0.0) -> None:
         self.store = store
         self.index = idx
+        self.now = now
         self._undo: list[Callable[[], None]] = []
         self._touched: set[str] = set()
         self._done = False

@@ -4,7 +4,8 @@ A :class:`Channel` is one *generation* of a watched key. Readers collect the cur
 every key they touch into a :class:`WatchSet`. When a write transaction commits, the store fires
 the channels of exactly the keys it changed and forgets them; the next reader gets a new
 generation. Firing is synchronous (it only resolves futures), so tests can check ``ws.fired``
-without waiting, and the state store stays free of I/O.
+without waiting, and the state store stays free of I/O: this module imports no asyncio; waiting
+for a watch set is :func:`lictor.server.blocking.wait_for_change`.
 
 Past :data:`SOFT_LIMIT` channels a watch set stops collecting fine-grained channels and relies on
 the coarse (table-level) channel the caller passes to :meth:`WatchSet.add_with_limit`, as go-memdb
@@ -14,11 +15,19 @@ re-runs and compares indexes) but less precise.
 
 from __future__ import annotations
 
-import asyncio
+from typing import Protocol
 
 __all__ = ["SOFT_LIMIT", "Channel", "WatchSet"]
 
 SOFT_LIMIT = 8192
+
+
+class Waiter(Protocol):
+    """What a channel wakes: an ``asyncio.Future[None]`` in practice."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: None, /) -> None: ...
 
 
 class Channel:
@@ -28,7 +37,7 @@ class Channel:
 
     def __init__(self) -> None:
         self.fired = False
-        self._waiters: set[asyncio.Future[None]] | None = None
+        self._waiters: set[Waiter] | None = None
 
     def fire(self) -> None:
         if self.fired:
@@ -40,18 +49,18 @@ class Channel:
                 if not fut.done():
                     fut.set_result(None)
 
-    def _add_waiter(self, fut: asyncio.Future[None]) -> None:
+    def add_waiter(self, fut: Waiter) -> None:
         if self._waiters is None:
             self._waiters = set()
         self._waiters.add(fut)
 
-    def _remove_waiter(self, fut: asyncio.Future[None]) -> None:
+    def remove_waiter(self, fut: Waiter) -> None:
         if self._waiters is not None:
             self._waiters.discard(fut)
 
 
 class WatchSet:
-    """The channels one query read. ``wait()`` returns when any of them fires or on timeout."""
+    """The channels one query read (``fired`` once any of them fired)."""
 
     __slots__ = ("_channels", "_limited")
 
@@ -86,28 +95,3 @@ class WatchSet:
     @property
     def fired(self) -> bool:
         return any(ch.fired for ch in self._channels)
-
-    async def wait(self, timeout: float) -> bool:
-        """Wait until a channel fires (True) or ``timeout`` seconds pass (False)."""
-        if self.fired:
-            return True
-        if not self._channels:
-            await asyncio.sleep(timeout)
-            return False
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        for ch in self._channels:
-            ch._add_waiter(fut)
-        handle = loop.call_later(timeout, _expire, fut)
-        try:
-            await fut
-        finally:
-            handle.cancel()
-            for ch in self._channels:
-                ch._remove_waiter(fut)
-        return self.fired
-
-
-def _expire(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)

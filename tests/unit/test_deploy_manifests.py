@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from lictor.common.config import ConfigSource, load_config
+from lictor.common.errors import ConfigError
 from lictor.server.cluster import parse_join_address
+from tests.integration.deployfiles import PLACEHOLDER_RE, fill_placeholders
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -36,10 +38,28 @@ def configmap_blocks(path: Path) -> dict[str, str]:
     return out
 
 
+#: per-host values for the example configs' <PLACEHOLDER>s (deploy/systemd/*.hcl)
+EXAMPLE_VALUES = {"THIS_HOST_IP": "10.0.0.11", "GOSSIP_KEY": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
+                  "INITIAL_MANAGEMENT_TOKEN": "3f5c1a2e-8b7d-4c6e-9a0f-1b2c3d4e5f60",
+                  "AGENT_TOKEN": "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}
+
+
 def hcl_configs(tmp_path: Path) -> list[Path]:
-    files = sorted((DEPLOY / "systemd").glob("*.hcl"))
+    files = []
+    tls = tmp_path / "tls"  # the loader checks the TLS files are readable; their contents are
+    tls.mkdir()             # the agent's business (tests/integration/test_deploy_vm.py runs them)
+    for f in sorted((DEPLOY / "systemd").glob("*.hcl")):
+        text = fill_placeholders(f.read_text(), EXAMPLE_VALUES).replace("/etc/lictor.d/tls/", f"{tls}/")
+        for name in re.findall(r'"[^"]*/tls/([^"/]+\.pem)"', text):
+            (tls / name).touch()
+        p = tmp_path / f"systemd-{f.name}"
+        p.write_text(text)
+        files.append(p)
     for manifest in sorted((DEPLOY / "k8s").glob("*.yaml")):
         for name, text in configmap_blocks(manifest).items():
+            text = text.replace("/etc/lictor.d/tls/", f"{tls}/")
+            for pem in re.findall(r'"[^"]*/tls/([^"/]+)"', text):
+                (tls / pem).touch()
             p = tmp_path / f"{manifest.stem}-{name}"
             p.write_text(text)
             files.append(p)
@@ -69,3 +89,17 @@ def test_retry_join_flags_in_job_files_name_serf_lan_ports() -> None:
 @pytest.mark.parametrize("entry", ["10.0.0.11:8300"])
 def test_the_check_would_catch_an_rpc_port(entry: str) -> None:
     assert parse_join_address(entry)[1] != 8301
+
+
+@pytest.mark.parametrize("name", ["server.hcl", "client.hcl"])
+def test_a_placeholder_left_in_is_refused_naming_the_key(name: str, tmp_path: Path) -> None:
+    text = (DEPLOY / "systemd" / name).read_text()
+    assert {"THIS_HOST_IP", "GOSSIP_KEY", "AGENT_TOKEN"} <= set(PLACEHOLDER_RE.findall(text))
+    # fill all but one, for each placeholder in turn: the agent names exactly that key
+    for left, key in (("THIS_HOST_IP", "bind_addr"), ("GOSSIP_KEY", "encrypt"), ("AGENT_TOKEN", "acl.tokens.agent")):
+        values = {k: v for k, v in EXAMPLE_VALUES.items() if k != left} | {left: f"<{left}>"}
+        f = tmp_path / name
+        f.write_text(fill_placeholders(text, values))
+        with pytest.raises(ConfigError) as exc:
+            load_config(ConfigSource(config_files=(str(f),)))
+        assert f"{key}: placeholder <{left}> left in" in str(exc.value), str(exc.value)

@@ -113,7 +113,10 @@ async def test_agent_acl_over_rpc_and_token_setting(tmp_path: Any) -> None:
 
 
 def test_token_sources_in_consuls_order() -> None:
-    assert token_from_request({"X-Consul-Token": "a", "Authorization": "Bearer b"}, {"token": "c"}) == "a"
-    assert token_from_request({"Authorization": "Bearer b"}, {"token": "c"}) == "b"
+    # Consul's parseTokenInternal: ?token, then X-Consul-Token, then Authorization: Bearer
+    assert token_from_request({"X-Consul-Token": "a", "Authorization": "Bearer b"}, {"token": "c"}) == "c"
+    assert token_from_request({"X-Consul-Token": "a", "Authorization": "Bearer b"}, {}) == "a"
+    assert token_from_request({"Authorization": "Bearer b"}, {}) == "b"
+    assert token_from_request({"Authorization": "bearer  b extra"}, {}) == "b"
     assert token_from_request({}, {"token": "c"}) == "c"
     assert token_from_request({"Authorization": "Basic xx"}, {}) == ""

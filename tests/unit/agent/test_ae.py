@@ -175,7 +175,7 @@ async def test_an_output_change_made_during_the_push_waits_for_the_interval() ->
 
     async def racing(name: str, args: dict[str, Any]) -> dict[str, Any]:
         out = await rpc(name, args)
-        if name == "Catalog.Register" and local.checks["c"].payload["output"] == "v1":
+        if name == "Catalog.Register" and args.get("checks") and local.checks["c"].payload["output"] == "v1":
             local.update_check("c", "passing", "v2")  # arrives while the push is in flight
         return out
 
@@ -213,7 +213,8 @@ async def test_a_check_removed_during_its_push_is_still_deregistered() -> None:
 
     async def removing(name: str, args: dict[str, Any]) -> dict[str, Any]:
         out = await rpc(name, args)
-        local.remove_check("c")
+        if args.get("checks"):  # the node is pushed first, on its own
+            local.remove_check("c")
         return out
 
     syncer._rpc = removing
@@ -316,3 +317,37 @@ async def test_pause_resume_are_counted() -> None:
     with pytest.raises(AssertionError):
         syncer.resume()
     assert syncer.state is SyncState.FULL_SYNC
+
+
+async def test_each_service_and_check_is_pushed_with_its_own_token_and_the_node_first() -> None:
+    # issue 18 item 9: Consul syncs a service with the token it was registered with
+    server, local, syncer, _ = make()
+    local.add_service(svc("web"), token="web-token")
+    local.add_check(chk("web-c", "web"), token="web-token")
+    local.add_check(chk("node-c"), token="node-token")
+    local.add_service(svc("plain"))
+    await syncer.sync_full()
+    registers = [(a.get("service", {}).get("id"), [c["check_id"] for c in a.get("checks") or []],
+                  a.get("token"), a.get("skip_node_update"))
+                 for n, a in syncer.calls if n == "Catalog.Register"]  # type: ignore[attr-defined]
+    assert registers[0] == (None, [], None, None)  # the node alone, with the agent's token
+    assert ("web", ["web-c"], "web-token", True) in registers
+    assert (None, ["node-c"], "node-token", True) in registers
+    assert ("plain", [], None, True) in registers  # no token of its own: the agent's
+    local.remove_service("web")
+    syncer.calls.clear()  # type: ignore[attr-defined]
+    await syncer.sync_changes()
+    deregs = [a for n, a in syncer.calls if n == "Catalog.Deregister"]  # type: ignore[attr-defined]
+    assert {(a.get("service_id") or a.get("check_id"), a.get("token")) for a in deregs} == {
+        ("web", "web-token"), ("web-c", "web-token")}
+
+
+async def test_a_changed_tagged_address_puts_the_node_out_of_sync() -> None:
+    server, local, syncer, _ = make()
+    local.tagged_addresses = {"lan": "10.0.0.1", "wan": "10.0.0.1"}
+    await syncer.sync_full()
+    assert server.store.nodes["n1"].tagged_addresses == local.tagged_addresses
+    await endpoints.call(server, "Catalog.Register", {"node": "n1", "address": "10.0.0.1",
+                                                      "tagged_addresses": {"lan": "6.6.6.6"}})
+    await syncer.sync_full()
+    assert server.store.nodes["n1"].tagged_addresses == local.tagged_addresses

@@ -71,3 +71,25 @@ def test_bad_csr_and_node_are_refused() -> None:
         sign("not a csr")
     with pytest.raises(ValidationError, match="node"):
         sign(csr(), node="a/b")
+
+
+def test_agent_certificates_and_connect_leaves_come_from_one_builder() -> None:
+    """Auto-encrypt and the Connect CA share ca.build_leaf: same key usages, extended key
+    usages, constraints and key identifiers; only names and SANs differ."""
+    key, root = signer()
+    agent = sign(csr())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    uri = "spiffe://abc.consul/ns/default/dc/dc1/svc/web"
+    leaf = ca.sign_leaf(ca.create_csr(leaf_key, [uri]), signer_key=key, signer_cert=root, serial=8, uri=uri, dns_names=[],
+                        now=NOW, ttl=dt.timedelta(hours=72))
+
+    def shape(cert: x509.Certificate) -> dict[str, object]:
+        ext = {e.oid.dotted_string: e for e in cert.extensions}
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        return {"oids": sorted((o, e.critical) for o, e in ext.items()),
+                "ku": (ku.digital_signature, ku.key_encipherment, ku.key_agreement, ku.key_cert_sign),
+                "eku": sorted(o.dotted_string for o in eku),
+                "ca": cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca,
+                "backdate": NOW - cert.not_valid_before_utc, "ttl": cert.not_valid_after_utc - NOW}
+    assert shape(agent) == shape(leaf)

@@ -1,10 +1,9 @@
-"""Pure parts of server/cluster.py (bootstrap decision, join addresses, Hello validation,
+"""Pure parts of server/cluster/ (bootstrap decision, join addresses, Hello validation,
 autopilot decisions), the snapshot archive, the FSM's refusal of malformed commands, and the
 driver's user-snapshot restore on an in-memory Raft node. No timing: clocks are values."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import io
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from lictor.server.cluster import (
     failure_tolerance,
     parse_join_address,
 )
-from lictor.server.fsm import FSM, Rejected
+from lictor.server.fsm import FSM, HandlerBug
 from lictor.server.members import left_servers
 from lictor.server.raft.transport import raft_id
 from lictor.server.snapshot_archive import build_archive, read_archive, state_summary
@@ -275,10 +274,10 @@ def test_archive_round_trip_and_refusals() -> None:
         read_archive(bad_state)
 
 
-def test_fsm_rejects_malformed_payload_without_changing_state() -> None:
+def test_fsm_reports_a_handler_bug_without_changing_state() -> None:
     fsm = FSM()
     out = fsm.apply(1, encode_command(MessageType.KVS, {"key": "k", "value": b"v"}, 0.0))
-    assert isinstance(out, Rejected) and isinstance(out.error, ValidationError)
+    assert isinstance(out, HandlerBug) and "KeyError('op')" in out.error and "apply_kvs" in out.traceback
     assert fsm.store.kvs == {}
 
 
@@ -293,14 +292,19 @@ async def test_restore_user_snapshot_replicates_through_the_log() -> None:
     from lictor.server.raft.driver import RaftNode, RaftNodeConfig
     from lictor.server.raft.transport import MemoryNetwork
 
+    from lictor.common.clock import ManualClock
+
     net = MemoryNetwork()
+    clock = ManualClock()
     node = RaftNode(RaftNodeConfig(node_id=1, address="n1", bootstrap={1: "n1"}, tick_interval=0.01),
-                    FSM(), net.transport(1, "n1"))
+                    FSM(), net.transport(1, "n1"), clock=clock)
     await node.start()
     try:
-        async with asyncio.timeout(5):
-            while not node.is_leader():
-                await asyncio.sleep(0.01)
+        for _ in range(200):  # 2 simulated seconds: a single voter elects itself in 0.1-0.2 s
+            if node.is_leader():
+                break
+            await clock.advance(0.01)
+        assert node.is_leader()
         await node.apply(encode_command(MessageType.KVS, {"op": "set", "key": "old", "value": b"1"}, 0.0))
         with pytest.raises(ValueError):
             await node.restore_user_snapshot(io.BytesIO(b"\x93not a state"))

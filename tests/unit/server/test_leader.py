@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from lictor.common.clock import ManualClock
 from lictor.common.commands import MessageType
 from lictor.server import endpoints
 from lictor.server.leader import Member, reconcile_members
@@ -35,17 +34,22 @@ async def test_reconcile_registers_alive_members_once() -> None:
 
 
 async def test_ttl_session_expires_after_twice_its_ttl_unless_renewed() -> None:
-    s = server()
+    clock = ManualClock()
+    s = Server(ServerConfig(datacenter="dc1", node_name="s", rpc_address="127.0.0.1:8300"), clock=clock)
     await s.apply(MessageType.REGISTER, {"node": "n", "address": "10.0.0.1",
                                          "checks": [{"check_id": "serfHealth", "status": "passing"}]})
     for sid in ("renewed", "expires"):
-        await s.apply(MessageType.SESSION, {"op": "create", "session": {"id": sid, "node": "n", "ttl": "0.1s"}})
-        s.session_timers.reset(sid, "0.1s")
-    await asyncio.sleep(0.12)
+        await s.apply(MessageType.SESSION, {"op": "create", "session": {"id": sid, "node": "n", "ttl": "10s"}})
+        s.session_timers.reset(sid, "10s")
+    await clock.advance(12)
     await endpoints.call(s, "Session.Renew", {"id": "renewed"})
-    await asyncio.sleep(0.12)  # 0.24s after create: "expires" is past 2*TTL, "renewed" is not
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await clock.advance(7.9)  # 19.9 s after create: both alive (2 x TTL is 20 s)
+    assert {"expires", "renewed"} <= set(s.store.sessions)
+    await clock.advance(0.2)  # 20.1 s: "expires" is past 2 x TTL; "renewed" has until 32 s
     assert "expires" not in s.store.sessions
     assert "renewed" in s.store.sessions
+    await clock.advance(11.8)  # 31.9 s
+    assert "renewed" in s.store.sessions
+    await clock.advance(0.2)
+    assert "renewed" not in s.store.sessions
     await s.close()

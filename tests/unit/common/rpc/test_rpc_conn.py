@@ -227,11 +227,12 @@ async def test_peer_stalling_mid_header_is_dropped_after_frame_timeout(
     loop = asyncio.get_running_loop()
     start = loop.time()
     writer.write(b"\x00\x00")  # two bytes of a header, then silence
-    await read_until_closed(reader)
+    await read_until_closed(reader, timeout=30)  # a liveness guard, not a speed bound
     elapsed = loop.time() - start
     writer.close()
-    assert 0.2 <= elapsed < 0.6
-    assert server.stats.dropped_stalled == 1
+    assert elapsed >= 0.2  # never before frame_timeout
+    # dropped as a stall (frame_timeout 0.2 s), not as an idle connection (idle_timeout 5 s)
+    assert server.stats.dropped_stalled == 1 and server.stats.dropped_idle == 0
     assert await client.call(server.addr, "echo", {}) == {}
 
 
@@ -303,16 +304,16 @@ async def test_pending_calls_fail_with_transport_error_when_the_server_dies(
         handler: ScriptedHandler) -> None:
     srv = RPCServer(handler, port=0)
     await srv.start()
-    async with RPCClient(request_timeout=10.0) as c:
+    # an hour-long request timeout: a call that fails now fails because the server went away,
+    # not by timing out (the 30 s below only guards the test run)
+    async with RPCClient(request_timeout=3600.0) as c:
         calls = [asyncio.create_task(c.call(srv.addr, "gate", {})) for _ in range(5)]
         await wait_for(lambda: handler.started == 5)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
         await srv.close()
         for t in calls:
-            with pytest.raises(TransportError):
-                await t
-        assert loop.time() - start < 1.0  # failed at once, not by timing out
+            with pytest.raises(TransportError) as exc:
+                await asyncio.wait_for(t, 30)
+            assert "timed out" not in str(exc.value)
 
 
 async def test_client_reconnects_after_the_server_restarts_on_the_same_port(

@@ -77,6 +77,19 @@ def test_key_write_prefix_needs_every_rule_below_to_allow_write() -> None:
     assert not a.key_write_prefix("")
 
 
+def test_an_exact_key_rule_does_not_cover_the_keys_that_start_with_it() -> None:
+    # issue 18 item 7: `key "allowed"` must not let `DELETE /v1/kv/allowed?recurse` remove
+    # allowed-other-team/...; only a prefix rule (or an allow default) governs a prefix
+    a = authz('key "allowed" { policy = "write" }')
+    assert a.allowed("key", "write", "allowed") and not a.key_write_prefix("allowed")
+    assert authz('key_prefix "allowed" { policy = "write" }').key_write_prefix("allowed")
+    assert not authz('key_prefix "allowed" { policy = "read" }').key_write_prefix("allowed")
+    # a deny below the prefix still refuses, an allow default with no rule still allows
+    assert not authz('key_prefix "" { policy = "write" }\nkey "a/b" { policy = "deny" }').key_write_prefix("a/")
+    allow = build_authorizer([], default="allow")
+    assert allow.key_write_prefix("anything/")
+
+
 def test_service_identity() -> None:
     a = build_authorizer([service_identity_policy("web")], default="deny")
     assert a.allowed("service", "write", "web") and a.allowed("service", "write", "web-sidecar-proxy")

@@ -127,7 +127,7 @@ async def test_service_token_stays_in_its_lane(server: Server) -> None:
                    service={"id": "db2", "service": "db"})
     with pytest.raises(PermissionDeniedError, match="lacks permission 'service:write' on \"db\""):
         await call(server, "Catalog.Deregister", token=web, node="n1", service_id="x")
-    from lictor.server.endpoints.acl import _sign_authorizer
+    from lictor.server.acl.enforce import authorize_sign as _sign_authorizer
     _sign_authorizer(server, web, "web")
     with pytest.raises(PermissionDeniedError, match="'service:write' on \"db\""):
         _sign_authorizer(server, web, "db")
@@ -189,7 +189,7 @@ async def test_expired_token_is_refused_everywhere_and_reaped(server: Server) ->
                        ("Catalog.ListNodes", {}), ("Status.Leader", {})]:
         with pytest.raises(ACLNotFoundError):
             await call(server, name, token=secret, **args)
-    from lictor.server.endpoints.acl import _sign_authorizer
+    from lictor.server.acl.enforce import authorize_sign as _sign_authorizer
     with pytest.raises(ACLNotFoundError):
         _sign_authorizer(server, secret, "web")
     assert "reaped 1 expired tokens" in await acl_leader_duties(server)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from lictor.common.errors import Conflict, ValidationError
+from lictor.common.errors import Conflict, PermissionDeniedError, ValidationError
 from lictor.server import endpoints
 from lictor.server.connect import ca, leader, state
 from lictor.server.fsm import FSM
@@ -208,8 +208,6 @@ async def test_sign_rpc_refuses_missing_arguments_and_weak_keys(server: Server) 
 
 
 async def test_sign_authorizer_hook_is_consulted() -> None:
-    from lictor.server.endpoints import connect_ca
-
     s = await ready_server(CSRMaxPerSecond=0)
     seen = []
 
@@ -217,14 +215,29 @@ async def test_sign_authorizer_hook_is_consulted() -> None:
         seen.append((token, service))
         if service == "db":
             raise ValidationError("Permission denied", status=403)
-    connect_ca.set_sign_authorizer(deny_db)
-    try:
-        await sign(s, "web")
-        with pytest.raises(ValidationError, match="Permission denied"):
-            await sign(s, "db")
-    finally:
-        connect_ca.set_sign_authorizer(None)
+    s.sign_authorizer = deny_db  # this server's field: nothing to reset afterwards
+    await sign(s, "web")
+    with pytest.raises(ValidationError, match="Permission denied"):
+        await sign(s, "db")
     assert seen == [("", "web"), ("", "db")]
+
+
+async def test_sign_authorizer_is_per_server_and_defaults_to_the_acl_rule() -> None:
+    """Issue 16, defect 8: the hook was a module global installed by an import side effect,
+    and the test above reset it to allow-all for every server for the rest of the run."""
+    from lictor.server.acl.config import ACLConfig, configure
+    from lictor.server.acl.enforce import authorize_sign
+    from lictor.server.endpoints import connect_ca
+
+    assert not hasattr(connect_ca, "set_sign_authorizer")
+    lax = await ready_server(CSRMaxPerSecond=0)
+    lax.sign_authorizer = lambda server, token, service: None
+    strict = await ready_server(CSRMaxPerSecond=0)
+    assert strict.sign_authorizer is authorize_sign
+    configure(strict, ACLConfig(enabled=True, default_policy="deny"))
+    await sign(lax, "db")
+    with pytest.raises(PermissionDeniedError, match="service:write"):
+        await sign(strict, "db")
 
 
 async def test_csr_rate_limit_refuses_excess_with_429() -> None:

@@ -1,4 +1,5 @@
-"""RaftNode on a MemoryNetwork (and file stores in tmp_path): real asyncio, 10 ms ticks."""
+"""RaftNode on a MemoryNetwork (and file stores in tmp_path): 10 ms ticks of a shared ManualClock
+that the helpers move one tick per turn of the event loop (test_driver_helpers.py)."""
 
 from __future__ import annotations
 
@@ -261,14 +262,14 @@ async def test_membership_add_promote_remove_while_writing(cluster: Cluster) -> 
         while not stop.is_set():
             ldr = next((x for x in cluster.nodes.values() if x.is_leader()), None)
             if ldr is None:
-                await asyncio.sleep(0.01)
+                await cluster.clock.sleep(0.01)
                 continue
             try:
                 idx, _ = await ldr.apply(kv_set(f"w{n}", "v"))
                 written.append(idx)
                 n += 1
             except (NotLeaderError, LeadershipLostError, ShutdownError):
-                await asyncio.sleep(0.01)
+                await cluster.clock.sleep(0.01)
 
     task = asyncio.ensure_future(writer())
     try:

@@ -1,4 +1,10 @@
-"""Shared helpers (no tests here) for the RaftNode driver tests: in-memory clusters on a MemoryNetwork."""
+"""Shared helpers (no tests here) for the RaftNode driver tests: in-memory clusters on a MemoryNetwork.
+
+Every node of a :class:`Cluster` runs on one shared :class:`ManualClock` that an autojump task
+moves forward one tick per turn of the event loop (trio's MockClock idea): Raft's timers count
+loop turns, not wall time, so a slow or loaded machine slows every node alike and cannot make a
+follower time out on a healthy leader. Only the file stores' executor I/O runs on real time;
+the autojump yields briefly to it each step."""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from lictor.common.clock import ManualClock
 from lictor.common.commands import MessageType, encode_command
 from lictor.server.fsm import FSM
 from lictor.server.raft.driver import RaftNode, RaftNodeConfig
 from lictor.server.raft.transport import MemoryNetwork
 
-TICK = 0.01  # seconds per tick: elections in 100-200 ms
+TICK = 0.01  # simulated seconds per tick: elections in 100-200 ms of simulated time
+REAL_YIELD = 0.0005  # real seconds the autojump leaves to executor I/O each step
 
 
 def kv_set(key: str, value: bytes | str) -> bytes:
@@ -45,6 +53,13 @@ class Cluster:
         self.opts = dict(tick_interval=TICK, seed=None)
         self.opts.update(opts)
         self.nodes: dict[int, RaftNode] = {}
+        self.clock = ManualClock()
+        self._jumper: asyncio.Task[None] | None = None
+
+    async def _autojump(self) -> None:
+        while True:
+            await asyncio.sleep(REAL_YIELD)
+            await self.clock.advance(TICK)
 
     def addr(self, i: int) -> str:
         return f"10.0.0.{i}:8300"
@@ -61,8 +76,10 @@ class Cluster:
         )
         if transport is None:
             transport = self.net.transport(i, self.addr(i))
-        node = RaftNode(cfg, FSM(), transport, **(stores or {}))
+        node = RaftNode(cfg, FSM(), transport, clock=self.clock, **(stores or {}))
         self.nodes[i] = node
+        if self._jumper is None:
+            self._jumper = asyncio.get_running_loop().create_task(self._autojump())
         return node
 
     async def start(self, **kw: Any) -> Cluster:
@@ -82,6 +99,9 @@ class Cluster:
     async def close(self) -> None:
         for n in self.nodes.values():
             await n.close()
+        if self._jumper is not None:
+            self._jumper.cancel()
+            self._jumper = None
 
     async def converge(self, ids: Iterable[int] | None = None, timeout: float = 5.0) -> None:
         ids = list(ids) if ids is not None else list(self.nodes)
