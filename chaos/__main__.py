@@ -29,7 +29,7 @@ _SUMMARY_KEYS = ("system", "servers", "spare", "final_members", "seed", "broken"
 
 #: ``chaos soak``: every fault kind, 5 servers, one hour (README: "the soak")
 SOAK_NEMESIS = ("kill-leader,disk-full,pause,fsync-error,partition,clock-jump,torn-tail,kill,"
-                "clock-skew,transfer-leader,partition,stale-leader,replace-server,pause,"
+                "clock-skew,transfer-leader,partition,stale-leader,replace-server,pause,power-loss,"
                 "corrupt-middle,leave-rejoin,grow,kill,shrink,restart-all")
 SOAK_ARGS = ["--servers", "5", "--spare", "1", "--duration", "3600", "--max-ops", "2000000",
              "--seed", "19", "--quiet", "1,2", "--nemesis", SOAK_NEMESIS]
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout", type=float, default=4.0, help="client request timeout (s)")
     r.add_argument("--broken", choices=["stale-reads", "lying-fsync"], default=None,
                    help="deliberately break the system (stale-reads: weak reads checked as "
-                        "linearizable; lying-fsync: Lictor's fsync-error fault lies on a majority "
-                        "and a power loss follows); the checkers must then fail")
+                        "linearizable; lying-fsync: Lictor's fsync-error and power-loss faults make "
+                        "fsyncs lie instead of failing); the checkers must then fail")
     r.add_argument("--no-netns", action="store_true",
                    help="loopback addresses; partitions emulated by SIGSTOP of the minority")
     r.add_argument("--out", type=Path, default=Path("chaos-out"))

@@ -14,9 +14,13 @@ Disk, clock and leadership faults (issue 19; Lictor's test-only fault hook, see 
                    for 3-5 s, then free it; a server whose Raft stopped is restarted
   fsync-error      every fsync of the server's Raft stores fails (EIO) for 2-4 s; then a power
                    loss (SIGKILL, every write since arming undone) and a restart. With
-                   ``--broken lying-fsync`` the fsyncs *succeed without syncing* instead, on a
-                   majority at once (Raft masks one server losing its disk), so the power loss
-                   destroys acknowledged writes: the checkers must notice
+                   ``--broken lying-fsync`` the fsyncs *succeed without syncing* instead
+  power-loss       the same on every server at once, then a whole-cluster power loss: a correct
+                   build acknowledges nothing after the first failed fsync, so nothing
+                   acknowledged is lost; with ``--broken lying-fsync`` acknowledged writes are
+                   destroyed and the checkers must notice (one server, or even a majority, is
+                   not enough for that: Raft masks it when an untouched server wins the next
+                   election)
   torn-tail        SIGKILL, half a frame appended to the last log segment, restart: the torn
                    tail must be truncated with a log line and the server must rejoin
   corrupt-middle   SIGKILL, one byte flipped inside a record in the middle of the log, restart:
@@ -70,12 +74,12 @@ __all__ = ["Nemesis", "KINDS", "BASIC_KINDS", "DISK_KINDS", "CLOCK_KINDS", "HOOK
            "PARTITION_MODES"]
 
 BASIC_KINDS = ("kill", "kill-leader", "pause", "partition", "restart-all")
-DISK_KINDS = ("disk-full", "fsync-error", "torn-tail", "corrupt-middle")
+DISK_KINDS = ("disk-full", "fsync-error", "power-loss", "torn-tail", "corrupt-middle")
 CLOCK_KINDS = ("clock-jump", "clock-skew", "stale-leader")
 MEMBERSHIP_KINDS = ("transfer-leader", "replace-server", "leave-rejoin", "grow", "shrink")
 KINDS = (*BASIC_KINDS, *DISK_KINDS, *CLOCK_KINDS, *MEMBERSHIP_KINDS)
 #: kinds that need Lictor's fault hook, its log format or its operator API
-HOOK_KINDS = ("fsync-error", "torn-tail", "corrupt-middle", *CLOCK_KINDS, "replace-server",
+HOOK_KINDS = ("fsync-error", "power-loss", "torn-tail", "corrupt-middle", *CLOCK_KINDS, "replace-server",
               "leave-rejoin", "grow", "shrink")
 PARTITION_MODES = ("majority-minority", "isolated-leader", "bridge")
 
@@ -287,19 +291,12 @@ class Nemesis:
             self._expect("disk-full", detail, detail["restarted"], "rejoins after restart")
         self._record("disk-full", start, **detail)
 
-    def _fsync_error(self) -> None:
-        n = len(self._members())
+    def _power_loss(self) -> None:
+        self._fsync_error("power-loss", everywhere=True)
+
+    def _fsync_error(self, kind: str = "fsync-error", everywhere: bool = False) -> None:
         lying = self.broken == "lying-fsync"
-        if lying:  # a majority at once, the leader among them
-            ld = self.system.wait_leader(10)
-            ids = self._members()
-            self.rng.shuffle(ids)
-            if ld is not None:
-                ids.remove(ld)
-                ids.insert(0, ld)
-            targets = ids[: n // 2 + 1]
-        else:
-            targets = [self._target()]
+        targets = self._members() if everywhere else [self._target()]
         names = [self.system.servers[i].name for i in targets]
         was_leader = self.system.leader() in targets
         marks = {i: self.system.log_size(i) for i in targets}
@@ -324,17 +321,19 @@ class Nemesis:
                                   "fsync_failed": sum(int(st.get("fsync_failed", 0)) for st in status.values()),
                                   "fsync_lied": sum(int(st.get("fsync_lied", 0)) for st in status.values())}
         if not lying:
-            (i,) = targets
-            text = self.system.log_since(i, marks[i])
-            if detail["fsync_failed"]:
-                self._expect("fsync-error", detail, self._raft_stopped(text),
-                             "raft stops with a log line after a failed fsync")
+            for i in targets:
+                if int(status[i].get("fsync_failed", 0)):
+                    self._expect(kind, detail, self._raft_stopped(self.system.log_since(i, marks[i])),
+                                 f"raft on {self.system.servers[i].name} stops with a log line "
+                                 "after a failed fsync")
         for i in targets:
             self.system.start(i)
         up = all(self.system.wait_responsive(i, 30) for i in targets)
+        if everywhere:
+            up = up and self.system.wait_leader(30) is not None
         detail["restarted"] = up
-        self._expect("fsync-error", detail, up, "rejoins after restart")
-        self._record("fsync-error", start, **detail)
+        self._expect(kind, detail, up, "rejoins after restart")
+        self._record(kind, start, **detail)
 
     def _torn_tail(self) -> None:
         i = self._target()
