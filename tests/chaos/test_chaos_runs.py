@@ -230,7 +230,7 @@ def test_lictor_new_faults_smoke(tmp_path: Path) -> None:
     assert s["skipped_faults"] == {}
     faults_run = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
     grown = [f["detail"]["size"] for f in faults_run if f["kind"] == "grow"]
-    assert grown == [4, 5], grown  # a 4th and a 5th server were added
+    assert grown[:2] == [4, 5], grown  # a 4th and a 5th server were added (the schedule may repeat)
     for k in NEW_KINDS:  # availability is reported per fault kind
         a = s["availability"][k]
         assert a["windows"] >= 1 and 0.0 <= (a["acked_share"] or 0.0) <= 1.0
