@@ -287,13 +287,14 @@ def test_compare_with_etcd_same_nemesis(tmp_path: Path) -> None:
     summary puts their per-fault availability side by side."""
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "-m", "chaos", "run", "--out", str(out), "--system", "lictor",
-                        "--compare", "etcd", "--duration", "40", "--seed", "9", "--nemesis",
-                        "kill-leader,disk-full,partition,fsync-error,transfer-leader"],
+                        "--compare", "etcd", "--duration", "45", "--seed", "9", "--nemesis",
+                        "fsync-error,kill-leader,disk-full,partition,transfer-leader"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     s = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
     assert p.returncode == 0 and s["valid"] is True, p.stderr[-4000:]
     assert s["compare"] == ["lictor", "etcd"]
     assert s["availability"]["disk-full"]["lictor"] and s["availability"]["disk-full"]["etcd"]
+    assert s["runs"]["lictor"]["faults"].get("fsync-error", 0) >= 1, s["runs"]["lictor"]["faults"]
     assert s["availability"]["fsync-error"]["etcd"] is None  # no fault hook in etcd: skipped
     assert s["runs"]["etcd"]["skipped_faults"].get("fsync-error", 0) >= 1
     for name in ("lictor", "etcd"):
