@@ -7,6 +7,7 @@ final reads taken after healing) and returns a small result record; ``run_all`` 
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from chaos.history import CATALOG, KV, LOCK, Op
 from chaos.linearizability import INF, CheckResult, MutexModel, Operation, RegisterModel, check_operations
 
 __all__ = ["to_operations", "check_linearizability", "lost_writes", "lock_safety",
-           "catalog_converged", "worst_unavailability", "LinearizabilityReport"]
+           "catalog_converged", "worst_unavailability", "LinearizabilityReport", "availability",
+           "fault_key"]
 
 
 def to_operations(ops: Sequence[Op]) -> list[Operation]:
@@ -177,3 +179,69 @@ def catalog_ops_summary(history: Sequence[Op]) -> dict[str, int]:
         if op.kind == CATALOG:
             c[f"{op.f}:{op.status}"] += 1
     return dict(c)
+
+
+def fault_key(kind: str, detail: dict[str, Any]) -> str:
+    """The reporting key of a fault window (a kill of the leader counts as kill-leader)."""
+    return "kill-leader" if kind == "kill" and detail.get("leader") else kind
+
+
+def _write_gaps(history: Sequence[Op], start: float, end: float) -> list[tuple[float, float]]:
+    """Intervals between consecutive acknowledged KV writes (write / successful-or-not CAS)."""
+    done = sorted(op.ret for op in history
+                  if op.kind == KV and op.f in ("write", "cas") and op.status == "ok")
+    gaps, prev = [], start
+    for t in done:
+        if t > prev:
+            gaps.append((prev, t))
+        prev = max(prev, t)
+    if end > prev:
+        gaps.append((prev, end))
+    return gaps
+
+
+def availability(history: Sequence[Op], windows: Sequence[tuple[str, float, float]],
+                 end: float | None = None) -> dict[str, dict[str, Any]]:
+    """Per fault kind: the share of operations invoked during its windows that were acknowledged
+    (``ok``), and the longest write unavailability touching one of its windows (the longest
+    interval without an acknowledged KV write that overlaps the window: the recovery after the
+    window counts). ``none`` is the time outside every window. ``windows``: (kind, start, end).
+    """
+    if end is None:
+        end = max((op.ret for op in history), default=0.0)
+    gaps = _write_gaps(history, 0.0, end)
+    out: dict[str, dict[str, Any]] = {}
+
+    def add(kind: str, ops: list[Op], longest: float, n_windows: int) -> None:
+        r = out.setdefault(kind, {"windows": 0, "ops": 0, "acked": 0, "longest_write_unavailability_s": 0.0})
+        r["windows"] += n_windows
+        r["ops"] += len(ops)
+        r["acked"] += sum(1 for op in ops if op.status == "ok")
+        r["longest_write_unavailability_s"] = round(max(r["longest_write_unavailability_s"], longest), 3)
+
+    ordered = sorted(history, key=lambda o: o.call)
+    calls = [op.call for op in ordered]
+    gap_ends = [b for _, b in gaps]
+
+    def gaps_touching(s: float, e: float) -> list[tuple[float, float]]:
+        k = bisect.bisect_left(gap_ends, s)
+        res = []
+        while k < len(gaps) and gaps[k][0] <= e:
+            res.append(gaps[k])
+            k += 1
+        return res
+
+    inside = [False] * len(ordered)
+    touched: set[tuple[float, float]] = set()
+    for kind, s, e in windows:
+        lo, hi = bisect.bisect_left(calls, s), bisect.bisect_right(calls, e)
+        for k in range(lo, hi):
+            inside[k] = True
+        near = gaps_touching(s, e)
+        touched.update(near)
+        add(kind, ordered[lo:hi], max((b - a for a, b in near), default=0.0), 1)
+    outside = [op for k, op in enumerate(ordered) if not inside[k]]
+    add("none", outside, max((b - a for a, b in gaps if (a, b) not in touched), default=0.0), 0)
+    for r in out.values():
+        r["acked_share"] = round(r["acked"] / r["ops"], 4) if r["ops"] else None
+    return out

@@ -13,7 +13,11 @@ from chaos.history import Fault, Op
 
 __all__ = ["op_counts", "plot"]
 
-COLOURS = {"kill": "#d62728", "pause": "#ff7f0e", "partition": "#9467bd", "restart-all": "#8c564b"}
+COLOURS = {"kill": "#d62728", "pause": "#ff7f0e", "partition": "#9467bd", "restart-all": "#8c564b",
+           "disk-full": "#1f77b4", "fsync-error": "#17becf", "power-loss": "#393b79", "torn-tail": "#bcbd22",
+           "corrupt-middle": "#7f7f7f", "clock-jump": "#e377c2", "clock-skew": "#f7b6d2",
+           "stale-leader": "#2ca02c", "transfer-leader": "#98df8a",
+           "replace-server": "#c49c94", "leave-rejoin": "#dbdb8d"}
 
 
 def op_counts(history: Sequence[Op]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos import checkers
+from chaos import checkers, faults
 from chaos.history import KV, LOCK, Op, write_jsonl
 from chaos.nemesis import Nemesis
 from chaos.netns import Network, netns_available
@@ -39,6 +39,9 @@ class RunConfig:
     netns: bool | None = None  # None: use namespaces when available
     timeout: float = 4.0
     tail: float = 4.0  # no new fault in the last `tail` seconds
+    quiet: tuple[float, float] = (2.0, 4.0)  # seconds between faults
+    disk_mb: int = 192
+    spare: int = 0  # servers beyond --servers that the grow fault may add  # size of each server's tmpfs data directory when disk-full is scheduled
 
 
 class Interrupted(Exception):
@@ -58,12 +61,13 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     use_netns = netns_available() if cfg.netns is None else cfg.netns
     run_id = f"{os.getpid() % 100000:x}{random.Random().randrange(16**3):03x}"
-    net = Network(run_id, cfg.servers, use_netns=use_netns)
+    net = Network(run_id, cfg.servers + cfg.spare, use_netns=use_netns)
     system = make_system(cfg.system, net, out / "servers", timeout=cfg.timeout, broken=cfg.broken,
-                         rng=random.Random(cfg.seed + 7))
+                         rng=random.Random(cfg.seed + 7), active=cfg.servers)
     (out / "run.json").write_text(json.dumps({"run_id": run_id, "pid": os.getpid(),
                                               "namespaces": use_netns, "config": {
                                                   k: str(getattr(cfg, k)) for k in cfg.__slots__}}))
+    mounts: list[Path] = []
     old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     _log(f"run {run_id}: {cfg.system} x{cfg.servers}, {cfg.duration:.0f}s, nemesis "
          f"{','.join(cfg.nemesis)}, {'namespaces' if use_netns else 'loopback (no namespaces)'}"
@@ -71,11 +75,15 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     try:
         net.setup()
         net.enter_hub()
+        if "disk-full" in cfg.nemesis:  # a small filesystem per data directory, to fill
+            for srv in system.servers:
+                faults.mount_tmpfs(system.data_dir(srv.index), cfg.disk_mb)
+                mounts.append(system.data_dir(srv.index))
         t0 = time.monotonic()
-        for s in system.servers:
+        for s in system.servers[: cfg.servers]:
             system.start(s.index)
         leader = _wait_first_leader(system, 60)
-        for s in system.servers:
+        for s in system.servers[: cfg.servers]:
             if not system.wait_responsive(s.index, 30):
                 raise RuntimeError(f"{s.name} not responsive; see {s.workdir / 'server.log'}")
         _log(f"cluster up in {time.monotonic() - t0:.1f}s, leader {system.servers[leader].name}")
@@ -84,7 +92,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         wl.prepare()  # sessions: a new cluster may refuse them until its node is registered
         _log(f"clients ready in {time.monotonic() - wl.t0:.1f}s")
         wl.t0 = time.monotonic()
-        nem = Nemesis(system, net, list(cfg.nemesis), seed=cfg.seed, now=wl.now, log=_log)
+        nem = Nemesis(system, net, list(cfg.nemesis), seed=cfg.seed, now=wl.now, log=_log,
+                      broken=cfg.broken, disk_mounted=bool(mounts), quiet=cfg.quiet)
         nem.start(until=cfg.duration - cfg.tail)
         wl.start()
         while wl.now() < cfg.duration and not wl.done():
@@ -112,6 +121,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             signal.signal(s, signal.SIG_IGN)
         try:
             system.stop_all()
+            for m in mounts:
+                faults.unmount(m)
+            for srv in system.servers:
+                system.fault_socket(srv.index).unlink(missing_ok=True)
             net.teardown()
         finally:
             for s, h in old.items():
@@ -122,7 +135,7 @@ def _wait_first_leader(system: Any, timeout: float) -> int:
     """The new cluster's leader; fail fast (with a server's last log lines) if servers die."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        dead = [s for s in system.servers if not s.alive()]
+        dead = [system.servers[i] for i in system.members if not system.servers[i].alive()]
         if dead:
             log = (dead[0].workdir / "server.log").read_text(errors="replace").splitlines()
             tail = "\n".join(log[-12:])
@@ -160,7 +173,7 @@ def _final_reads(system: Any, wl: Workload, history: list[Op]) -> tuple[dict[str
     converged = False
     while time.monotonic() < deadline + 30:
         views = {}
-        for s in system.servers:
+        for s in (system.servers[i] for i in system.members):
             try:
                 views[s.name] = system.catalog_view(s.index)
             except Exception as exc:  # noqa: BLE001 - a server still catching up
@@ -188,16 +201,26 @@ def _check(cfg: RunConfig, history: list[Op], nem: Nemesis, final: dict[str, Any
     if not converged:
         _log(f"catalog did not converge: {json.dumps(views)[:2000]}")
     workload = [op for op in history if op.process >= 0]
-    valid = (lin.ok is True and not lost and not lock_problems and converged and not missing_final)
+    for x in nem.expect_failures:
+        _log(f"fault expectation failed: {x}")
+    valid = (lin.ok is True and not lost and not lock_problems and converged and not missing_final
+             and not nem.expect_failures)
     faults = nem.counts()
+    windows = [(checkers.fault_key(f.kind, f.detail), f.start, f.end) for f in nem.faults]
     return {
-        "system": cfg.system, "servers": cfg.servers, "seed": cfg.seed, "broken": cfg.broken,
+        "system": cfg.system, "servers": cfg.servers, "spare": cfg.spare,
+        "final_members": [nem.system.servers[i].name for i in nem.system.members],
+        "seed": cfg.seed, "broken": cfg.broken,
         **op_counts(workload),
         "faults": faults, "faults_total": sum(faults.values()),
         "linearizable": lin.ok,
         "checkers": {"linearizability": lin.ok, "per_key": lin.per_key,
                      "lost_writes": not lost and not missing_final, "lock_safety": not lock_problems,
-                     "catalog_converged": converged},
+                     "catalog_converged": converged,
+                     "fault_expectations": not nem.expect_failures},
+        "fault_expectation_failures": nem.expect_failures,
+        "skipped_faults": nem.skipped,
+        "availability": checkers.availability(workload, windows, workload_end),
         "lost_writes": len(lost),
         "final_reads_missing": missing_final,
         "worst_unavailability_s": round(checkers.worst_unavailability(workload, 0.0, workload_end), 3),

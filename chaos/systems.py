@@ -100,13 +100,18 @@ class System:
     http_port = 0
 
     def __init__(self, net: Network, workdir: Path, *, timeout: float = 4.0,
-                 broken: str | None = None, rng: random.Random | None = None) -> None:
+                 broken: str | None = None, rng: random.Random | None = None,
+                 active: int | None = None) -> None:
         self.net = net
         self.workdir = workdir
         self.timeout = timeout
         self.broken = broken
         self.rng = rng or random.Random(0)
         self.servers = [Server(i, f"s{i + 1}", workdir / f"s{i + 1}") for i in range(net.n)]
+        #: the servers started at the beginning, and those in the cluster now (the others are
+        #: spares that the grow fault may add)
+        self.initial = list(range(active if active is not None else net.n))
+        self.members = list(self.initial)
         for s in self.servers:
             s.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -125,8 +130,9 @@ class System:
         log = open(s.workdir / "server.log", "ab")
         log.write(f"\n===== start #{s.starts} at {time.time():.3f} =====\n".encode())
         log.flush()
+        env = {**self.env(), **getattr(self, "_env_extra", {})}
         s.proc = subprocess.Popen([*self.net.exec_prefix(i), *self.command(i)], stdout=log,
-                                  stderr=subprocess.STDOUT, env=self.env(), cwd=s.workdir,
+                                  stderr=subprocess.STDOUT, env=env, cwd=s.workdir,
                                   start_new_session=True)  # Ctrl-C in the terminal is ours to relay
         log.close()
         s.paused = False
@@ -164,6 +170,54 @@ class System:
                     s.proc.wait(20)
                 except subprocess.TimeoutExpired:
                     pass
+
+    def data_dir(self, i: int) -> Path:
+        return self.servers[i].workdir / "data"
+
+    def fault_socket(self, i: int) -> Path:
+        """The Unix socket of server i's test-only fault hook (short: sun_path is 108 bytes)."""
+        return Path(f"/tmp/lch-{self.net.run_id}-{self.servers[i].name}.sock")
+
+    supports_fault_hook = False
+
+    def log_size(self, i: int) -> int:
+        try:
+            return (self.servers[i].workdir / "server.log").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, i: int, offset: int) -> str:
+        with open(self.servers[i].workdir / "server.log", "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+
+    def wait_exit(self, i: int, timeout: float) -> int | None:
+        s = self.servers[i]
+        if s.proc is None:
+            return None
+        try:
+            return s.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def transfer_leader(self, i: int) -> bool:
+        """Ask server i (the leader) to hand leadership over; False if unsupported/failed."""
+        return False
+
+    def knows_leader(self, i: int) -> bool:
+        return self.responsive(i)
+
+    def believes_leader(self, i: int) -> bool:
+        return self.leader() == i
+
+    def raft_servers(self, via: int) -> list[dict[str, Any]] | None:
+        return None
+
+    def remove_peer(self, via: int, i: int) -> bool:
+        return False
+
+    def leave(self, i: int) -> bool:
+        return False
 
     def pids(self) -> list[int]:
         return [s.pid for s in self.servers if s.alive() and s.pid is not None]
@@ -243,7 +297,7 @@ class LictorSystem(System):
         s = self.servers[i]
         a = self.net.addr(i)
         cmd = [sys.executable, "-m", "lictor.cli.main", "agent", "-server",
-               "-bootstrap-expect", str(len(self.servers)), "-data-dir", str(s.workdir / "data"),
+               "-bootstrap-expect", str(len(self.initial)), "-data-dir", str(s.workdir / "data"),
                "-node", s.name, "-bind", a, "-client", a, f"-http-port={self.http_port}",
                f"-server-port={self.server_port}", f"-serf-lan-port={self.serf_lan_port}",
                "-dns-port=-1", "-retry-interval", "200ms", "-hcl", LICTOR_HCL]
@@ -254,8 +308,24 @@ class LictorSystem(System):
                 cmd += ["-retry-join", f"{self.net.addr(j)}:{self.serf_lan_port}"]
         return cmd
 
+    supports_fault_hook = True
+
     def env(self) -> dict[str, str]:
         return {**os.environ, **LICTOR_ENV}  # lictor comes from the venv, not from the checkout
+
+    def start(self, i: int) -> None:
+        # the test-only fault hook (lictor.server.raft.faults): a control socket per server;
+        # "broken" also allows fsyncs that lie (the deliberately broken build)
+        self._env_extra = {"LICTOR_TEST_FAULTS": "broken" if self.broken == "lying-fsync" else "1",
+                           "LICTOR_TEST_FAULT_SOCKET": str(self.fault_socket(i))}
+        super().start(i)
+
+    def transfer_leader(self, i: int) -> bool:
+        try:
+            self._call(i, "POST", "/v1/operator/raft/transfer-leader", timeout=10.0)
+        except Exception:  # noqa: BLE001 - reported as not transferred
+            return False
+        return True
 
     def responsive(self, i: int) -> bool:
         try:
@@ -264,6 +334,48 @@ class LictorSystem(System):
             return status == 200
         except OSError:
             return False
+
+    def _leader_addr(self, i: int) -> str:
+        try:
+            status, raw = http_call(self.net.addr(i), self.http_port, "GET", "/v1/status/leader",
+                                    timeout=2.0)
+        except OSError:
+            return ""
+        return str(json.loads(raw) or "") if status == 200 else ""
+
+    def knows_leader(self, i: int) -> bool:
+        return bool(self._leader_addr(i))
+
+    def raft_servers(self, via: int) -> list[dict[str, Any]] | None:
+        """The Raft configuration as server ``via`` reports it (None: no answer)."""
+        try:
+            got = self._call(via, "GET", "/v1/operator/raft/configuration", timeout=3.0)
+        except Exception:  # noqa: BLE001
+            return None
+        return list(got.get("Servers") or []) if isinstance(got, dict) else None
+
+    def remove_peer(self, via: int, i: int) -> bool:
+        """Remove server i from the Raft configuration by address (operator raft remove-peer)."""
+        addr = f"{self.net.addr(i)}:{self.server_port}"
+        try:
+            self._call(via, "DELETE", f"/v1/operator/raft/peer?address={addr}", timeout=10.0)
+        except HTTPStatus as exc:
+            return exc.status == 404 or b"not found" in exc.body  # already gone
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def leave(self, i: int) -> bool:
+        """Graceful leave (PUT /v1/agent/leave): the server leaves gossip and Raft, then exits."""
+        try:
+            self._call(i, "PUT", "/v1/agent/leave", timeout=15.0)
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def believes_leader(self, i: int) -> bool:
+        """Server i's own view: it names itself as the leader."""
+        return self._leader_addr(i).rsplit(":", 1)[0] == self.net.addr(i)
 
     def leader(self) -> int | None:
         for s in self.servers:
@@ -283,12 +395,19 @@ class LictorSystem(System):
                     return t.index
         return None
 
+    #: the catalog node the workload's sessions belong to. Not a server's own node: a server that
+    #: leaves (leave-rejoin) is deregistered and, as in Consul, that destroys its sessions, which
+    #: would free the lock without a release the lock checker knows of.
+    SESSION_NODE = "chaos-sessions"
+
     def prepare_client(self, process: int, node: int) -> str:
         body = {"Name": f"chaos-p{process}", "LockDelay": "0s", "NodeChecks": [],
-                "Behavior": "release"}
+                "Behavior": "release", "Node": self.SESSION_NODE}
         deadline = time.monotonic() + 30
         while True:
             try:
+                self._call(node, "PUT", "/v1/catalog/register",
+                           {"Node": self.SESSION_NODE, "Address": "192.0.2.1"})
                 return str(self._call(node, "PUT", "/v1/session/create", body)["ID"])
             except (OSError, HTTPStatus, TypeError, KeyError):
                 if time.monotonic() > deadline:
@@ -385,12 +504,24 @@ class EtcdSystem(System):
     def command(self, i: int) -> list[str]:
         s = self.servers[i]
         a = self.net.addr(i)
-        peers = ",".join(f"{t.name}=http://{self.net.addr(t.index)}:2380" for t in self.servers)
+        peers = ",".join(f"{self.servers[j].name}=http://{self.net.addr(j)}:2380" for j in self.initial)
         return ["etcd", "--name", s.name, "--data-dir", str(s.workdir / "data"),
                 "--listen-client-urls", f"http://{a}:2379", "--advertise-client-urls", f"http://{a}:2379",
                 "--listen-peer-urls", f"http://{a}:2380", "--initial-advertise-peer-urls", f"http://{a}:2380",
                 "--initial-cluster", peers, "--initial-cluster-state", "new",
                 "--initial-cluster-token", f"chaos-{self.net.run_id}", "--log-level", "warn"]
+
+    def transfer_leader(self, i: int) -> bool:
+        """etcd's move-leader: POST /v3/maintenance/transfer-leadership to the leader."""
+        try:
+            members = self._call(i, "POST", "/v3/cluster/member/list", {})["members"]
+            me = self.servers[i].name
+            others = [m["ID"] for m in members if m.get("name") != me]
+            self._call(i, "POST", "/v3/maintenance/transfer-leadership",
+                       {"targetID": self.rng.choice(others)}, timeout=10.0)
+        except Exception:  # noqa: BLE001 - reported as not transferred
+            return False
+        return True
 
     def responsive(self, i: int) -> bool:
         try:

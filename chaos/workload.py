@@ -42,9 +42,9 @@ class Workload:
         return time.monotonic() - self.t0
 
     def prepare(self) -> None:
-        n = len(self.system.servers)
+        members = self.system.initial
         for p in range(min(LOCK_CLIENTS, self.clients)):
-            self.owners[p] = self.system.prepare_client(p, p % n)
+            self.owners[p] = self.system.prepare_client(p, members[p % len(members)])
 
     def start(self) -> None:
         for p in range(self.clients):
@@ -83,7 +83,7 @@ class Workload:
     def _run(self, p: int) -> None:
         sysm = self.system
         rng = random.Random(self.seed * 1000 + p)
-        node = p % len(sysm.servers)
+        node = sysm.initial[p % len(sysm.initial)]  # clients stay on the initial servers
         seen: dict[str, tuple[Any, Any]] = {}  # key -> (value, meta) from this client's last read
         counter = itertools.count()
         owner = self.owners.get(p)

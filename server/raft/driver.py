@@ -62,6 +62,8 @@ from lictor.common.errors import (
 from lictor.common.fsutil import PRIVATE_FILE_MODE
 
 from .core import Config, RaftCore
+from .faults import FaultClock
+from .faults import installed as _fault_hook
 from .fsm import FSMProtocol
 from .logstore import (
     LogStore,
@@ -166,7 +168,11 @@ class RaftNode(Generic[F]):
         self.id = config.node_id
         self.fsm = fsm
         self.transport = transport
+        faults = _fault_hook()  # None unless a chaos test enabled the test-only hook
+        if faults is not None and (clock is None or isinstance(clock, SystemClock)):
+            clock = FaultClock(faults)  # the real clock, shifted by the hook (a test's stays)
         self._clock: Clock = clock or SystemClock()
+        self._fsync_seam: dict[str, Any] = {"fsync": faults.fsync} if faults else {}
         self._raft_dir: Path | None = None
         if config.data_dir is not None:
             self._raft_dir = Path(config.data_dir) / "raft"
@@ -214,9 +220,10 @@ class RaftNode(Generic[F]):
             from .filestore import FileLogStore, FileSnapshotStore, FileStableStore
 
             d = self._raft_dir
-            ls = ls or FileLogStore(d / "log")
-            st = st or FileStableStore(d / "stable")
-            ss = ss or FileSnapshotStore(d / "snapshots", retain=self.config.snapshot_retain)
+            kw = self._fsync_seam
+            ls = ls or FileLogStore(d / "log", **kw)
+            st = st or FileStableStore(d / "stable", **kw)
+            ss = ss or FileSnapshotStore(d / "snapshots", retain=self.config.snapshot_retain, **kw)
         return (ls or MemoryLogStore(), st or MemoryStableStore(),
                 ss or MemorySnapshotStore(retain=self.config.snapshot_retain))
 

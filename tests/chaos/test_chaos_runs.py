@@ -203,3 +203,99 @@ def test_etcd_five_members_long(tmp_path: Path) -> None:
     rc, s, err = chaos_run(tmp_path / "out", "--system", "etcd", "--servers", "5", "--duration", "120",
                            "--seed", "8", "--nemesis", "kill,pause,partition,restart-all", timeout=400)
     assert_passed(rc, s, err)
+
+
+# ----------------------------------------------------------------------------- issue 19: disk,
+# clock and membership faults
+
+
+NEW_KINDS = ["disk-full", "fsync-error", "power-loss", "grow", "torn-tail", "corrupt-middle", "grow", "clock-jump",
+             "clock-skew", "shrink", "stale-leader", "transfer-leader", "replace-server", "shrink",
+             "leave-rejoin"]
+NEW_FAULTS_SMOKE = ["--system", "lictor", "--duration", "135", "--seed", "19", "--quiet", "1,2",
+                    "--spare", "2", "--nemesis", ",".join(NEW_KINDS)]
+
+
+def test_lictor_new_faults_smoke(tmp_path: Path) -> None:
+    """The 2-minute smoke of every new fault kind (about 135 s of workload; the cluster grows
+    from 3 to 4 and 5 servers and shrinks back): linearizable, no lost write, and every server
+    did what each fault expects of it (a stopped Raft after EIO, a truncated torn tail, a
+    refusal naming the corrupt record, rejoining, leaving Raft...)."""
+    out = tmp_path / "out"
+    rc, s, err = chaos_run(out, *NEW_FAULTS_SMOKE, timeout=400)
+    assert_passed(rc, s, err)
+    assert s["checkers"]["fault_expectations"] is True and not s["fault_expectation_failures"]
+    missing = [k for k in NEW_KINDS if not s["faults"].get(k)]
+    assert not missing, f"kinds that never ran: {missing}; {s['faults']}"
+    assert s["skipped_faults"] == {}
+    faults_run = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
+    grown = [f["detail"]["size"] for f in faults_run if f["kind"] == "grow"]
+    assert grown[:2] == [4, 5], grown  # a 4th and a 5th server were added (the schedule may repeat)
+    for k in NEW_KINDS:  # availability is reported per fault kind
+        a = s["availability"][k]
+        assert a["windows"] >= 1 and 0.0 <= (a["acked_share"] or 0.0) <= 1.0
+    assert s["availability"]["none"]["acked_share"] > 0.9
+    # the tmpfs data directories were unmounted, the fault sockets removed
+    run = json.loads((out / "run.json").read_text())
+    mounts = Path("/proc/mounts").read_text()
+    assert str(out / "servers") not in mounts
+    assert not list(Path("/tmp").glob(f"lch-{run['run_id']}-*.sock"))
+    faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
+    corrupt = [f for f in faults if f["kind"] == "corrupt-middle" and f["detail"].get("corrupted")]
+    assert corrupt and all(f["detail"]["exit_code"] not in (None, 0) for f in corrupt)
+    stale = [f for f in faults if f["kind"] == "stale-leader"]
+    assert any(f["detail"]["believed_it_leads_throughout"] and f["detail"]["new_leader"] for f in stale), stale
+
+
+@pytest.mark.slow
+def test_lictor_power_loss_control_passes(tmp_path: Path) -> None:
+    """The control for the self-test below: the same whole-cluster fsync failure and power loss
+    against the correct build loses nothing acknowledged."""
+    rc, s, err = chaos_run(tmp_path / "out", "--system", "lictor", "--duration", "30", "--seed", "8",
+                           "--nemesis", "power-loss", timeout=300)
+    assert_passed(rc, s, err)
+    assert s["faults"].get("power-loss", 0) >= 1 and s["checkers"]["fault_expectations"] is True
+
+
+@pytest.mark.slow
+def test_lictor_lying_fsync_is_caught(tmp_path: Path) -> None:
+    """Self-test of the fsync faults: fsyncs that report success without syncing (the broken
+    build), on every server, then a whole-cluster power loss: acknowledged writes vanish and
+    the checkers must say so."""
+    rc, s, err = chaos_run(tmp_path / "out", "--system", "lictor", "--duration", "30", "--seed", "8",
+                           "--nemesis", "power-loss", "--broken", "lying-fsync", timeout=300)
+    assert rc == 1 and s["valid"] is False, json.dumps(s)
+    assert s["faults"].get("power-loss", 0) >= 1
+    assert (s["linearizable"] is False or s["lost_writes"] > 0
+            or s["checkers"]["catalog_converged"] is False), json.dumps(s)
+
+
+@pytest.mark.slow
+def test_lictor_stale_reads_under_a_stale_leader_are_caught(tmp_path: Path) -> None:
+    """Self-test of the clock faults: the same stale-leader fault with reads served locally
+    (?stale) must be reported non-linearizable; without --broken it passes (the smoke)."""
+    rc, s, err = chaos_run(tmp_path / "out", "--system", "lictor", "--duration", "30", "--seed", "4",
+                           "--nemesis", "stale-leader,clock-skew,clock-jump", "--broken", "stale-reads",
+                           timeout=300)
+    assert rc == 1 and s["linearizable"] is False, json.dumps(s)
+
+
+@pytest.mark.slow
+@needs_etcd
+def test_compare_with_etcd_same_nemesis(tmp_path: Path) -> None:
+    """Lictor and the etcd control under the same nemesis and seed in one invocation; the
+    summary puts their per-fault availability side by side."""
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "chaos", "run", "--out", str(out), "--system", "lictor",
+                        "--compare", "etcd", "--duration", "45", "--seed", "9", "--nemesis",
+                        "fsync-error,kill-leader,disk-full,partition,transfer-leader"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    s = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
+    assert p.returncode == 0 and s["valid"] is True, p.stderr[-4000:]
+    assert s["compare"] == ["lictor", "etcd"]
+    assert s["availability"]["disk-full"]["lictor"] and s["availability"]["disk-full"]["etcd"]
+    assert s["runs"]["lictor"]["faults"].get("fsync-error", 0) >= 1, s["runs"]["lictor"]["faults"]
+    assert s["availability"]["fsync-error"]["etcd"] is None  # no fault hook in etcd: skipped
+    assert s["runs"]["etcd"]["skipped_faults"].get("fsync-error", 0) >= 1
+    for name in ("lictor", "etcd"):
+        assert_cleaned_up(out / name)
