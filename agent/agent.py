@@ -39,7 +39,6 @@ from lictor.common.errors import ConfigError, NoLeaderError, NotFound, Validatio
 from lictor.common.fsutil import ensure_private_dir
 from lictor.common.servicedef import (CheckDefinition, ServiceDefinition, parse_check_definition,
                                       parse_service_definition)
-from lictor.common.tasks import spawn
 from lictor.common.tls import TLSManager
 from lictor.server import endpoints
 from lictor.server.acl.config import configure as configure_acl
@@ -48,6 +47,7 @@ from lictor.server.cluster import AutopilotConfig, Cluster, ClusterConfig, read_
 from lictor.server.leader import Member
 from lictor.server.members import left_servers
 from lictor.server.server import Server, ServerConfig
+from lictor.common.tasks import cancel_and_wait, spawn
 
 __all__ = ["Agent"]
 
@@ -422,13 +422,7 @@ class Agent:
         await self.membership.stop()
         if self.pool is not None:
             await self.pool.close()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_and_wait(self._tasks)
         await self.registry.stop()
         if getattr(self, "xds", None) is not None:
             await self.xds.stop()

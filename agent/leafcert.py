@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lictor.common.clock import Clock, SystemClock
 from lictor.common.errors import LictorError, ValidationError
-from lictor.common.tasks import spawn
+from lictor.common.tasks import cancel_and_wait, spawn
 from lictor.server.connect import ca
 from lictor.server.connect.leader import is_rate_limited
 
@@ -164,14 +164,8 @@ class LeafCertManager:
         return str(self.roots.get("ActiveRootID") or "") if self.roots else ""
 
     async def close(self) -> None:
-        tasks = [t for t in [self._roots_task, *(lf.task for lf in self._leaves.values())] if t is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_and_wait(t for t in [self._roots_task, *(lf.task for lf in self._leaves.values())]
+                              if t is not None)
         self._leaves.clear()
         self._roots_task = None
 

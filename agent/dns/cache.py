@@ -31,6 +31,7 @@ from typing import Any
 from lictor.agent.dns.config import DNSConfig
 from lictor.agent.dns.resolver import Fetch
 from lictor.common.errors import NotFound
+from lictor.common.tasks import cancel_and_wait
 
 __all__ = ["CatalogCache", "rpc_for"]
 
@@ -222,12 +223,5 @@ class CatalogCache:
 
     async def close(self) -> None:
         self.closed = True
-        tasks = [e.task for e in self._entries.values() if e.task is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_and_wait(e.task for e in self._entries.values() if e.task is not None)
         self._entries.clear()

@@ -20,6 +20,7 @@ import contextvars
 import json
 import logging
 import random
+from lictor.common.tasks import cancel_and_wait
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,13 +104,7 @@ class AgentCache:
     async def close(self) -> None:
         tasks = [e.task for e in self._entries.values() if e.task is not None]
         self._entries.clear()
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_and_wait(tasks)
 
     async def _run(self, ent: _Entry) -> None:
         failures = 0
