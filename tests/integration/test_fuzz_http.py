@@ -165,8 +165,11 @@ def settled(agent: Any) -> dict[str, Any]:
     return last
 
 
-#: The refusals Consul itself answers with 500 (an unknown ?dc), which clients expect as such.
-CONSUL_500 = (b"No path to datacenter",)
+#: The refusals Consul itself answers with 500, which clients expect as such: an unknown ?dc, and
+#: (issue 16, tests/integration/test_consul_compat.py) an unknown or malformed ?acquire session,
+#: a session for an unregistered node, force-leave of an unknown node.
+CONSUL_500 = (b"No path to datacenter", b"failed session lookup", b"invalid session", b"Missing node registration",
+              b"agent: No node found")
 
 
 def check(agent: Any, method: str, path: str, body: bytes | None) -> None:

@@ -125,6 +125,8 @@ class NS:
         if self.recorder is not None:
             self.recorder.kill()
             self.recorder.wait()
+            if self.recorder.stdout is not None:
+                self.recorder.stdout.close()  # else an unclosed pipe fails a later test's setup
         for h in self.hosts:
             h.sock.close()
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)

@@ -98,7 +98,11 @@ class OTLPCollector(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
         for rs in request.resource_spans:
             svc = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
-            for ss in rs.scope_spans:
+            # xds-protos ships an old copy of the OTLP protos into the same package as
+            # opentelemetry-proto, and whichever installs last wins: the field (number 2) is
+            # scope_spans in the new copy, instrumentation_library_spans in the old one
+            scopes = getattr(rs, "scope_spans", None)
+            for ss in scopes if scopes is not None else rs.instrumentation_library_spans:
                 for span in ss.spans:
                     self.spans.append((svc, span))
         return trace_service_pb2.ExportTraceServiceResponse()
