@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-ANCHOR = Path(os.environ.get("LICTOR_ENVOY_ANCHOR", str(REPO.parent.parent / "shared" / "anchors" / "envoy")))
+ANCHOR = Path(os.environ.get("LICTOR_ENVOY_ANCHOR", str(REPO.parent / "shared" / "anchors" / "envoy")))  # ../shared, beside the checkout
 LICTOR = [sys.executable, "-m", "lictor.cli.main"]
 
 
