@@ -34,16 +34,22 @@ acl {{
 '''
 
 
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    d = tmp_path_factory.mktemp("acl")
+def start_acl_agent(d: Path) -> AgentProcess:
+    """A dev agent with CONFIG's ACLs (default deny), once the leader has created the initial
+    management token (on its first round)."""
     (d / "acl.hcl").write_text(CONFIG)
     a = AgentProcess(d, "-config-file", str(d / "acl.hcl")).start()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # the leader creates the initial tokens on its first round
+    while time.monotonic() < deadline:
         if a.request("GET", "/v1/acl/token/self", headers={"X-Consul-Token": MGMT})[0] == 200:
             break
         time.sleep(0.05)
+    return a
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    a = start_acl_agent(tmp_path_factory.mktemp("acl"))
     # the agent token: what anti-entropy uses for this node's registration
     p = call(a, "PUT", "/v1/acl/policy", {"Name": "agent", "Rules": 'node_prefix "" { policy = "write" }\n'
                                            'service_prefix "" { policy = "write" }'})

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from .conftest import AgentProcess
-from .test_acl import AGENT_TOKEN, CONFIG, MGMT, call, req, token_with
+from .test_acl import AGENT_TOKEN, MGMT, call, req, start_acl_agent, token_with
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +22,7 @@ NODE = "lictor-test"  # the test agent's node name (conftest)
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    d = tmp_path_factory.mktemp("aclbypass")
-    (d / "acl.hcl").write_text(CONFIG)
-    a = AgentProcess(d, "-config-file", str(d / "acl.hcl")).start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if a.request("GET", "/v1/acl/token/self", headers={"X-Consul-Token": MGMT})[0] == 200:
-            break
-        time.sleep(0.05)
+    a = start_acl_agent(tmp_path_factory.mktemp("aclbypass"))
     # the agent token may write this node but no service: a service syncs only with its own token
     p = call(a, "PUT", "/v1/acl/policy", {"Name": "agent", "Rules": f'node "{NODE}" {{ policy = "write" }}'})
     call(a, "PUT", "/v1/acl/token", {"SecretID": AGENT_TOKEN, "Policies": [{"ID": p["ID"]}]})

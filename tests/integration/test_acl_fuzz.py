@@ -6,7 +6,6 @@ refusal changes nothing; no body gives a 500."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import AgentProcess
-from .test_acl import CONFIG, MGMT, call, req, token_with
+from .test_acl import call, req, start_acl_agent, token_with
 
 pytestmark = pytest.mark.integration
 
@@ -24,14 +23,7 @@ ALLOWED = {"fz-web", "fz-web-sidecar-proxy"}
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    d = tmp_path_factory.mktemp("aclfuzz")
-    (d / "acl.hcl").write_text(CONFIG)
-    a = AgentProcess(d, "-config-file", str(d / "acl.hcl")).start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if a.request("GET", "/v1/acl/token/self", headers={"X-Consul-Token": MGMT})[0] == 200:
-            break
-        time.sleep(0.05)
+    a = start_acl_agent(tmp_path_factory.mktemp("aclfuzz"))
     call(a, "PUT", "/v1/agent/service/register",
          {"Name": "fz-db", "ID": "fz-db-id", "Port": 5432, "Check": {"CheckID": "fz-db-chk", "TTL": "60s"}})
     yield a

@@ -11,7 +11,6 @@ here (or an entry in ``NO_NAMED_RESOURCE`` saying why no field of it names a res
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from .conftest import AgentProcess
-from .test_acl import AGENT_TOKEN, CONFIG, MGMT, call, req, token_with
+from .test_acl import AGENT_TOKEN, MGMT, call, req, start_acl_agent, token_with
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +27,7 @@ NODE = "lictor-test"
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    d = tmp_path_factory.mktemp("aclmatrix")
-    (d / "acl.hcl").write_text(CONFIG)
-    a = AgentProcess(d, "-config-file", str(d / "acl.hcl")).start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if a.request("GET", "/v1/acl/token/self", headers={"X-Consul-Token": MGMT})[0] == 200:
-            break
-        time.sleep(0.05)
+    a = start_acl_agent(tmp_path_factory.mktemp("aclmatrix"))
     p = call(a, "PUT", "/v1/acl/policy", {"Name": "agent", "Rules": 'node_prefix "" { policy = "write" }\n'
                                            'service_prefix "" { policy = "write" }'})
     call(a, "PUT", "/v1/acl/token", {"SecretID": AGENT_TOKEN, "Policies": [{"ID": p["ID"]}]})
